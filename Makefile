@@ -1,0 +1,53 @@
+# tpuserve developer entry points. The two that matter to a newcomer:
+#   make demo   the main job: local cluster + operator + JetStream server + a real benchmark (set-up included)
+#   make test   everything CI runs: set-up, lint, type check, all test tiers
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: setup tools jetstream lint test test-unit cluster-up cluster-down crds demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[bench,convert,test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+# Test-cluster binaries (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm),
+# built once per version into ~/.cache/tpuserve-tools.
+tools:
+	bash tests/cluster/build-tools.sh >/dev/null
+
+# JetStream 0.2.2 (the upstream server and client the tests compare against) in its own cached venv.
+jetstream:
+	bash tests/jetstream/setup-venv.sh >/dev/null
+
+lint: setup
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+test-unit: setup
+	$(VENV)/bin/pytest -m "not cluster and not jetstream" tests
+
+test: setup tools jetstream lint
+	$(VENV)/bin/pytest tests
+
+crds: setup
+	$(VENV)/bin/tpuserve crds --output crds --docs docs/api.md
+
+cluster-up: setup tools
+	$(PY) -m tests.cluster.harness up
+
+cluster-down: setup
+	$(PY) -m tests.cluster.harness down
+
+demo: setup tools jetstream
+	$(PY) -m tests.demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

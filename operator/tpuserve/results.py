@@ -1,0 +1,97 @@
+"""The one benchmark results model, shared by the writer (`tpuserve bench`) and the reader (the operator).
+
+`BenchmarkSummary` is the compact, versioned summary (<= 4 KiB as JSON) that the benchmark writes to the
+container's termination-message file and that the operator copies into `BenchmarkRun.status.results`.
+Field names are camelCase on the wire (Kubernetes convention); Python code uses snake_case.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SUMMARY_SCHEMA_VERSION = "tpuserve.dev/bench-summary/v1"
+# Kubernetes truncates a termination message at 4096 bytes; the summary must fit whole.
+SUMMARY_MAX_BYTES = 4096
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class LatencyStats(CamelModel):
+    """Distribution of one latency, in milliseconds (numpy linear-interpolation percentiles)."""
+
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+
+class Goodput(CamelModel):
+    """Requests that met every configured SLO (TTFT and/or decode TPOT)."""
+
+    requests: int = Field(ge=0, description="Successful requests that met every SLO.")
+    share: float = Field(ge=0, le=1, description="requests / successful requests.")
+    rate: float = Field(ge=0, description="requests / benchmark duration, per second.")
+
+
+class StageResults(CamelModel):
+    """The figures of one load stage (one request rate or concurrency)."""
+
+    request_rate: float | None = Field(default=None, description="Poisson arrival rate (req/s); null = all at once.")
+    concurrency: int | None = Field(default=None, description="Closed-loop concurrency, when used.")
+    successful_requests: int = Field(ge=0)
+    failed_requests: int = Field(ge=0)
+    duration_seconds: float = Field(ge=0, description="First request sent to last response received.")
+    total_input_tokens: int = Field(ge=0)
+    total_output_tokens: int = Field(ge=0)
+    request_throughput: float = Field(ge=0, description="Successful requests per second.")
+    input_throughput: float = Field(ge=0, description="Input tokens per second.")
+    output_throughput: float = Field(ge=0, description="Output tokens per second.")
+    ttft_ms: LatencyStats | None = Field(default=None, description="Time to first token.")
+    tpot_ms: LatencyStats | None = Field(
+        default=None, description="JetStream's TPOT: end-to-end latency / output tokens (TTFT included)."
+    )
+    decode_tpot_ms: LatencyStats | None = Field(
+        default=None, description="Decode TPOT: (latency - TTFT) / (output tokens - 1)."
+    )
+    itl_ms: LatencyStats | None = Field(default=None, description="Inter-token latency per stream message.")
+    latency_ms: LatencyStats | None = Field(default=None, description="End-to-end request latency.")
+    goodput: Goodput | None = None
+    errors: dict[str, int] = Field(default_factory=dict, description="Failed requests by gRPC status code.")
+
+
+class StageBrief(CamelModel):
+    """One sweep stage, abbreviated so that a whole sweep fits the 4 KiB summary."""
+
+    request_rate: float | None = None
+    concurrency: int | None = None
+    successful_requests: int = Field(ge=0)
+    failed_requests: int = Field(ge=0)
+    request_throughput: float = Field(ge=0)
+    output_throughput: float = Field(ge=0)
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    decode_tpot_p50_ms: float | None = None
+
+
+class BenchmarkSummary(StageResults):
+    """The compact result of a whole run: the headline stage in full, every sweep stage in brief."""
+
+    schema_version: str = Field(default=SUMMARY_SCHEMA_VERSION, description="Summary format version.")
+    stages: list[StageBrief] = Field(default_factory=list, description="Every stage, for sweeps.")
+    results_uri: str | None = Field(default=None, description="Where the full results were written.")
+    message: str | None = Field(default=None, description="Why the run failed or ended early, if it did.")
+
+    def to_termination_message(self) -> str:
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        if len(text.encode()) > SUMMARY_MAX_BYTES:
+            raise ValueError(f"benchmark summary is {len(text.encode())} bytes, over {SUMMARY_MAX_BYTES}")
+        return text
+
+    @classmethod
+    def from_termination_message(cls, text: str) -> BenchmarkSummary:
+        return cls.model_validate_json(text)
