@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup tools jetstream lint test test-unit cluster-up cluster-down crds demo clean
+.PHONY: system-deps setup tools jetstream lint test test-unit cluster-up cluster-down crds demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
+
+# Debian packages the tests need (prometheus, openssl).
+system-deps:
+	bash tests/system-deps.sh
 
 # Test-cluster binaries (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm),
 # built once per version into ~/.cache/tpuserve-tools.
@@ -34,7 +38,7 @@ lint: setup
 test-unit: setup
 	$(VENV)/bin/pytest -m "not cluster and not jetstream" tests
 
-test: setup tools jetstream lint
+test: system-deps setup tools jetstream lint
 	$(VENV)/bin/pytest tests
 
 crds: setup
@@ -46,7 +50,7 @@ cluster-up: setup tools
 cluster-down: setup
 	$(PY) -m tests.cluster.harness down
 
-demo: setup tools jetstream
+demo: system-deps setup tools jetstream
 	$(PY) -m tests.demo
 
 clean:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Obtain the test-cluster binaries for one pinned Kubernetes version, cached outside the repo.
 # Idempotent: each binary is built only when missing from the cache.
-#   kube-apiserver, kube-controller-manager, kube-scheduler  <- k8s.io/kubernetes via the Go module proxy
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl <- k8s.io/kubernetes (Go module proxy)
 #   etcd                                                     <- go.etcd.io/etcd/server/v3
 #   kwok                                                     <- sigs.k8s.io/kwok
 #   helm                                                     <- helm.sh/helm/v3
@@ -20,7 +20,7 @@ log() { printf '[build-tools] %s\n' "$*" >&2; }
 
 build_k8s() {
   local need=()
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$BIN/$b" ] || need+=("k8s.io/kubernetes/cmd/$b")
   done
   [ ${#need[@]} -eq 0 ] && return 0
@@ -36,7 +36,8 @@ build_k8s() {
     for m in $(sed -n 's|.*\(k8s.io/[^ ]*\) => ./staging/.*|\1|p' "$gomod"); do
       go mod edit -replace="$m=$m@v0.${K8S_VERSION#1.}"
     done
-    go get "k8s.io/kubernetes@v$K8S_VERSION" >&2
+    # `go get` of the command packages (not just the module) records every module their imports need.
+    go get "${need[@]/%/@v$K8S_VERSION}" >&2
     go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
       -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" \
       -o "$BIN/" "${need[@]}" >&2

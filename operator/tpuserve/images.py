@@ -1,0 +1,32 @@
+"""Default workload images: the one place their names and tags live.
+
+The API defaults, the operator's settings, the Helm chart's values (sync-tested) and docs/images.md use
+these. Google's images are the ones GKE's JetStream tutorials run; ours are built from images/.
+"""
+
+from __future__ import annotations
+
+from tpuserve import __version__
+
+PROJECT_REGISTRY = "ghcr.io/tpuserve"
+GOOGLE_INFERENCE_REGISTRY = "us-docker.pkg.dev/cloud-tpu-images/inference"
+
+# This project's images (images/*.Dockerfile); tagged with the package version.
+OPERATOR_IMAGE = f"{PROJECT_REGISTRY}/operator:{__version__}"
+BENCH_IMAGE = f"{PROJECT_REGISTRY}/bench:{__version__}"
+CONVERTER_IMAGE = f"{PROJECT_REGISTRY}/converter:{__version__}"
+# MaxText's JetStream server built from a pinned MaxText release (newer metrics, first-token streaming).
+SERVER_IMAGE = f"{PROJECT_REGISTRY}/maxengine-server:{__version__}"
+
+# Google's prebuilt images (mid-2024): the default server, as in GKE's samples.
+GOOGLE_SERVER_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/maxengine-server:v0.2.2"
+GOOGLE_HTTP_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/jetstream-http:v0.2.2"
+GOOGLE_CHECKPOINT_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/inference-checkpoint:v0.2.4"
+
+# Images whose containers run `tpuserve` itself (the local test node runs these as real processes).
+TPUSERVE_WORKLOAD_REPOSITORIES = (f"{PROJECT_REGISTRY}/bench", f"{PROJECT_REGISTRY}/converter")
+
+
+def is_tpuserve_workload_image(image: str) -> bool:
+    repository = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@", 1)[0]
+    return repository in TPUSERVE_WORKLOAD_REPOSITORIES
