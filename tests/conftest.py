@@ -1,3 +1,3 @@
-"""Shared pytest plugins: the local Kubernetes test cluster and the GCS emulator."""
+"""Shared pytest plugins: the local Kubernetes test cluster, the GCS emulator and JetStream servers."""
 
-pytest_plugins = ["tests.cluster.fixtures", "tests.gcs_fixtures"]
+pytest_plugins = ["tests.cluster.fixtures", "tests.gcs_fixtures", "tests.jetstream.fixtures"]
