@@ -1,1 +1,119 @@
-"""Pytest fixtures for a local GCS API emulator (filled in by the converter work, issue 6)."""
+"""Pytest fixtures for a real GCS JSON-API emulator (PyPI `gcp-storage-emulator`) in a subprocess.
+
+- `gcs_emulator` (session): starts the emulator on a free loopback port, in memory, sets
+  `STORAGE_EMULATOR_HOST` (google-cloud-storage then talks to it with anonymous credentials) and yields the
+  endpoint `http://127.0.0.1:PORT`; stops it and restores the environment at the end.
+- `gcs_client` (function): a `google.cloud.storage.Client` for the emulator (anonymous, project `GCS_PROJECT`).
+- `gcs_bucket` (function): the name of a fresh, empty bucket, emptied and deleted after the test.
+
+What the emulator (2026.7.x) does, read from its source: simple, multipart and resumable uploads (so
+`Blob.upload_from_filename` of any size works); listing with `prefix` and `delimiter` (returns `prefixes`);
+`Range: bytes=a-b` downloads (206); md5/crc32c computed on upload and returned on objects. It serves one
+request at a time (`http.server.HTTPServer`, not threading), so parallel clients are correct but not faster.
+
+`running_gcs_emulator()` is the same thing as a context manager for scripts (tests/perf).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+GCS_PROJECT = "tpuserve-test"
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+_START_TIMEOUT_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_serving(endpoint: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gcp-storage-emulator exited with code {process.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/storage/v1/b?project={GCS_PROJECT}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gcp-storage-emulator did not answer on {endpoint} within {_START_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_gcs_emulator() -> Iterator[str]:
+    """Start the emulator in a subprocess, set STORAGE_EMULATOR_HOST, yield its endpoint; undo both after."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--in-memory", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    previous = os.environ.get(EMULATOR_ENV)
+    try:
+        _wait_until_serving(endpoint, process, time.monotonic() + _START_TIMEOUT_S)
+        os.environ[EMULATOR_ENV] = endpoint
+        yield endpoint
+    finally:
+        if previous is None:
+            os.environ.pop(EMULATOR_ENV, None)
+        else:
+            os.environ[EMULATOR_ENV] = previous
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def make_client(endpoint: str) -> Any:
+    """A google-cloud-storage client for the emulator at `endpoint` (anonymous credentials)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project=GCS_PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": endpoint},
+    )
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    with running_gcs_emulator() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def gcs_client(gcs_emulator: str) -> Any:
+    return make_client(gcs_emulator)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_client: Any) -> Iterator[str]:
+    name = f"tpuserve-test-{uuid.uuid4().hex[:12]}"
+    bucket = gcs_client.create_bucket(name)
+    yield name
+    for blob in gcs_client.list_blobs(name):
+        blob.delete()
+    bucket.delete()
