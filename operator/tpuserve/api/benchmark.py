@@ -1,0 +1,344 @@
+"""BenchmarkRun: one benchmark of one server. The spec is immutable (a re-run is a new object); the results
+land in status (the benchmark's own summary, copied verbatim) and in Prometheus."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
+
+from tpuserve import images
+from tpuserve.api.conventions import (
+    AGE_COLUMN,
+    DURATION_PATTERN,
+    GCS_URI_PATTERN,
+    ApiModel,
+    CelRule,
+    Condition,
+    KindInfo,
+    ObjectRef,
+    PrinterColumn,
+    ResourceRequirements,
+    Toleration,
+    cel_rules,
+    conditions_field,
+    exactly_one_of,
+    immutable,
+    nested_default,
+    parse_duration,
+)
+from tpuserve.results import BenchmarkSummary
+
+INFINITE_RATE = "inf"
+# A request rate written as a string: "inf" (all requests at once) or a positive decimal ("2.5").
+# (the pattern refuses zero: a digit 1-9 must appear before or after the point).
+RATE_STRING_PATTERN = r"^(inf|[0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]*\.[0-9]*[1-9][0-9]*)$"
+_RATE_CEL = CelRule(
+    rule="type(self) != int || self > 0",
+    message='a request rate must be a positive number of requests per second or "inf"',
+)
+
+# Requests per second: a positive integer, a positive decimal string ("2.5"), or "inf".
+RequestRate = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": RATE_STRING_PATTERN,
+            "maxLength": 32,
+            "description": "Requests per second (Poisson arrivals): a positive integer, a decimal string such as "
+            '"2.5", or "inf" to send every request at once.',
+            **cel_rules(_RATE_CEL),
+        }
+    ),
+]
+
+
+def rate_per_second(rate: int | str) -> float:
+    """A RequestRate as a float (math.inf for "inf")."""
+    if rate == INFINITE_RATE:
+        return math.inf
+    value = float(rate)
+    if isinstance(rate, str) and not re.fullmatch(RATE_STRING_PATTERN, rate):
+        raise ValueError(f"request rate {rate!r} is not a number or 'inf'")
+    if value <= 0:
+        raise ValueError(f"request rate {rate!r} must be positive")
+    return value
+
+
+class TargetSpec(ApiModel):
+    """A JetStream gRPC endpoint not managed by an InferenceServer."""
+
+    host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
+    port: int = Field(default=9000, ge=1, le=65535, description="gRPC port.")
+
+
+class DatasetName(StrEnum):
+    OPENORCA = "openorca"  # MLPerf's 1000-row Llama2 calibration pickle (the manual's dataset)
+    SHAREGPT = "sharegpt"  # ShareGPT conversations JSON, turns 0 and 1
+    SYNTHETIC = "synthetic"  # random token prompts of fixed lengths, no file needed
+
+
+class SyntheticLengths(ApiModel):
+    input_length: int = Field(ge=1, le=131072, description="Prompt length in tokens.")
+    output_length: int = Field(ge=1, le=131072, description="Requested output length in tokens.")
+
+
+class DatasetSpec(ApiModel):
+    name: DatasetName = Field(default=DatasetName.OPENORCA, description="openorca, sharegpt or synthetic.")
+    path: str | None = Field(
+        default=None,
+        pattern=r"^(gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/.+|/.+)$",
+        max_length=1024,
+        description="Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
+        "image's copy of the named dataset.",
+    )
+    synthetic: SyntheticLengths | None = Field(default=None, description="Prompt and output lengths (synthetic only).")
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            CelRule(
+                rule="self.name == 'synthetic' ? has(self.synthetic) : !has(self.synthetic)",
+                message="spec.dataset.synthetic is required when spec.dataset.name is synthetic, and only then",
+                field_path=".synthetic",
+            ),
+            CelRule(
+                rule="self.name != 'synthetic' || !has(self.path)",
+                message="spec.dataset.path does not apply to the synthetic dataset",
+                field_path=".path",
+            ),
+        )
+    }
+
+    @model_validator(mode="after")
+    def _synthetic(self) -> DatasetSpec:
+        if (self.name == DatasetName.SYNTHETIC) != (self.synthetic is not None):
+            raise ValueError("dataset.synthetic is required when dataset.name is synthetic, and only then")
+        if self.name == DatasetName.SYNTHETIC and self.path is not None:
+            raise ValueError("dataset.path does not apply to the synthetic dataset")
+        return self
+
+
+class SweepSpec(ApiModel):
+    rates: list[RequestRate] = Field(
+        min_length=1, max_length=32, description="Request rates, one stage each, in order."
+    )
+
+
+class Warmup(StrEnum):
+    NONE = "none"
+    SAMPLED = "sampled"  # one prompt per length bucket, sent twice, before measuring
+    FULL = "full"  # every prompt once before measuring
+
+
+class SloSpec(ApiModel):
+    """Service-level objectives for goodput: a request counts if it meets every one set."""
+
+    ttft_ms: float | None = Field(default=None, gt=0, description="Time to first token, milliseconds.")
+    tpot_ms: float | None = Field(
+        default=None, gt=0, description="Decode time per output token, (latency - TTFT) / (tokens - 1), milliseconds."
+    )
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            CelRule(rule="has(self.ttftMs) || has(self.tpotMs)", message="spec.slo: set ttftMs, tpotMs or both")
+        )
+    }
+
+
+LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
+
+
+class BenchmarkRunSpec(ApiModel):
+    server_ref: ObjectRef | None = Field(default=None, description="InferenceServer in this namespace to benchmark.")
+    target: TargetSpec | None = Field(default=None, description="A gRPC endpoint to benchmark instead of serverRef.")
+    dataset: DatasetSpec = Field(
+        default_factory=DatasetSpec, description="Prompts to send.", json_schema_extra=nested_default(DatasetSpec)
+    )
+    tokenizer_path: str | None = Field(
+        default=None, min_length=1, description="Tokenizer for prompts and outputs; default the server's."
+    )
+    num_prompts: int = Field(default=1000, ge=1, le=1_000_000, description="Prompts sampled from the dataset.")
+    max_output_length: int = Field(default=1024, ge=1, le=131072, description="Cap on tokens requested per prompt.")
+    max_input_length: int | None = Field(
+        default=None, ge=1, le=131072, description="Drop prompts longer than this many tokens."
+    )
+    request_rate: RequestRate | None = Field(
+        default=None, description='Constant Poisson request rate; default "inf" when no load shape is set.'
+    )
+    sweep: SweepSpec | None = Field(default=None, description="A stage per request rate, instead of requestRate.")
+    concurrency: int | None = Field(
+        default=None, ge=1, le=100000, description="Closed loop with this many requests in flight, instead of a rate."
+    )
+    warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
+    seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
+    slo: SloSpec | None = Field(default=None, description="SLOs for goodput.")
+    output: str | None = Field(
+        default=None,
+        pattern=GCS_URI_PATTERN,
+        max_length=1024,
+        description="gs:// prefix for the full results (and request outputs); status keeps the summary.",
+    )
+    save_request_outputs: bool = Field(default=False, description="Also write every request's output (needs output).")
+    timeout: str = Field(
+        default="2h",
+        min_length=2,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description="Give up after this long (e.g. 30m, 2h, 1h30m); the run fails with what it measured.",
+    )
+    image: str = Field(default=images.BENCH_IMAGE, min_length=1, description="Benchmark image.")
+    resources: ResourceRequirements | None = Field(default=None, description="Benchmark container resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the benchmark pod must match.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the benchmark pod.")
+    service_account_name: str | None = Field(
+        default=None, min_length=1, description="ServiceAccount of the benchmark pod (Workload Identity for gs://)."
+    )
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the benchmark pod.")
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            immutable("spec", "create a new BenchmarkRun to run again"),
+            exactly_one_of("serverRef", "target", "spec"),
+            CelRule(
+                rule="[" + ", ".join(f"has(self.{f})" for f in LOAD_FIELDS) + "].filter(x, x).size() <= 1",
+                message="spec: set at most one of requestRate, sweep or concurrency",
+            ),
+            CelRule(
+                rule="!self.saveRequestOutputs || has(self.output)",
+                message="spec.saveRequestOutputs needs spec.output (a gs:// prefix to write them to)",
+                field_path=".saveRequestOutputs",
+            ),
+        )
+    }
+
+    @field_validator("request_rate")
+    @classmethod
+    def _rate(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            rate_per_second(value)
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BenchmarkRunSpec:
+        if (self.server_ref is None) == (self.target is None):
+            raise ValueError("set exactly one of serverRef or target")
+        if sum(x is not None for x in (self.request_rate, self.sweep, self.concurrency)) > 1:
+            raise ValueError("set at most one of requestRate, sweep or concurrency")
+        if self.save_request_outputs and self.output is None:
+            raise ValueError("saveRequestOutputs needs output")
+        for rate in self.sweep.rates if self.sweep else []:
+            rate_per_second(rate)
+        return self
+
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+    def request_rates(self) -> list[float] | None:
+        """The Poisson rates of each stage, or None for a concurrency run (math.inf = all at once)."""
+        if self.concurrency is not None:
+            return None
+        if self.sweep is not None:
+            return [rate_per_second(r) for r in self.sweep.rates]
+        return [rate_per_second(self.request_rate if self.request_rate is not None else INFINITE_RATE)]
+
+
+class BenchmarkPhase(StrEnum):
+    PENDING = "Pending"  # accepted, nothing created yet
+    WAITING_FOR_SERVER = "WaitingForServer"  # the InferenceServer is not Ready yet
+    RUNNING = "Running"  # the benchmark Job is running
+    SUCCEEDED = "Succeeded"  # results are in status
+    FAILED = "Failed"  # `message` says why; partial results may be in status
+
+
+class BenchmarkConditionType(StrEnum):
+    SERVER_READY = "ServerReady"  # the server to measure answered ready
+    COMPLETE = "Complete"  # the benchmark Job finished and its results were recorded
+    FAILED = "Failed"  # the run failed (Job failed, timed out, or the server never became ready)
+
+
+class MeasuredServer(ApiModel):
+    """What was measured, recorded when the run starts so that results stay comparable later."""
+
+    name: str | None = Field(default=None, description="InferenceServer name, or host:port of a target.")
+    endpoint: str | None = Field(default=None, description="gRPC host:port the benchmark dialled.")
+    model: str | None = Field(default=None, description="Llama model served.")
+    accelerator: str | None = Field(default=None, description="GKE accelerator label value.")
+    topology: str | None = Field(default=None, description="TPU slice topology.")
+    chips: int | None = Field(default=None, ge=0, description="TPU chips serving (per replica).")
+    machine_type: str | None = Field(default=None, description="GKE machine type.")
+    replicas: int | None = Field(default=None, ge=0, description="Server replicas behind the endpoint.")
+    image: str | None = Field(default=None, description="Server image.")
+    engine_args: list[str] = Field(default_factory=list, description="MaxText key=value arguments of the server.")
+
+
+class BenchmarkRunStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation last reconciled.")
+    phase: BenchmarkPhase | None = Field(
+        default=None, description="Pending, WaitingForServer, Running, Succeeded or Failed."
+    )
+    conditions: list[Condition] = conditions_field()
+    job_name: str | None = Field(default=None, description="Name of the benchmark Job.")
+    start_time: datetime | None = Field(default=None, description="When the benchmark Job started.")
+    completion_time: datetime | None = Field(default=None, description="When the benchmark finished.")
+    server: MeasuredServer | None = Field(default=None, description="The server measured.")
+    results: BenchmarkSummary | None = Field(
+        default=None, description="The benchmark's summary: the headline stage in full, sweep stages in brief."
+    )
+    results_uri: str | None = Field(
+        default=None, alias="resultsURI", description="Where the full results were written (gs://)."
+    )
+    cost_per_million_output_tokens: float | None = Field(
+        default=None, ge=0, description="USD per million output tokens at the measured throughput (on-demand price)."
+    )
+    roofline_efficiency: float | None = Field(
+        default=None, ge=0, description="Output throughput / memory-bound decode ceiling for this slice and batch."
+    )
+    message: str | None = Field(default=None, description="Human-readable state, or why the run failed.")
+
+
+class BenchmarkRun(ApiModel, KindInfo):
+    """One benchmark of one JetStream server; immutable, so a re-run is a new object."""
+
+    KIND: ClassVar[str] = "BenchmarkRun"
+    PLURAL: ClassVar[str] = "benchmarkruns"
+    SINGULAR: ClassVar[str] = "benchmarkrun"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bench",)
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForServer, Running, Succeeded, Failed."),
+        PrinterColumn("Server", "string", ".status.server.name", "Server measured."),
+        PrinterColumn("Req/s", "number", ".status.results.requestThroughput", "Successful requests per second."),
+        PrinterColumn("Output tok/s", "number", ".status.results.outputThroughput", "Output tokens per second."),
+        PrinterColumn("TTFT p50 ms", "number", ".status.results.ttftMs.median", "Median time to first token."),
+        PrinterColumn(
+            "TPOT p50 ms", "number", ".status.results.tpotMs.median", "Median JetStream TPOT (latency / tokens)."
+        ),
+        PrinterColumn(
+            "Decode TPOT p50 ms",
+            "number",
+            ".status.results.decodeTpotMs.median",
+            "Median decode time per output token.",
+            priority=1,
+        ),
+        PrinterColumn(
+            "$/M tok", "number", ".status.costPerMillionOutputTokens", "USD per million output tokens.", priority=1
+        ),
+        PrinterColumn("Roofline", "number", ".status.rooflineEfficiency", "Share of the decode ceiling.", priority=1),
+        AGE_COLUMN,
+    )
+
+    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
+    kind: Literal["BenchmarkRun"] = "BenchmarkRun"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: BenchmarkRunSpec
+    status: BenchmarkRunStatus | None = None

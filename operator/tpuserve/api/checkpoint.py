@@ -1,0 +1,191 @@
+"""LlamaCheckpoint: a Meta-format Llama checkpoint in GCS, converted by a Job into MaxText checkpoints in GCS."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from tpuserve import images, llama
+from tpuserve.api import catalog
+from tpuserve.api.conventions import (
+    AGE_COLUMN,
+    GCS_URI_PATTERN,
+    ApiModel,
+    Condition,
+    KindInfo,
+    PrinterColumn,
+    Quantity,
+    ResourceRequirements,
+    Toleration,
+    conditions_field,
+    nested_default,
+)
+
+
+class WeightDtype(StrEnum):
+    BFLOAT16 = "bfloat16"
+    FLOAT32 = "float32"
+
+
+class Quantization(StrEnum):
+    """MaxText `quantization` modes (AQT): int8 weights+activations, weight-only int8/int4, fp8."""
+
+    INT8 = "int8"
+    INT8W = "int8w"
+    INT4W = "int4w"
+    FP8 = "fp8"
+
+
+class ConverterPreset(StrEnum):
+    """Which conversion image (and argument convention) the Job runs."""
+
+    TPUSERVE = "tpuserve"  # this project's converter image: `tpuserve convert run ...`
+    INFERENCE_CHECKPOINT = "inference-checkpoint"  # Google's GKE-tutorial image
+
+
+PRESET_IMAGES: dict[ConverterPreset, str] = {
+    ConverterPreset.TPUSERVE: images.CONVERTER_IMAGE,
+    ConverterPreset.INFERENCE_CHECKPOINT: images.GOOGLE_CHECKPOINT_IMAGE,
+}
+
+# Conversion holds the checkpoint about twice over, in float32 on the way: ~8 bytes per parameter,
+# rounded up to 16 GiB steps. That gives the 64 GiB GKE's tutorials use for Llama2-7B.
+CONVERTER_BYTES_PER_PARAMETER = 8
+CONVERTER_MEMORY_STEP_GIB = 16
+CONVERTER_DEFAULT_CPU = "4"
+
+
+def default_converter_memory_gib(model: str) -> int:
+    needed_gib = llama.arch(model).num_parameters * CONVERTER_BYTES_PER_PARAMETER / 2**30
+    return math.ceil(needed_gib / CONVERTER_MEMORY_STEP_GIB) * CONVERTER_MEMORY_STEP_GIB
+
+
+class ConverterSpec(ApiModel):
+    """How the conversion Job runs (it needs no TPU: put it on a CPU pool with enough memory)."""
+
+    preset: ConverterPreset = Field(
+        default=ConverterPreset.TPUSERVE,
+        description="Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
+        "`inference-checkpoint` (Google's GKE-tutorial image).",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"Container image; default by preset: tpuserve → {images.CONVERTER_IMAGE}, "
+        f"inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description="Container resources; default requests and limits memory sized from the model "
+        "(64Gi for llama2-7b) and 4 CPUs.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the Job's pod.")
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
+        "and write access to `output`).",
+    )
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the Job's pod.")
+
+    def effective_image(self) -> str:
+        return self.image or PRESET_IMAGES[self.preset]
+
+
+class LlamaCheckpointSpec(ApiModel):
+    model: str = Field(
+        default=catalog.DEFAULT_MODEL,
+        description="Llama model (MaxText model_name); decides the architecture the converter expects.",
+        json_schema_extra=catalog.model_schema(),
+    )
+    source: str = Field(
+        pattern=GCS_URI_PATTERN,
+        max_length=1024,
+        description="gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model).",
+    )
+    output: str = Field(
+        pattern=GCS_URI_PATTERN,
+        max_length=1024,
+        description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it).",
+    )
+    weight_dtype: WeightDtype = Field(default=WeightDtype.BFLOAT16, description="Dtype of the converted weights.")
+    quantization: Quantization | None = Field(
+        default=None, description="Quantize the weights while converting (MaxText AQT mode); default none."
+    )
+    converter: ConverterSpec = Field(
+        default_factory=ConverterSpec,
+        description="How the conversion Job runs.",
+        json_schema_extra=nested_default(ConverterSpec),
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        return catalog.check_model(value)
+
+    def converter_resources(self) -> ResourceRequirements:
+        """The user's resources, or the default sized from the model."""
+        if self.converter.resources is not None:
+            return self.converter.resources
+        memory: Quantity = f"{default_converter_memory_gib(self.model)}Gi"
+        return ResourceRequirements(
+            requests={"memory": memory, "cpu": CONVERTER_DEFAULT_CPU}, limits={"memory": memory}
+        )
+
+
+class CheckpointPhase(StrEnum):
+    PENDING = "Pending"  # accepted, conversion Job not started yet
+    CONVERTING = "Converting"  # the conversion Job is running
+    READY = "Ready"  # the unscanned checkpoint exists and can be served
+    FAILED = "Failed"  # conversion failed; `message` says why (a spec change retries)
+
+
+class CheckpointConditionType(StrEnum):
+    CONVERTED = "Converted"  # the conversion Job finished (True) or failed (False)
+    READY = "Ready"  # unscannedPath holds a loadable checkpoint
+
+
+class LlamaCheckpointStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation last reconciled.")
+    phase: CheckpointPhase | None = Field(default=None, description="Pending, Converting, Ready or Failed.")
+    conditions: list[Condition] = conditions_field()
+    scanned_path: str | None = Field(default=None, description="gs:// path of the scanned (training) checkpoint.")
+    unscanned_path: str | None = Field(
+        default=None,
+        description="gs:// path of the unscanned checkpoint (…/checkpoints/0/items), what a server loads.",
+    )
+    job_name: str | None = Field(default=None, description="Name of the conversion Job.")
+    start_time: datetime | None = Field(default=None, description="When conversion started.")
+    completion_time: datetime | None = Field(default=None, description="When conversion finished.")
+    message: str | None = Field(default=None, description="Human-readable state, or why conversion failed.")
+
+
+class LlamaCheckpoint(ApiModel, KindInfo):
+    """A Meta-format Llama checkpoint in GCS, converted once into MaxText checkpoints in GCS."""
+
+    KIND: ClassVar[str] = "LlamaCheckpoint"
+    PLURAL: ClassVar[str] = "llamacheckpoints"
+    SINGULAR: ClassVar[str] = "llamacheckpoint"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Converting, Ready or Failed."),
+        PrinterColumn(
+            "Checkpoint", "string", ".status.unscannedPath", "Unscanned checkpoint a server loads.", priority=1
+        ),
+        PrinterColumn("Job", "string", ".status.jobName", "Conversion Job.", priority=1),
+        AGE_COLUMN,
+    )
+
+    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
+    kind: Literal["LlamaCheckpoint"] = "LlamaCheckpoint"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: LlamaCheckpointSpec
+    status: LlamaCheckpointStatus | None = None

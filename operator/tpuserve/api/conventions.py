@@ -1,0 +1,234 @@
+"""API conventions shared by every kind: identity constants, the camelCase base model, Kubernetes shapes
+(conditions, tolerations, resources, object references) and the helpers that attach CEL rules and printer
+columns to the models. The CRD generator (`tpuserve.api.generate`) reads what these helpers record."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "tpuserve.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "tpuserve"
+
+# The pattern every object-storage path in the API must match: a gs:// URI with a valid bucket name.
+GCS_URI_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$"
+# Kubernetes-style duration (metav1.Duration spelling without sub-second units): 90s, 30m, 2h, 1h30m.
+DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+# DNS-1123 subdomain, the names of objects a spec refers to.
+DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors (the API server prunes or
+    rejects them anyway, so an unknown field here is a typo in our own code or tests)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, no nulls."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One `x-kubernetes-validations` entry. `message` names the field; `message_expression`, when set, is
+    the dynamic message the API server prefers (it falls back to `message` if the expression fails)."""
+
+    rule: str
+    message: str
+    field_path: str | None = None
+    message_expression: str | None = None
+    reason: Literal["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"] = (
+        "FieldValueInvalid"
+    )
+
+    def to_schema(self) -> dict[str, str]:
+        entry = {"rule": self.rule, "message": self.message}
+        if self.message_expression:
+            entry["messageExpression"] = self.message_expression
+        if self.field_path:
+            entry["fieldPath"] = self.field_path
+        entry["reason"] = self.reason
+        return entry
+
+
+CEL_KEY = "x-kubernetes-validations"
+
+
+def cel_rules(*rules: CelRule) -> dict[str, Any]:
+    """`json_schema_extra` for a model or field carrying CEL rules."""
+    return {CEL_KEY: [r.to_schema() for r in rules]}
+
+
+def cel_string_list(values: list[str] | tuple[str, ...]) -> str:
+    """A CEL list literal of strings."""
+    return "[" + ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + "]"
+
+
+def exactly_one_of(first: str, second: str, where: str) -> CelRule:
+    return CelRule(
+        rule=f"has(self.{first}) != has(self.{second})",
+        message=f"{where}: set exactly one of {first} or {second}",
+    )
+
+
+def immutable(where: str, hint: str) -> CelRule:
+    return CelRule(rule="self == oldSelf", message=f"{where} is immutable: {hint}")
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "date"]
+    json_path: str
+    description: str
+    priority: int = 0
+    format: str | None = None
+
+    def to_crd(self) -> dict[str, Any]:
+        column: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "jsonPath": self.json_path,
+            "description": self.description,
+        }
+        if self.format:
+            column["format"] = self.format
+        if self.priority:
+            column["priority"] = self.priority
+        return column
+
+
+AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
+
+
+# --- Kubernetes shapes -------------------------------------------------------------------------------------
+
+# A resource quantity ("64Gi", "500m", 8): Kubernetes' int-or-string with the quantity pattern.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+
+
+class ResourceRequirements(ApiModel):
+    """Container resource requests and limits (the Kubernetes shape, quantities as int or string)."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources, e.g. memory: 64Gi.")
+    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, int | str] | None) -> dict[str, int | str] | None:
+        for name, quantity in (value or {}).items():
+            if isinstance(quantity, str) and not re.match(QUANTITY_PATTERN, quantity):
+                raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity (e.g. 64Gi, 500m, 8)")
+        return value
+
+
+class TolerationOperator(StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(ApiModel):
+    """A pod toleration (the Kubernetes shape)."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with operator Exists matches every taint.")
+    operator: TolerationOperator | None = Field(default=None, description="Exists or Equal (Kubernetes default).")
+    value: str | None = Field(default=None, description="Taint value, for operator Equal.")
+    effect: TaintEffect | None = Field(default=None, description="Taint effect to match; empty matches all.")
+    toleration_seconds: int | None = Field(
+        default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class ObjectRef(ApiModel):
+    """A reference to another object of this API in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Object name.")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """One observation of the object's state (Kubernetes metav1.Condition)."""
+
+    type: str = Field(min_length=1, max_length=316, description="CamelCase condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase machine-readable reason for the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was computed from."
+    )
+
+
+# The list-map markers that let server-side apply and strategic merges key conditions by type.
+CONDITIONS_LIST_MAP: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+
+def conditions_field() -> Any:
+    return Field(
+        default_factory=list,
+        description="Current state, one entry per condition type (Kubernetes conventions).",
+        json_schema_extra=CONDITIONS_LIST_MAP,
+    )
+
+
+def nested_default(model: type[ApiModel]) -> dict[str, Any]:
+    """`json_schema_extra` for a nested object whose fields all have defaults: the API server fills the whole
+    object in when the user omits it. The default is written out in full (not `{}`) because the API server
+    checks a default against the object's CEL rules without defaulting inside it first."""
+
+    def without_empty(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_empty(v) for k, v in value.items() if v not in ({}, [])}
+        return value
+
+    return {"default": without_empty(model().to_wire())}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration written as in the API (`2h`, `1h30m`, `90s`)."""
+    match = re.fullmatch(DURATION_PATTERN, text)
+    if not text or not match:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 2h or 1h30m")
+    hours, minutes, seconds = (int(g[:-1]) if g else 0 for g in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+class KindInfo:
+    """What the CRD generator needs beyond the schema; each resource model sets these ClassVars."""
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+    SINGULAR: ClassVar[str]
+    SHORT_NAMES: ClassVar[tuple[str, ...]]
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]]
