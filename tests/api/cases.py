@@ -1,0 +1,408 @@
+"""Valid and invalid API objects shared by the model unit tests and the API-server tests.
+
+Each invalid case says which field is wrong and what the API server's message must contain, so that the same
+table proves both that the CRD (OpenAPI + CEL) refuses the object with a message naming the field and that the
+pydantic models (what the operator parses with) refuse it too.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from tpuserve import tpu
+
+DELETE = object()  # a change that removes the field
+
+
+def base_checkpoint(name: str = "llama2-7b") -> dict[str, Any]:
+    return {
+        "apiVersion": "tpuserve.dev/v1alpha1",
+        "kind": "LlamaCheckpoint",
+        "metadata": {"name": name},
+        "spec": {"source": "gs://models-bucket/llama2-7b/meta", "output": "gs://models-bucket/llama2-7b/maxtext"},
+    }
+
+
+def base_server(name: str = "server") -> dict[str, Any]:
+    return {
+        "apiVersion": "tpuserve.dev/v1alpha1",
+        "kind": "InferenceServer",
+        "metadata": {"name": name},
+        "spec": {"checkpointRef": {"name": "llama2-7b"}, "tpu": {"accelerator": "v5e", "topology": "2x4"}},
+    }
+
+
+def base_benchmark(name: str = "bench") -> dict[str, Any]:
+    return {
+        "apiVersion": "tpuserve.dev/v1alpha1",
+        "kind": "BenchmarkRun",
+        "metadata": {"name": name},
+        "spec": {"serverRef": {"name": "server"}},
+    }
+
+
+BASES = {"LlamaCheckpoint": base_checkpoint, "InferenceServer": base_server, "BenchmarkRun": base_benchmark}
+
+
+def mutate(obj: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of obj with dotted-path changes applied (value DELETE removes the key)."""
+    out = copy.deepcopy(obj)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str
+    changes: dict[str, Any]
+    # Substrings the API server's error must contain: the field path first, then the words of the message.
+    expected: tuple[str, ...] = field(default=())
+
+    def object(self, name: str | None = None) -> dict[str, Any]:
+        obj = mutate(BASES[self.kind](), self.changes)
+        if name:
+            obj["metadata"]["name"] = name
+        return obj
+
+
+CK, IS, BR = "LlamaCheckpoint", "InferenceServer", "BenchmarkRun"
+
+INVALID: tuple[Case, ...] = (
+    # TPU slice against the catalog
+    Case(
+        "v5e-3d-topology",
+        IS,
+        {"spec.tpu.topology": "2x2x1"},
+        ("spec.tpu.topology", "is not a v5e slice shape", "1x1, 2x2, 2x4"),
+    ),
+    Case(
+        "v4-2d-topology",
+        IS,
+        {"spec.tpu": {"accelerator": "v4", "topology": "2x2"}},
+        ("spec.tpu.topology", "is not a v4 slice shape", "2x2x1"),
+    ),
+    Case(
+        "v6e-odd-shape",
+        IS,
+        {"spec.tpu": {"accelerator": "tpu-v6e-slice", "topology": "2x3"}},
+        ("spec.tpu.topology", "is not a v6e slice shape", "1x1, 2x2, 2x4"),
+    ),
+    Case(
+        "v5p-1x1",
+        IS,
+        {"spec.tpu": {"accelerator": "v5p", "topology": "1x1"}},
+        ("spec.tpu.topology", "is not a v5p slice shape", "2x2x1"),
+    ),
+    Case(
+        "v5e-multi-host",
+        IS,
+        {"spec.tpu.topology": "4x4"},
+        ("spec.tpu.topology", "spans several v5e hosts", "multi-host", "1x1, 2x2, 2x4"),
+    ),
+    Case(
+        "v4-multi-host",
+        IS,
+        {"spec.tpu": {"accelerator": "tpu-v4-podslice", "topology": "2x2x2"}},
+        ("spec.tpu.topology", "spans several v4 hosts", "multi-host", "2x2x1"),
+    ),
+    Case(
+        "v6e-multi-host-label",
+        IS,
+        {"spec.tpu": {"accelerator": "tpu-v6e-slice", "topology": "8x8"}},
+        ("spec.tpu.topology", "spans several v6e hosts"),
+    ),
+    Case("unknown-accelerator", IS, {"spec.tpu.accelerator": "v3"}, ("spec.tpu.accelerator", "Unsupported value")),
+    Case("accelerator-wrong-case", IS, {"spec.tpu.accelerator": "V5E"}, ("spec.tpu.accelerator", "Unsupported value")),
+    Case("malformed-topology", IS, {"spec.tpu.topology": "2by4"}, ("spec.tpu.topology", "should match")),
+    Case("missing-topology", IS, {"spec.tpu.topology": DELETE}, ("spec.tpu.topology", "Required value")),
+    # checkpoint source of a server
+    Case(
+        "both-checkpoint-ref-and-path",
+        IS,
+        {"spec.checkpointPath": "gs://models-bucket/x/checkpoints/0/items"},
+        ("spec", "set exactly one of checkpointRef or checkpointPath"),
+    ),
+    Case(
+        "neither-checkpoint-ref-nor-path",
+        IS,
+        {"spec.checkpointRef": DELETE},
+        ("spec", "set exactly one of checkpointRef or checkpointPath"),
+    ),
+    Case(
+        "server-checkpoint-path-not-gs",
+        IS,
+        {"spec.checkpointRef": DELETE, "spec.checkpointPath": "s3://b/x"},
+        ("spec.checkpointPath", "should match", "gs://"),
+    ),
+    Case(
+        "server-checkpoint-ref-bad-name",
+        IS,
+        {"spec.checkpointRef.name": "Not_A_Name"},
+        ("spec.checkpointRef.name", "should match"),
+    ),
+    Case("unknown-model", IS, {"spec.model": "llama3-8b"}, ("spec.model", "Unsupported value")),
+    # engine ranges and consistency
+    Case(
+        "prefill-not-below-target",
+        IS,
+        {"spec.engine": {"maxPrefillPredictLength": 2048, "maxTargetLength": 2048}},
+        ("spec.engine.maxPrefillPredictLength", "must be less than spec.engine.maxTargetLength"),
+    ),
+    Case(
+        "prefill-default-above-target",
+        IS,
+        {"spec.engine": {"maxTargetLength": 512}},
+        ("spec.engine.maxPrefillPredictLength", "must be less than spec.engine.maxTargetLength"),
+    ),
+    Case(
+        "negative-target-length",
+        IS,
+        {"spec.engine": {"maxTargetLength": -5}},
+        ("spec.engine.maxTargetLength", "greater than or equal to 2"),
+    ),
+    Case(
+        "zero-prefill-length",
+        IS,
+        {"spec.engine": {"maxPrefillPredictLength": 0}},
+        ("spec.engine.maxPrefillPredictLength", "greater than or equal to 1"),
+    ),
+    Case(
+        "zero-batch-size",
+        IS,
+        {"spec.engine": {"perDeviceBatchSize": 0}},
+        ("spec.engine.perDeviceBatchSize", "greater than 0"),
+    ),
+    Case(
+        "zero-parallelism",
+        IS,
+        {"spec.engine": {"iciTensorParallelism": 0}},
+        ("spec.engine", "ICI parallelism values must be -1"),
+    ),
+    Case(
+        "two-auto-parallelism-axes",
+        IS,
+        {"spec.engine": {"iciFsdpParallelism": -1}},
+        ("spec.engine", "at most one of iciFsdpParallelism, iciAutoregressiveParallelism, iciTensorParallelism"),
+    ),
+    Case(
+        "extra-arg-overrides-typed-field",
+        IS,
+        {"spec.engine": {"extraArgs": {"max_target_length": "4096"}}},
+        ("spec.engine.extraArgs", "may not set a key"),
+    ),
+    Case(
+        "extra-arg-bad-key",
+        IS,
+        {"spec.engine": {"extraArgs": {"Ragged-Attention": "true"}}},
+        ("spec.engine.extraArgs", "lower_snake_case"),
+    ),
+    Case("negative-replicas", IS, {"spec.replicas": -1}, ("spec.replicas", "greater than or equal to 0")),
+    Case(
+        "metrics-port-out-of-range",
+        IS,
+        {"spec.metrics": {"port": 70000}},
+        ("spec.metrics.port", "less than or equal to 65535"),
+    ),
+    Case(
+        "attention-unknown",
+        IS,
+        {"spec.engine": {"attention": "paged-magic"}},
+        ("spec.engine.attention", "Unsupported value"),
+    ),
+    # LlamaCheckpoint
+    Case(
+        "checkpoint-source-local-path",
+        CK,
+        {"spec.source": "/home/me/llama-2-7b"},
+        ("spec.source", "should match", "gs://"),
+    ),
+    Case("checkpoint-output-no-bucket", CK, {"spec.output": "gs://"}, ("spec.output", "should match")),
+    Case("checkpoint-source-missing", CK, {"spec.source": DELETE}, ("spec.source", "Required value")),
+    Case("checkpoint-unknown-dtype", CK, {"spec.weightDtype": "fp64"}, ("spec.weightDtype", "Unsupported value")),
+    Case(
+        "checkpoint-unknown-preset",
+        CK,
+        {"spec.converter": {"preset": "nvidia"}},
+        ("spec.converter.preset", "Unsupported value"),
+    ),
+    Case(
+        "checkpoint-bad-memory-quantity",
+        CK,
+        {"spec.converter": {"resources": {"requests": {"memory": "lots"}}}},
+        ("spec.converter.resources.requests.memory", "should match"),
+    ),
+    Case(
+        "checkpoint-bad-toleration-operator",
+        CK,
+        {"spec.converter": {"tolerations": [{"key": "pool", "operator": "Maybe"}]}},
+        ("spec.converter.tolerations[0].operator", "Unsupported value"),
+    ),
+    # BenchmarkRun
+    Case(
+        "bench-both-server-and-target",
+        BR,
+        {"spec.target": {"host": "10.0.0.5"}},
+        ("spec", "set exactly one of serverRef or target"),
+    ),
+    Case(
+        "bench-neither-server-nor-target",
+        BR,
+        {"spec.serverRef": DELETE},
+        ("spec", "set exactly one of serverRef or target"),
+    ),
+    Case("bench-rate-word", BR, {"spec.requestRate": "fast"}, ("spec.requestRate", "should match")),
+    Case("bench-rate-zero", BR, {"spec.requestRate": 0}, ("spec.requestRate", "positive number")),
+    Case("bench-rate-zero-string", BR, {"spec.requestRate": "0.0"}, ("spec.requestRate", "should match")),
+    Case(
+        "bench-rate-and-concurrency",
+        BR,
+        {"spec.requestRate": 4, "spec.concurrency": 8},
+        ("spec", "at most one of requestRate, sweep or concurrency"),
+    ),
+    Case(
+        "bench-sweep-and-rate",
+        BR,
+        {"spec.requestRate": "inf", "spec.sweep": {"rates": [1, 2]}},
+        ("spec", "at most one of requestRate, sweep or concurrency"),
+    ),
+    Case("bench-sweep-empty", BR, {"spec.sweep": {"rates": []}}, ("spec.sweep.rates", "at least 1 items")),
+    Case("bench-sweep-zero-rate", BR, {"spec.sweep": {"rates": [1, 0]}}, ("spec.sweep.rates[1]", "positive number")),
+    Case("bench-zero-prompts", BR, {"spec.numPrompts": 0}, ("spec.numPrompts", "greater than or equal to 1")),
+    Case(
+        "bench-negative-output-length",
+        BR,
+        {"spec.maxOutputLength": -1},
+        ("spec.maxOutputLength", "greater than or equal to 1"),
+    ),
+    Case("bench-unknown-dataset", BR, {"spec.dataset": {"name": "c4"}}, ("spec.dataset.name", "Unsupported value")),
+    Case(
+        "bench-synthetic-without-lengths",
+        BR,
+        {"spec.dataset": {"name": "synthetic"}},
+        ("spec.dataset.synthetic", "required when spec.dataset.name is synthetic"),
+    ),
+    Case(
+        "bench-lengths-without-synthetic",
+        BR,
+        {"spec.dataset": {"name": "openorca", "synthetic": {"inputLength": 8, "outputLength": 8}}},
+        ("spec.dataset.synthetic", "only then"),
+    ),
+    Case(
+        "bench-dataset-relative-path",
+        BR,
+        {"spec.dataset": {"path": "data/openorca.pkl"}},
+        ("spec.dataset.path", "should match"),
+    ),
+    Case(
+        "bench-save-outputs-without-output",
+        BR,
+        {"spec.saveRequestOutputs": True},
+        ("spec.saveRequestOutputs", "needs spec.output"),
+    ),
+    Case("bench-output-not-gs", BR, {"spec.output": "s3://results/run1"}, ("spec.output", "should match")),
+    Case("bench-timeout-word", BR, {"spec.timeout": "forever"}, ("spec.timeout", "should match")),
+    Case("bench-empty-slo", BR, {"spec.slo": {}}, ("spec.slo", "set ttftMs, tpotMs or both")),
+    Case("bench-negative-slo", BR, {"spec.slo": {"ttftMs": -1}}, ("spec.slo.ttftMs", "greater than 0")),
+    Case("bench-unknown-warmup", BR, {"spec.warmup": "twice"}, ("spec.warmup", "Unsupported value")),
+    Case(
+        "bench-target-port-zero",
+        BR,
+        {"spec.serverRef": DELETE, "spec.target": {"host": "h", "port": 0}},
+        ("spec.target.port", "greater than or equal to 1"),
+    ),
+)
+
+VALID: tuple[Case, ...] = (
+    Case("checkpoint-defaults", CK, {}),
+    Case(
+        "checkpoint-google-preset",
+        CK,
+        {
+            "spec.converter": {
+                "preset": "inference-checkpoint",
+                "resources": {"requests": {"memory": "128Gi", "cpu": 8}},
+                "nodeSelector": {"pool": "highmem"},
+                "tolerations": [{"key": "pool", "operator": "Equal", "value": "highmem", "effect": "NoSchedule"}],
+                "podAnnotations": {"sim.tpuserve.dev/exit-code": "0"},
+            }
+        },
+    ),
+    Case(
+        "checkpoint-13b-float32-int8",
+        CK,
+        {"spec.model": "llama2-13b", "spec.weightDtype": "float32", "spec.quantization": "int8"},
+    ),
+    Case("server-checkpoint-ref", IS, {}),
+    Case(
+        "server-checkpoint-path",
+        IS,
+        {"spec.checkpointRef": DELETE, "spec.checkpointPath": "gs://models-bucket/x/checkpoints/0/items"},
+    ),
+    Case("server-prefill-just-below-target", IS, {"spec.engine": {"maxPrefillPredictLength": 2047}}),
+    Case(
+        "server-explicit-parallelism",
+        IS,
+        {"spec.engine": {"iciFsdpParallelism": 1, "iciAutoregressiveParallelism": 1, "iciTensorParallelism": 8}},
+    ),
+    Case(
+        "server-auto-fsdp",
+        IS,
+        {"spec.engine": {"iciFsdpParallelism": -1, "iciAutoregressiveParallelism": 1, "iciTensorParallelism": 1}},
+    ),
+    Case(
+        "server-extra-args",
+        IS,
+        {
+            "spec.engine": {"extraArgs": {"ragged_attention": "true"}},
+            "spec.engine.quantization": "int8",
+            "spec.engine.quantizeKvcache": True,
+        },
+    ),
+    Case("server-scaled-to-zero", IS, {"spec.replicas": 0, "spec.metrics": {"podMonitoring": True}}),
+    Case("bench-defaults", BR, {}),
+    Case("bench-target", BR, {"spec.serverRef": DELETE, "spec.target": {"host": "10.0.0.5", "port": 9000}}),
+    Case("bench-integer-rate", BR, {"spec.requestRate": 4}),
+    Case("bench-decimal-rate", BR, {"spec.requestRate": "2.5"}),
+    Case("bench-fraction-rate", BR, {"spec.requestRate": ".5"}),
+    Case("bench-inf-rate", BR, {"spec.requestRate": "inf"}),
+    Case("bench-sweep", BR, {"spec.sweep": {"rates": [1, "2.5", "inf"]}}),
+    Case("bench-concurrency", BR, {"spec.concurrency": 64}),
+    Case(
+        "bench-synthetic",
+        BR,
+        {"spec.dataset": {"name": "synthetic", "synthetic": {"inputLength": 128, "outputLength": 64}}},
+    ),
+    Case("bench-sharegpt-gcs", BR, {"spec.dataset": {"name": "sharegpt", "path": "gs://data-bucket/sharegpt.json"}}),
+    Case("bench-openorca-in-image", BR, {"spec.dataset": {"path": "/opt/datasets/openorca.pkl"}}),
+    Case("bench-save-outputs", BR, {"spec.saveRequestOutputs": True, "spec.output": "gs://results-bucket/run1"}),
+    Case("bench-slo-ttft-only", BR, {"spec.slo": {"ttftMs": 500}, "spec.timeout": "1h30m"}),
+    Case(
+        "bench-placement",
+        BR,
+        {
+            "spec.nodeSelector": {"tpuserve.dev/local-node": "true"},
+            "spec.tolerations": [{"key": "tpuserve.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
+            "spec.podAnnotations": {"sim.tpuserve.dev/exit-code": "1"},
+        },
+    ),
+)
+
+
+def catalog_slices() -> list[tuple[str, str]]:
+    """Every (accelerator spelling, single-host topology) pair the catalog accepts."""
+    return [
+        (name, topology)
+        for name in tpu.accepted_accelerator_names()
+        for topology in tpu.generation(name).single_host_topologies
+    ]
