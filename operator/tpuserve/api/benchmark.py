@@ -149,6 +149,12 @@ class SloSpec(ApiModel):
         )
     }
 
+    @model_validator(mode="after")
+    def _some_objective(self) -> SloSpec:
+        if self.ttft_ms is None and self.tpot_ms is None:
+            raise ValueError("slo: set ttftMs, tpotMs or both")
+        return self
+
 
 LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
 

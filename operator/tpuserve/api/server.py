@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -162,6 +163,8 @@ class EngineSpec(ApiModel):
         if parallelism.count(-1) > 1:
             raise ValueError("at most one ICI parallelism value may be -1")
         for key in self.extra_args:
+            if not re.fullmatch(SERVER_ARG_KEY_PATTERN, key):
+                raise ValueError(f"extraArgs key {key!r} is not a MaxText setting name (lower_snake_case)")
             if key in MANAGED_SERVER_ARGS:
                 raise ValueError(f"extraArgs may not set {key!r}: use the typed engine field")
         return self
