@@ -1,0 +1,83 @@
+"""Generated and duplicated facts stay in sync: chart CRDs == crds/, dashboards and manifests/install.yaml ==
+what the generator writes, chart defaults == tpuserve.images and the TPU catalog's prices."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import tpuserve
+import yaml
+from tpuserve import images, tpu
+
+from tests.chart import dashboards, generate
+from tests.chart.tools import CHART, REPO
+
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+def test_chart_crds_are_identical_to_crds() -> None:
+    top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert top, "crds/ is empty"
+    assert chart == top, "run `python -m tests.chart.generate`"
+
+
+def test_generated_files_are_up_to_date() -> None:
+    """Dashboards JSON and manifests/install.yaml equal a fresh generation (and no stale generated file is left)."""
+    problems = generate.check()
+    assert not problems, "\n".join(problems) + "\nrun `python -m tests.chart.generate`"
+
+
+def test_install_yaml_holds_the_crds_and_the_operator() -> None:
+    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "Namespace"
+    assert kinds.count("CustomResourceDefinition") == len(list((REPO / "crds").glob("*.yaml")))
+    assert "Deployment" in kinds and "ClusterRole" in kinds
+    # CRDs before anything else so that `kubectl apply -f install.yaml` works in one pass.
+    last_crd = max(i for i, k in enumerate(kinds) if k == "CustomResourceDefinition")
+    assert all(k == "CustomResourceDefinition" for k in kinds[1 : last_crd + 1])
+
+
+def test_app_version_is_the_package_version() -> None:
+    assert CHART_META["appVersion"] == tpuserve.__version__
+    assert f"{VALUES['image']['repository']}:{CHART_META['appVersion']}" == images.OPERATOR_IMAGE
+
+
+def test_workload_image_defaults_equal_images_py() -> None:
+    assert VALUES["workloads"]["images"] == {
+        "server": images.GOOGLE_SERVER_IMAGE,
+        "tpuserveServer": images.SERVER_IMAGE,
+        "http": images.GOOGLE_HTTP_IMAGE,
+        "converter": images.CONVERTER_IMAGE,
+        "googleCheckpoint": images.GOOGLE_CHECKPOINT_IMAGE,
+        "benchmark": images.BENCH_IMAGE,
+    }
+
+
+def test_tpu_price_defaults_equal_the_catalog() -> None:
+    catalog = {g.name: g.on_demand_usd_per_chip_hour for g in tpu.GENERATIONS}
+    assert VALUES["tpuPrices"] == catalog
+    prices_schema = SCHEMA["properties"]["tpuPrices"]
+    assert set(prices_schema["required"]) == set(prices_schema["properties"]) == set(catalog)
+
+
+def test_values_yaml_examples_match_defaults_where_they_name_images() -> None:
+    """The `Example:` lines of the image values show the real default (so the docs cannot drift either)."""
+    text = (CHART / "values.yaml").read_text()
+    for key, default in VALUES["workloads"]["images"].items():
+        assert re.search(rf"# Example: {key}: {re.escape(default)}\n", text), key
+
+
+def test_dashboard_metric_names_are_documented() -> None:
+    """Every tpuserve_* metric a dashboard queries is named in docs/metrics.md (the operator's contract)."""
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    used = set()
+    for expression in dashboards.all_expressions():
+        used |= set(re.findall(r"\btpuserve_[a-z0-9_]+", expression.expr))
+    # histogram series (_bucket/_sum/_count) are documented under the histogram's name
+    missing = sorted(m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in doc)
+    assert not missing, f"not in docs/metrics.md: {missing}"
