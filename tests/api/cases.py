@@ -243,6 +243,12 @@ INVALID: tuple[Case, ...] = (
         ("spec.converter.resources.requests.memory", "should match"),
     ),
     Case(
+        "checkpoint-bad-work-dir-size",
+        CK,
+        {"spec.converter": {"workDirSizeLimit": "huge"}},
+        ("spec.converter.workDirSizeLimit", "should match"),
+    ),
+    Case(
         "checkpoint-bad-toleration-operator",
         CK,
         {"spec.converter": {"tolerations": [{"key": "pool", "operator": "Maybe"}]}},
@@ -332,6 +338,7 @@ VALID: tuple[Case, ...] = (
             "spec.converter": {
                 "preset": "inference-checkpoint",
                 "resources": {"requests": {"memory": "128Gi", "cpu": 8}},
+                "workDirSizeLimit": "40Gi",
                 "nodeSelector": {"pool": "highmem"},
                 "tolerations": [{"key": "pool", "operator": "Equal", "value": "highmem", "effect": "NoSchedule"}],
                 "podAnnotations": {"sim.tpuserve.dev/exit-code": "0"},

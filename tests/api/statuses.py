@@ -48,6 +48,8 @@ def checkpoint_status() -> LlamaCheckpointStatus:
         ],
         scanned_path="gs://models-bucket/llama2-7b/maxtext/bf16/scanned/0/items",
         unscanned_path="gs://models-bucket/llama2-7b/maxtext/bf16/unscanned/checkpoints/0/items",
+        manifest_path="gs://models-bucket/llama2-7b/maxtext/tpuserve-manifest.json",
+        parameter_count=6738415616,
         job_name="llama2-7b-convert-1",
         start_time=T0,
         completion_time=T1,

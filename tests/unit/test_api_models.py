@@ -26,7 +26,16 @@ from tpuserve.api import (
 )
 from tpuserve.api.checkpoint import default_converter_memory_gib
 
-from tests.api.cases import INVALID, VALID, Case, base_benchmark, base_checkpoint, base_server, catalog_slices
+from tests.api.cases import (
+    INVALID,
+    VALID,
+    Case,
+    base_benchmark,
+    base_checkpoint,
+    base_server,
+    catalog_slices,
+    mutate,
+)
 from tests.api.statuses import benchmark_status, checkpoint_status, server_status
 
 MODELS: dict[str, Any] = {m.KIND: m for m in KINDS}
@@ -62,6 +71,8 @@ def test_converter_image_follows_preset_unless_set() -> None:
         {**base_checkpoint()["spec"], "converter": {"preset": "inference-checkpoint", "image": "example.com/c:1"}}
     )
     assert pinned.converter.effective_image() == "example.com/c:1"
+    mirrored = {ConverterPreset.TPUSERVE: "mirror/c:1", ConverterPreset.INFERENCE_CHECKPOINT: "mirror/g:1"}
+    assert google.converter.effective_image(mirrored) == "mirror/g:1"
 
 
 def test_converter_memory_grows_with_the_model() -> None:
@@ -83,7 +94,13 @@ def test_server_defaults_are_the_manuals_settings() -> None:
         -1,
     )
     assert engine.scan_layers is False and engine.weight_dtype == "bfloat16"
-    assert spec.image == images.GOOGLE_SERVER_IMAGE and spec.http_image == images.GOOGLE_HTTP_IMAGE
+    # Images are left empty so the operator's configured defaults (the chart's values) apply.
+    assert spec.image is None and spec.http_image is None
+    assert spec.effective_image() == images.GOOGLE_SERVER_IMAGE
+    assert spec.effective_http_image() == images.GOOGLE_HTTP_IMAGE
+    assert spec.effective_image("mirror.example/server:1") == "mirror.example/server:1"
+    pinned = InferenceServer.model_validate(mutate(base_server(), {"spec.image": "example.com/s:2"})).spec
+    assert pinned.effective_image("mirror.example/server:1") == "example.com/s:2"
     assert spec.replicas == 1 and spec.metrics.port == 9100 and spec.metrics.enabled
     assert not spec.metrics.pod_monitoring and not spec.metrics.service_monitor
     assert spec.effective_tokenizer_path() == "assets/tokenizer.llama2"
@@ -98,7 +115,7 @@ def test_server_defaults_are_the_manuals_settings() -> None:
 def test_wire_names_are_camel_case() -> None:
     wire = InferenceServer.model_validate(base_server()).to_wire()
     assert set(wire["spec"]["engine"]) >= {"maxPrefillPredictLength", "iciTensorParallelism", "extraArgs"}
-    assert "httpImage" in wire["spec"] and "checkpointRef" in wire["spec"]
+    assert "tpu" in wire["spec"] and "checkpointRef" in wire["spec"] and "image" not in wire["spec"]
     status = benchmark_status().to_wire()
     assert "resultsURI" in status and "costPerMillionOutputTokens" in status
     assert status["results"]["ttftMs"]["median"] == 140039.96
@@ -109,7 +126,8 @@ def test_wire_names_are_camel_case() -> None:
 def test_benchmark_defaults_and_load_shapes() -> None:
     spec = BenchmarkRun.model_validate(base_benchmark()).spec
     assert (spec.num_prompts, spec.max_output_length, spec.warmup, spec.seed) == (1000, 1024, "sampled", 0)
-    assert spec.dataset.name == "openorca" and spec.image == images.BENCH_IMAGE
+    assert spec.dataset.name == "openorca" and spec.image is None
+    assert spec.effective_image() == images.BENCH_IMAGE
     assert spec.request_rates() == [math.inf]
     assert spec.timeout_seconds() == 7200
     base = base_benchmark()["spec"]

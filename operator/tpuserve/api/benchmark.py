@@ -197,7 +197,11 @@ class BenchmarkRunSpec(ApiModel):
         pattern=DURATION_PATTERN,
         description="Give up after this long (e.g. 30m, 2h, 1h30m); the run fails with what it measured.",
     )
-    image: str = Field(default=images.BENCH_IMAGE, min_length=1, description="Benchmark image.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE}).",
+    )
     resources: ResourceRequirements | None = Field(default=None, description="Benchmark container resources.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the benchmark pod must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the benchmark pod.")
@@ -246,6 +250,10 @@ class BenchmarkRunSpec(ApiModel):
         for rate in self.sweep.rates if self.sweep else []:
             rate_per_second(rate)
         return self
+
+    def effective_image(self, default: str = images.BENCH_IMAGE) -> str:
+        """The benchmark image: the spec's, else the operator's configured default."""
+        return self.image or default
 
     def timeout_seconds(self) -> float:
         return parse_duration(self.timeout)

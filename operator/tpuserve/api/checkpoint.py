@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -75,8 +76,8 @@ class ConverterSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
-        description=f"Container image; default by preset: tpuserve → {images.CONVERTER_IMAGE}, "
-        f"inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}.",
+        description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
+        f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
     )
     resources: ResourceRequirements | None = Field(
         default=None,
@@ -93,10 +94,16 @@ class ConverterSpec(ApiModel):
         description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
         "and write access to `output`).",
     )
+    work_dir_size_limit: Quantity | None = Field(
+        default=None,
+        description="Size limit of the Job's scratch volume (staged source and both checkpoints before upload); "
+        "default sized from the model (about 2.2 times the weights).",
+    )
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the Job's pod.")
 
-    def effective_image(self) -> str:
-        return self.image or PRESET_IMAGES[self.preset]
+    def effective_image(self, preset_images: Mapping[ConverterPreset, str] = PRESET_IMAGES) -> str:
+        """The converter image: the spec's, else the (operator-configured) default for the preset."""
+        return self.image or preset_images[self.preset]
 
 
 class LlamaCheckpointSpec(ApiModel):
@@ -161,6 +168,10 @@ class LlamaCheckpointStatus(ApiModel):
         default=None,
         description="gs:// path of the unscanned checkpoint (…/checkpoints/0/items), what a server loads.",
     )
+    manifest_path: str | None = Field(
+        default=None, description="gs:// path of the converter's manifest (written last, after verification)."
+    )
+    parameter_count: int | None = Field(default=None, ge=0, description="Parameters in the converted checkpoint.")
     job_name: str | None = Field(default=None, description="Name of the conversion Job.")
     start_time: datetime | None = Field(default=None, description="When conversion started.")
     completion_time: datetime | None = Field(default=None, description="When conversion finished.")

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "tpuserve.dev"
@@ -116,8 +116,17 @@ AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time s
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 64Gi, 500m, 8)")
+    return value
+
+
 Quantity = Annotated[
     int | str,
+    AfterValidator(_check_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
 
@@ -127,14 +136,6 @@ class ResourceRequirements(ApiModel):
 
     requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources, e.g. memory: 64Gi.")
     limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
-
-    @field_validator("requests", "limits")
-    @classmethod
-    def _quantities(cls, value: dict[str, int | str] | None) -> dict[str, int | str] | None:
-        for name, quantity in (value or {}).items():
-            if isinstance(quantity, str) and not re.match(QUANTITY_PATTERN, quantity):
-                raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity (e.g. 64Gi, 500m, 8)")
-        return value
 
 
 class TolerationOperator(StrEnum):

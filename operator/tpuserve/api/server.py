@@ -207,9 +207,17 @@ class InferenceServerSpec(ApiModel):
     engine: EngineSpec = Field(
         default_factory=EngineSpec, description="MaxText server settings.", json_schema_extra=nested_default(EngineSpec)
     )
-    image: str = Field(default=images.GOOGLE_SERVER_IMAGE, min_length=1, description="JetStream/MaxText server image.")
-    http_image: str = Field(
-        default=images.GOOGLE_HTTP_IMAGE, min_length=1, description="JetStream HTTP sidecar image (port 8000)."
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="JetStream/MaxText server image; default the operator's setting (out of the box "
+        f"{images.GOOGLE_SERVER_IMAGE}).",
+    )
+    http_image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
+        f"{images.GOOGLE_HTTP_IMAGE}).",
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Server replicas, one TPU host each.")
     metrics: MetricsSpec = Field(
@@ -238,6 +246,13 @@ class InferenceServerSpec(ApiModel):
         if (self.checkpoint_ref is None) == (self.checkpoint_path is None):
             raise ValueError("set exactly one of checkpointRef or checkpointPath")
         return self
+
+    def effective_image(self, default: str = images.GOOGLE_SERVER_IMAGE) -> str:
+        """The server image: the spec's, else the operator's configured default."""
+        return self.image or default
+
+    def effective_http_image(self, default: str = images.GOOGLE_HTTP_IMAGE) -> str:
+        return self.http_image or default
 
     def effective_tokenizer_path(self) -> str:
         return self.tokenizer_path or llama.arch(self.model).maxtext_tokenizer
