@@ -66,7 +66,8 @@ class Case:
     id: str
     kind: str
     changes: dict[str, Any]
-    # Substrings the API server's error must contain: the field path first, then the words of the message.
+    # Substrings the API server's error must contain: the field path first (as the error's subject, `path: `, or
+    # quoted for unknown fields), then the words of the message.
     expected: tuple[str, ...] = field(default=())
 
     def object(self, name: str | None = None) -> dict[str, Any]:
@@ -126,6 +127,13 @@ INVALID: tuple[Case, ...] = (
     Case("accelerator-wrong-case", IS, {"spec.tpu.accelerator": "V5E"}, ("spec.tpu.accelerator", "Unsupported value")),
     Case("malformed-topology", IS, {"spec.tpu.topology": "2by4"}, ("spec.tpu.topology", "should match")),
     Case("missing-topology", IS, {"spec.tpu.topology": DELETE}, ("spec.tpu.topology", "Required value")),
+    # A typo is refused (kubectl's strict field validation), not silently pruned.
+    Case(
+        "misspelt-field",
+        IS,
+        {"spec.engine": {"maxTargetLenght": 4096}},
+        ('"spec.engine.maxTargetLenght"', "unknown field"),
+    ),
     # checkpoint source of a server
     Case(
         "both-checkpoint-ref-and-path",
