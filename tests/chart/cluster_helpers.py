@@ -1,0 +1,206 @@
+"""Cluster-side helpers for the chart tests: monitoring CRDs, helm against the test cluster, ServiceAccount
+kubeconfigs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from tests.chart.tools import CHART, KUBE_VERSION, helm, set_args
+
+# The Prometheus Operator's real ServiceMonitor CRD, from its Go module (the newest the module proxy serves).
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+SERVICEMONITOR_CRD = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+
+# GKE Managed Prometheus' PodMonitoring CRD is not on the Go module proxy: this is a hand-written subset with the
+# fields the chart and the operator use, typed as upstream types them (selector = LabelSelector; endpoints[].port
+# int-or-string, path, interval string), and no preserve-unknown-fields, so a misspelt field is still an error.
+PODMONITORING_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "podmonitorings.monitoring.googleapis.com"},
+    "spec": {
+        "group": "monitoring.googleapis.com",
+        "names": {
+            "kind": "PodMonitoring",
+            "listKind": "PodMonitoringList",
+            "plural": "podmonitorings",
+            "singular": "podmonitoring",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "type": "object",
+                                "required": ["endpoints", "selector"],
+                                "properties": {
+                                    "selector": {
+                                        "type": "object",
+                                        "properties": {
+                                            "matchLabels": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                            "matchExpressions": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": ["key", "operator"],
+                                                    "properties": {
+                                                        "key": {"type": "string"},
+                                                        "operator": {"type": "string"},
+                                                        "values": {"type": "array", "items": {"type": "string"}},
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                    "endpoints": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["port"],
+                                            "properties": {
+                                                "port": {"x-kubernetes-int-or-string": True},
+                                                "path": {"type": "string"},
+                                                "interval": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
+                                                "timeout": {"type": "string"},
+                                                "scheme": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+class Cluster(Protocol):
+    """The `kube_cluster` fixture (CONTRACTS item 7)."""
+
+    kubeconfig: Path
+    bin_dir: Path
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]: ...
+
+
+def servicemonitor_crd_path() -> Path:
+    """Download (once, into the Go module cache) the Prometheus Operator module and return its ServiceMonitor CRD."""
+    with tempfile.TemporaryDirectory() as work:
+        out = subprocess.run(
+            ["go", "mod", "download", "-json", PROMETHEUS_OPERATOR_MODULE],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=work,
+            env={**os.environ, "GOFLAGS": "-mod=mod"},
+        ).stdout
+    return Path(json.loads(out)["Dir"]) / SERVICEMONITOR_CRD
+
+
+def install_monitoring_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(servicemonitor_crd_path()))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(PODMONITORING_CRD))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/podmonitorings.monitoring.googleapis.com",
+    )
+
+
+def cluster_helm(
+    cluster: Cluster, *args: str, values: Mapping[str, Any] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), *set_args(values), check=check)
+
+
+def helm_install(
+    cluster: Cluster, release: str, namespace: str, values: Mapping[str, Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return cluster_helm(cluster, "install", release, str(CHART), "--namespace", namespace, values=values)
+
+
+@contextmanager
+def namespaces(cluster: Cluster, *names: str) -> Iterator[None]:
+    """Extra namespaces for a test (the `namespace` fixture gives one), deleted afterwards."""
+    for name in names:
+        cluster.kubectl("create", "namespace", name)
+    try:
+        yield
+    finally:
+        for name in names:
+            cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, name: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount with a bound token (`kubectl create token`)."""
+    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [server],
+        "users": [{"name": f"{namespace}-{name}", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": server["name"], "user": f"{namespace}-{name}"}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def can_i(cluster: Cluster, subject: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """`kubectl auth can-i` as another user (impersonation by the admin)."""
+    # "resource/sub" means a subresource here (kubectl itself reads "resource/name" as an object name).
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={subject}"]
+    args += [f"--subresource={subresource}"] if subresource else []
+    args += ["-n", namespace] if namespace else []
+    result = cluster.kubectl(*args, check=False)
+    answer = result.stdout.strip()
+    if answer not in ("yes", "no"):
+        raise AssertionError(f"kubectl auth can-i {verb} {resource}: {result.stdout} {result.stderr}")
+    return answer == "yes"
+
+
+def render_with(values: Mapping[str, Any], release: str, namespace: str) -> str:
+    return helm(
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+        "--include-crds",
+        *set_args(values),
+    ).stdout

@@ -1,0 +1,232 @@
+"""The chart against the local test cluster's real API server: every rendered object accepted server-side, a
+real `helm install` / upgrade / uninstall, and the installed RBAC allowing what the operator does and no more."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.cluster_helpers import (
+    Cluster,
+    can_i,
+    cluster_helm,
+    helm_install,
+    install_monitoring_crds,
+    namespaces,
+    render_with,
+)
+from tests.chart.tools import REPO
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+CRS = ("llamacheckpoints", "inferenceservers", "benchmarkruns")
+# What the operator does through the API (kopf + the controllers), as (verb, resource) pairs.
+OPERATOR_DOES: list[tuple[str, str]] = [
+    *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch", "patch")),
+    *(("patch", f"{cr}.tpuserve.dev/status") for cr in CRS),
+    *(("update", f"{cr}.tpuserve.dev/finalizers") for cr in CRS),
+    *((verb, "jobs.batch") for verb in ("get", "list", "watch", "create", "patch")),
+    *((verb, "deployments.apps") for verb in ("get", "list", "watch", "create", "patch")),
+    *((verb, "services") for verb in ("get", "list", "watch", "create", "patch")),
+    *((verb, "pods") for verb in ("get", "list", "watch")),
+    ("create", "events"),
+    ("patch", "events"),
+]
+# What it must not be able to do.
+FORBIDDEN: list[tuple[str, str]] = [
+    *((verb, "secrets") for verb in ("get", "list", "watch", "create")),
+    *((verb, "configmaps") for verb in ("get", "list", "create")),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("delete", "jobs.batch"),
+    ("delete", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("delete", "llamacheckpoints.tpuserve.dev"),
+    ("update", "benchmarkruns.tpuserve.dev/status"),
+    ("patch", "pods/status"),
+    ("create", "inferenceservers.tpuserve.dev"),
+    ("create", "serviceaccounts/token"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "podmonitorings.monitoring.googleapis.com"),
+    ("create", "servicemonitors.monitoring.coreos.com"),
+]
+
+
+def _apply_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    names = [f"crd/{cr}.tpuserve.dev" for cr in CRS]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+
+def _split(manifests: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    docs = [d for d in yaml.safe_load_all(manifests) if d]
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    return crds, [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+
+
+def _short() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def _variants(namespace: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """The non-default value sets of tests/chart/variants.py with namespaces made unique for this test run:
+    name -> (values, extra namespaces that must exist)."""
+    s = _short()
+    return {
+        "default": ({}, []),
+        "namespaced": (
+            {
+                "scope": "namespaced",
+                "watchNamespaces": [f"bench-{s}", f"prod-{s}"],
+                "workloads.serviceAccount.gcpServiceAccount": "llama-gcs@my-project.iam.gserviceaccount.com",
+            },
+            [f"bench-{s}", f"prod-{s}"],
+        ),
+        "monitors-and-workload-identity": (
+            {
+                "serviceAccount.gcpServiceAccount": "tpuserve-operator@my-project.iam.gserviceaccount.com",
+                "workloads.serviceAccount.gcpServiceAccount": "llama-gcs@my-project.iam.gserviceaccount.com",
+                "workloads.serviceAccount.namespaces": [f"team-{s}"],
+                "workloads.monitoring.podMonitoring": True,
+                "workloads.monitoring.serviceMonitor": True,
+                "metrics.serviceMonitor.enabled": True,
+                "metrics.podMonitoring.enabled": True,
+                "dashboards.namespace": f"monitoring-{s}",
+            },
+            [f"team-{s}", f"monitoring-{s}"],
+        ),
+    }
+
+
+@pytest.mark.parametrize("variant", ["default", "namespaced", "monitors-and-workload-identity"])
+def test_api_server_accepts_every_rendered_object(kube_cluster: Cluster, namespace: str, variant: str) -> None:
+    values, extra = _variants(namespace)[variant]
+    release = f"t{_short()}"
+    crds, objects = _split(render_with(values, release, namespace))
+    assert {c["metadata"]["name"] for c in crds} == {f"{cr}.tpuserve.dev" for cr in CRS}
+    _apply_crds(kube_cluster)
+    if variant == "monitors-and-workload-identity":
+        install_monitoring_crds(kube_cluster)
+    with namespaces(kube_cluster, *extra):
+        # CRDs first (above), then everything in one server-side dry run: admission, schema, RBAC escalation checks.
+        result = kube_cluster.kubectl(
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=yaml.safe_dump_all(objects),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("(server dry run)") == len(objects)
+
+
+def test_helm_install_upgrade_uninstall(kube_cluster: Cluster, namespace: str) -> None:
+    release = f"t{_short()}"
+    _apply_crds(kube_cluster)
+    installed = helm_install(kube_cluster, release, namespace)
+    assert "STATUS: deployed" in installed.stdout
+    # NOTES.txt tells the user what to do next.
+    assert "llama2-7b-v5e-2x4.yaml" in installed.stdout
+    assert "helm show crds" in installed.stdout
+    fullname = f"{release}-tpuserve"
+    deployment = kube_cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
+    assert yaml.safe_load(deployment)["spec"]["strategy"]["type"] == "Recreate"
+    kube_cluster.kubectl("get", "clusterrole", fullname)
+    kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workload", "-n", namespace)
+    kube_cluster.kubectl("get", "configmap", f"{fullname}-dashboards", "-n", namespace)
+
+    upgraded = cluster_helm(
+        kube_cluster,
+        "upgrade",
+        release,
+        str(REPO / "charts" / "tpuserve"),
+        "--namespace",
+        namespace,
+        values={"tpuPrices.v5e": 0.84},
+    )
+    assert "STATUS: deployed" in upgraded.stdout
+    env = yaml.safe_load(kube_cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout)[
+        "spec"
+    ]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TPUSERVE_TPU_PRICES", "value": '{"v4":3.22,"v5e":0.84,"v5p":4.2,"v6e":2.7}'} in env
+
+    cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, "--wait")
+    assert kube_cluster.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
+    # Helm leaves CRDs (and so every LlamaCheckpoint/InferenceServer/BenchmarkRun) in place.
+    kube_cluster.kubectl("get", "crd", "benchmarkruns.tpuserve.dev")
+
+
+def test_rbac_allows_what_the_operator_does_and_no_more(kube_cluster: Cluster, namespace: str) -> None:
+    release = f"t{_short()}"
+    _apply_crds(kube_cluster)
+    helm_install(kube_cluster, release, namespace)
+    try:
+        subject = f"system:serviceaccount:{namespace}:{release}-tpuserve"
+        elsewhere = "default"  # cluster scope: any namespace
+        for verb, resource in OPERATOR_DOES:
+            assert can_i(kube_cluster, subject, verb, resource, elsewhere), f"cannot {verb} {resource}"
+        for verb, resource in FORBIDDEN:
+            assert not can_i(kube_cluster, subject, verb, resource, elsewhere), f"can {verb} {resource}"
+        # kopf's cluster-wide CRD watch, and nothing else cluster-scoped.
+        assert can_i(kube_cluster, subject, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
+        assert not can_i(kube_cluster, subject, "create", "customresourcedefinitions.apiextensions.k8s.io", None)
+        assert not can_i(kube_cluster, subject, "list", "namespaces", None)
+        assert not can_i(kube_cluster, subject, "list", "nodes", None)
+    finally:
+        cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
+
+
+def test_namespaced_rbac_stays_in_its_namespaces(kube_cluster: Cluster, namespace: str) -> None:
+    release = f"t{_short()}"
+    served, other = f"served-{_short()}", f"other-{_short()}"
+    _apply_crds(kube_cluster)
+    with namespaces(kube_cluster, served, other):
+        helm_install(
+            kube_cluster,
+            release,
+            namespace,
+            values={"scope": "namespaced", "watchNamespaces": [served], "workloads.monitoring.podMonitoring": True},
+        )
+        try:
+            subject = f"system:serviceaccount:{namespace}:{release}-tpuserve"
+            for verb, resource in OPERATOR_DOES:
+                assert can_i(kube_cluster, subject, verb, resource, served), f"cannot {verb} {resource} in {served}"
+                assert not can_i(kube_cluster, subject, verb, resource, other), f"can {verb} {resource} in {other}"
+            assert can_i(kube_cluster, subject, "create", "podmonitorings.monitoring.googleapis.com", served)
+            assert not can_i(kube_cluster, subject, "get", "secrets", served)
+            assert not can_i(kube_cluster, subject, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
+            kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workload", "-n", served)
+        finally:
+            cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
+
+
+def test_service_account_token_reaches_the_api_as_the_operator(
+    kube_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A real request with the chart ServiceAccount's own token (not impersonation): allowed reads work, Secrets
+    are refused by the API server."""
+    from tests.chart.cluster_helpers import service_account_kubeconfig
+
+    release = f"t{_short()}"
+    _apply_crds(kube_cluster)
+    helm_install(kube_cluster, release, namespace)
+    try:
+        config = service_account_kubeconfig(kube_cluster, namespace, f"{release}-tpuserve", tmp_path / "sa.kubeconfig")
+        kubectl = str(kube_cluster.bin_dir / "kubectl")
+        import subprocess
+
+        def as_sa(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([kubectl, "--kubeconfig", str(config), *args], capture_output=True, text=True)
+
+        ok = as_sa("get", "benchmarkruns,inferenceservers,llamacheckpoints,jobs,deployments,services,pods", "-A")
+        assert ok.returncode == 0, ok.stderr
+        denied = as_sa("get", "secrets", "-n", namespace)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    finally:
+        cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
