@@ -243,7 +243,7 @@ def _constraints(schema: dict[str, Any]) -> list[str]:
         notes.append(f"at least {schema['minItems']} items")
     if "maxItems" in schema:
         notes.append(f"at most {schema['maxItems']} items")
-    if "pattern" in schema and schema.get("type") == "string":
+    if "pattern" in schema and (schema.get("type") == "string" or schema.get("x-kubernetes-int-or-string")):
         notes.append(f"pattern `{schema['pattern']}`")
     return notes
 
