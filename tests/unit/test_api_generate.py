@@ -136,3 +136,16 @@ def test_rendered_files_parse_and_docs_cover_every_field() -> None:
                 # status.results is tpuserve.results.BenchmarkSummary, documented where it is defined.
                 if not path.startswith("status.results."):
                     assert node.get("description"), f"{path} has no description"
+
+
+def test_crds_command_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["crds", "--output", "-"])
+    assert args.func(args) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in documents] == [
+        "llamacheckpoints.tpuserve.dev",
+        "inferenceservers.tpuserve.dev",
+        "benchmarkruns.tpuserve.dev",
+    ]

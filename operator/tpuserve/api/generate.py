@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,10 @@ def stale_files(output: Path, docs: Path | None = None) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.output == "-":
+        # `tpuserve crds --output - | kubectl apply --server-side -f -`
+        sys.stdout.write("---\n".join(render_crds().values()))
+        return 0
     output, docs = Path(args.output), Path(args.docs) if args.docs else None
     if args.check:
         stale = stale_files(output, docs)
@@ -365,7 +370,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "crds", help="write the CRDs (and API docs) generated from the API models", description=__doc__
     )
-    parser.add_argument("--output", default="crds", help="directory for the CRD YAML files (default: crds)")
+    parser.add_argument(
+        "--output", default="crds", help="directory for the CRD YAML files (default: crds); - writes them to stdout"
+    )
     parser.add_argument("--docs", default=None, help="also write the API reference Markdown to this file")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is stale")
     parser.set_defaults(func=_run)
