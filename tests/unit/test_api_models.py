@@ -21,6 +21,7 @@ from tpuserve.api import (
     InferenceServer,
     LlamaCheckpoint,
     LlamaCheckpointSpec,
+    catalog,
     parse_duration,
     rate_per_second,
 )
@@ -48,6 +49,10 @@ def test_kind_identity() -> None:
         assert model.model_fields["api_version"].default == API_VERSION == "tpuserve.dev/v1alpha1"
         assert model.model_fields["kind"].default == model.KIND
     assert [m.SHORT_NAMES for m in KINDS] == [("lckpt",), ("infsrv",), ("bench",)]
+
+
+def test_default_model_is_in_the_catalog() -> None:
+    assert catalog.DEFAULT_MODEL == "llama2-7b" and catalog.DEFAULT_MODEL in llama.MODELS
 
 
 def test_checkpoint_defaults() -> None:
