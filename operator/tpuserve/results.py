@@ -51,6 +51,7 @@ class StageResults(CamelModel):
     request_throughput: float = Field(ge=0, description="Successful requests per second.")
     input_throughput: float = Field(ge=0, description="Input tokens per second.")
     output_throughput: float = Field(ge=0, description="Output tokens per second.")
+    total_throughput: float = Field(default=0, ge=0, description="Input plus output tokens per second.")
     ttft_ms: LatencyStats | None = Field(default=None, description="Time to first token.")
     tpot_ms: LatencyStats | None = Field(
         default=None, description="JetStream's TPOT: end-to-end latency / output tokens (TTFT included)."
@@ -95,3 +96,29 @@ class BenchmarkSummary(StageResults):
     @classmethod
     def from_termination_message(cls, text: str) -> BenchmarkSummary:
         return cls.model_validate_json(text)
+
+
+RESULTS_SCHEMA_VERSION = "tpuserve.dev/bench-results/v1"
+
+
+class StageReport(StageResults):
+    """A stage in the full results file: every StageResults figure plus the details too big for the summary."""
+
+    name: str = Field(description="Stage label, e.g. 'rate=4' or 'concurrency=8' or 'warmup'.")
+    ttst_ms: LatencyStats | None = Field(default=None, description="Time to second stream message (JetStream).")
+    unsent_requests: int = Field(default=0, ge=0, description="Requests never sent (run ended early).")
+    undecodable_tokens: int = Field(default=0, ge=0, description="Output token ids outside the tokenizer.")
+    message: str | None = Field(default=None, description="Why the stage ended early, if it did.")
+
+
+class BenchmarkResults(CamelModel):
+    """The full results file (results.json): the run's settings, the warmup, and every stage in full."""
+
+    schema_version: str = Field(default=RESULTS_SCHEMA_VERSION)
+    target: str
+    started_at: str = Field(description="UTC, ISO 8601.")
+    finished_at: str = Field(description="UTC, ISO 8601.")
+    settings: dict[str, object] = Field(default_factory=dict, description="The command's options.")
+    warmup: StageReport | None = Field(default=None, description="Warmup requests, never mixed into stages.")
+    stages: list[StageReport] = Field(default_factory=list)
+    message: str | None = None

@@ -1,0 +1,171 @@
+"""`tpuserve bench run | report`: argument parsing only; the work is in tpuserve.bench.run / .report.
+
+Registration stays cheap: heavy modules (grpc, numpy, pandas, matplotlib) are imported by the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+
+class _BenchParser(argparse.ArgumentParser):
+    """Usage errors also go to the termination message (the operator shows why the Job failed)."""
+
+    def error(self, message: str) -> Any:  # argparse exits with code 2
+        import sys
+
+        from tpuserve.bench.outputs import failure_summary, termination_path, write_termination_message
+
+        flag = None
+        argv = sys.argv
+        for i, arg in enumerate(argv):
+            if arg == "--termination-message-path" and i + 1 < len(argv):
+                flag = argv[i + 1]
+            elif arg.startswith("--termination-message-path="):
+                flag = arg.split("=", 1)[1]
+        write_termination_message(termination_path(flag), failure_summary(f"invalid arguments: {message}"))
+        super().error(message)
+
+
+LOAD_HELP = "at most one of --request-rate, --concurrency, --sweep (default: --request-rate inf)"
+
+
+def rate(text: str) -> float:
+    """A request rate: a positive number of requests per second, or 'inf' (every request at once)."""
+    if text.strip().lower() in {"inf", "infinity"}:
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'inf'") from None
+    if not value > 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"request rate {text!r} must be positive (or 'inf')")
+    return value
+
+
+def rates(text: str) -> list[float]:
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("--sweep needs a comma-separated list of rates, e.g. 1,2,4,inf")
+    return [rate(p) for p in parts]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def positive(text: str) -> float:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", required=True, metavar="HOST:PORT", help="JetStream gRPC endpoint")
+    g = p.add_argument_group("dataset")
+    g.add_argument("--dataset", choices=["openorca", "sharegpt", "synthetic"], default="openorca")
+    g.add_argument(
+        "--dataset-path",
+        metavar="PATH|gs://...",
+        help="openorca pickle / sharegpt JSON (default $TPUSERVE_DATASETS_DIR/<standard file name>)",
+    )
+    g.add_argument("--synthetic-input-length", metavar="N|LO:HI", help="synthetic prompt length in tokens")
+    g.add_argument("--synthetic-output-length", metavar="N|LO:HI", help="synthetic output length in tokens")
+    g.add_argument("--vocab-size", type=positive_int, default=32000, help="synthetic ids without --tokenizer")
+    g.add_argument(
+        "--tokenizer",
+        metavar="PATH|gs://...|assets/...",
+        help="SentencePiece model (assets/... resolves against $TPUSERVE_MAXTEXT_DIR, default /opt/maxtext)",
+    )
+    g.add_argument("--num-prompts", type=positive_int, default=1000)
+    g.add_argument("--seed", type=int, default=0, help="prompt sampling and arrival times (JetStream's draws)")
+    g.add_argument(
+        "--max-output-length",
+        type=positive_int,
+        help="tokens every request asks for (JetStream semantics); default each prompt's reference length",
+    )
+    g.add_argument("--min-input-length", type=positive_int, default=4)
+    g.add_argument("--max-input-length", type=positive_int, default=1024)
+    g.add_argument("--min-output-length", type=positive_int, default=4, help="on the reference output")
+    g.add_argument("--max-target-length", type=positive_int, default=2048, help="prompt + reference output")
+    g.add_argument("--oversample", type=positive, default=1.2, help="JetStream samples 1.2x before filtering")
+    g.add_argument("--conversation-starter", choices=["human", "gpt", "both"], default="human", help="sharegpt")
+    g = p.add_argument_group("load", LOAD_HELP)
+    g.add_argument("--request-rate", type=rate, help="Poisson arrivals per second, or inf (all at once)")
+    g.add_argument("--concurrency", type=positive_int, help="closed loop: this many requests in flight")
+    g.add_argument("--sweep", type=rates, metavar="R1,R2,...", help="one stage per rate (inf allowed)")
+    g.add_argument("--stage-pause", type=non_negative, default=5.0, metavar="SECONDS", help="between stages")
+    g.add_argument("--warmup", choices=["none", "sampled", "full"], default="sampled")
+    g.add_argument("--warmup-pause", type=non_negative, default=5.0, metavar="SECONDS")
+    g.add_argument("--channels", type=positive_int, default=1, help="gRPC connections (a small pool)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--server-wait", type=non_negative, default=600.0, metavar="SECONDS", help="HealthCheck budget")
+    g.add_argument("--request-timeout", type=non_negative, default=600.0, metavar="SECONDS", help="0 = none")
+    g.add_argument("--timeout", type=positive, metavar="SECONDS", help="whole run; ends with partial results")
+    g = p.add_argument_group("goodput")
+    g.add_argument("--slo-ttft-ms", type=positive)
+    g.add_argument("--slo-tpot-ms", type=positive, help="on decode TPOT")
+    g = p.add_argument_group("output")
+    g.add_argument("--output", metavar="DIR|gs://bucket/prefix", help="where result files go (default: none)")
+    g.add_argument("--save-request-outputs", action="store_true", help="also every request's output (needs --output)")
+    g.add_argument("--model", default="unknown", help="model label in the JetStream-style result (model_id)")
+    g.add_argument("--metadata", metavar="JSON", help='extra string dimensions, e.g. {"accelerator": "v5e-8"}')
+    g.add_argument(
+        "--termination-message-path", help="default $TPUSERVE_TERMINATION_MESSAGE_PATH or /dev/termination-log"
+    )
+    g.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="auto = on a terminal")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tpuserve.bench.run import main
+
+    return main(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tpuserve.bench.report import main
+
+    return main(args)
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser("bench", help="benchmark a JetStream server", description=__doc__)
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND", parser_class=_BenchParser)
+    run = sub.add_parser("run", help="send a dataset to a JetStream server and measure it")
+    add_run_arguments(run)
+    run.set_defaults(func=_run)
+    report = sub.add_parser("report", help="tables and PNG plots from results files")
+    report.add_argument("results", nargs="+", metavar="FILE|gs://...", help="results.json files (ours)")
+    report.add_argument("--output-dir", metavar="DIR", help="write PNG plots here")
+    report.set_defaults(func=_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tpuserve.bench.cli ...` = `tpuserve bench ...` (useful while other subcommands are missing)."""
+    parser = argparse.ArgumentParser(prog="tpuserve")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""What a run leaves behind: the console summary, the files, and the termination-message summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from tpuserve.bench import storage
+from tpuserve.bench.datasets import Request
+from tpuserve.bench.metrics import RequestResult
+from tpuserve.bench.tokenizer import Tokenizer
+from tpuserve.results import BenchmarkSummary, LatencyStats, StageBrief, StageReport
+
+TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+RESULTS_FILE = "results.json"
+
+
+def termination_path(flag: str | None) -> str:
+    return flag or os.environ.get(TERMINATION_ENV) or DEFAULT_TERMINATION_PATH
+
+
+def _ms(stats: LatencyStats | None, attr: str) -> float:
+    return float(getattr(stats, attr)) if stats is not None else math.nan
+
+
+def print_summary(stage: StageReport, out: TextIO) -> None:
+    """The seed's (JetStream 0.2.2's) lines first, byte for byte in format, then the extra figures."""
+    p = out.write
+    p(f"Successful requests: {stage.successful_requests}\n")
+    p(f"Benchmark duration: {stage.duration_seconds:2f} s\n")
+    p(f"Total input tokens: {stage.total_input_tokens}\n")
+    p(f"Total generated tokens: {stage.total_output_tokens}\n")
+    p(f"Request throughput: {stage.request_throughput:.2f} requests/s\n")
+    p(f"Input token throughput: {stage.input_throughput:.2f} tokens/s\n")
+    p(f"Output token throughput: {stage.output_throughput:.2f} tokens/s\n")
+    for label, stats in (("TTFT", stage.ttft_ms), ("TPOT", stage.tpot_ms)):
+        p(f"Mean {label}: {_ms(stats, 'mean'):.2f} ms\n")
+        p(f"Median {label}: {_ms(stats, 'median'):.2f} ms\n")
+        p(f"P99 {label}: {_ms(stats, 'p99'):.2f} ms\n")
+    p("---- tpuserve extras (TPOT above is JetStream's: latency / tokens, TTFT included) ----\n")
+    p(f"Failed requests: {stage.failed_requests}")
+    p(f"  {stage.errors}\n" if stage.errors else "\n")
+    if stage.unsent_requests:
+        p(f"Unsent requests: {stage.unsent_requests}\n")
+    p(f"Total token throughput: {stage.total_throughput:.2f} tokens/s\n")
+    p(f"{'':18}{'mean':>10}{'median':>10}{'p90':>10}{'p95':>10}{'p99':>10}{'max':>10}\n")
+    for label, stats in (
+        ("TTFT ms", stage.ttft_ms),
+        ("Decode TPOT ms", stage.decode_tpot_ms),
+        ("ITL ms", stage.itl_ms),
+        ("E2E latency ms", stage.latency_ms),
+        ("JetStream TPOT ms", stage.tpot_ms),
+    ):
+        if stats is None:
+            p(f"{label:18}{'n/a':>10}\n")
+            continue
+        p(
+            f"{label:18}"
+            + "".join(f"{v:10.2f}" for v in (stats.mean, stats.median, stats.p90, stats.p95, stats.p99, stats.max))
+            + "\n"
+        )
+    if stage.goodput is not None:
+        g = stage.goodput
+        p(f"Goodput: {g.requests} requests ({g.share:.1%}) = {g.rate:.2f} requests/s\n")
+    if stage.undecodable_tokens:
+        p(f"Undecodable output token ids (outside the tokenizer): {stage.undecodable_tokens}\n")
+    if stage.message:
+        p(f"Stage ended early: {stage.message}\n")
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def jetstream_result(
+    stage: StageReport,
+    num_prompts: int,
+    model_id: str,
+    tokenizer_id: str,
+    metadata: dict[str, str],
+    date: datetime,
+) -> dict[str, Any]:
+    """JetStream's --save-result layout: 0.2.2's keys plus the newer client's (mean_TPOT_ms, *_ttst_ms).
+
+    request_rate is "inf" for all-at-once as 0.2.2 writes it (the newer client writes 0.0, and invalid Infinity
+    elsewhere); values that do not exist (no successful request) are null rather than NaN.
+    """
+    rate: float | str = stage.request_rate if stage.request_rate is not None else "inf"
+    metrics: dict[str, Any] = {
+        "num_prompts": num_prompts,
+        "request_rate": rate if stage.concurrency is None else f"concurrency={stage.concurrency}",
+        "duration": stage.duration_seconds,
+        "completed": stage.successful_requests,
+        "total_input_tokens": stage.total_input_tokens,
+        "total_output_tokens": stage.total_output_tokens,
+        "request_throughput": stage.request_throughput,
+        "input_throughput": stage.input_throughput,
+        "output_throughput": stage.output_throughput,
+    }
+    for key, stats in (("ttft", stage.ttft_ms), ("tpot", stage.tpot_ms)):
+        for stat, attr in (("mean", "mean"), ("median", "median"), ("p99", "p99")):
+            metrics[f"{stat}_{key}_ms"] = _finite(_ms(stats, attr))
+    for key, stats in (("TPOT", stage.tpot_ms), ("ttst", stage.ttst_ms)):
+        for stat, attr in (("mean", "mean"), ("median", "median"), ("p99", "p99")):
+            metrics[f"{stat}_{key}_ms"] = _finite(_ms(stats, attr))
+    dimensions = {"date": date.strftime("%Y%m%d-%H%M%S"), "model_id": model_id, "tokenizer_id": tokenizer_id}
+    dimensions.update(metadata)
+    return {"metrics": metrics, "dimensions": dimensions}
+
+
+def request_outputs(
+    requests: list[Request], results: list[RequestResult], tokenizer: Tokenizer | None
+) -> list[dict[str, Any]]:
+    """JetStream's outputs file entries (0.2.2 keys, the newer *_sec keys) plus output_len and error."""
+    rows = []
+    for request, result in zip(requests, results, strict=False):
+        text = tokenizer.decode(result.output_ids)[0] if tokenizer is not None else ""
+        rows.append(
+            {
+                "prompt": request.prompt,
+                "original_output": request.reference_output,
+                "generated_text": text,
+                "success": result.ok,
+                "latency": result.latency,
+                "latency_sec": result.latency,
+                "ttft_sec": result.ttft or 0.0,
+                "ttst_sec": result.ttst or 0.0,
+                "prompt_len": request.prompt_len,
+                "output_len": result.output_len,
+                "sample_idx": request.sample_idx,
+                "error": None if result.ok else f"{result.record.code}: {result.record.detail}",
+            }
+        )
+    return rows
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=2, allow_nan=False)
+
+
+def stage_file(prefix: str, index: int, kind: str) -> str:
+    return storage.join(prefix, f"stage-{index:02d}.{kind}.json")
+
+
+def brief(stage: StageReport) -> StageBrief:
+    return StageBrief(
+        request_rate=stage.request_rate,
+        concurrency=stage.concurrency,
+        successful_requests=stage.successful_requests,
+        failed_requests=stage.failed_requests,
+        request_throughput=stage.request_throughput,
+        output_throughput=stage.output_throughput,
+        ttft_p50_ms=stage.ttft_ms.median if stage.ttft_ms else None,
+        ttft_p99_ms=stage.ttft_ms.p99 if stage.ttft_ms else None,
+        decode_tpot_p50_ms=stage.decode_tpot_ms.median if stage.decode_tpot_ms else None,
+    )
+
+
+_STAGE_FIELDS = (set(BenchmarkSummary.model_fields) & set(StageReport.model_fields)) - {"message"}
+
+
+def summary(stages: list[StageReport], results_uri: str | None, message: str | None) -> BenchmarkSummary:
+    """The compact summary: the headline stage in full (a sweep's last stage), every stage in brief; trimmed
+    (stage briefs, then the message) until it fits the 4 KiB termination message."""
+    head: dict[str, Any] = {}
+    if stages:
+        head = {k: v for k, v in stages[-1] if k in _STAGE_FIELDS}
+    else:
+        head = dict(
+            successful_requests=0,
+            failed_requests=0,
+            duration_seconds=0.0,
+            total_input_tokens=0,
+            total_output_tokens=0,
+            request_throughput=0.0,
+            input_throughput=0.0,
+            output_throughput=0.0,
+        )
+    briefs = [brief(s) for s in stages] if len(stages) > 1 else []
+    result = BenchmarkSummary(**head, stages=briefs, results_uri=results_uri, message=message)
+    while len(result.model_dump_json(by_alias=True, exclude_none=True).encode()) > 4096:
+        if result.stages:
+            result.stages = result.stages[:-1]
+        elif result.message and len(result.message) > 200:
+            result.message = result.message[:200] + "..."
+        else:
+            result.errors = dict(list(result.errors.items())[:5])
+            break
+    return result
+
+
+def write_termination_message(path: str, text: str) -> None:
+    """Best effort: a missing /dev/termination-log off Kubernetes must not fail a run."""
+    try:
+        target = Path(path)
+        if target.parent.exists():
+            target.write_text(text, encoding="utf-8")
+    except OSError:
+        pass
+
+
+def failure_summary(message: str) -> str:
+    """The termination message of a run that produced no stage: zeros and the reason."""
+    return summary([], None, message).to_termination_message()

@@ -1,0 +1,245 @@
+"""`tpuserve bench run`: validate, load the prompts, wait for the server, warm up, run the stages, write out."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tpuserve.bench import BenchError, RunFailed, storage
+from tpuserve.bench import datasets as ds
+from tpuserve.bench.client import Client
+from tpuserve.bench.metrics import parse_run, stage_report
+from tpuserve.bench.outputs import (
+    RESULTS_FILE,
+    dump,
+    failure_summary,
+    jetstream_result,
+    print_summary,
+    request_outputs,
+    stage_file,
+    summary,
+    termination_path,
+    write_termination_message,
+)
+from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
+from tpuserve.bench.tokenizer import Tokenizer
+from tpuserve.results import BenchmarkResults, StageReport
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Flag combinations argparse cannot express; each error says what to change."""
+    loads = [name for name in ("request_rate", "concurrency", "sweep") if getattr(args, name) is not None]
+    if len(loads) > 1:
+        flags = ", ".join("--" + n.replace("_", "-") for n in loads)
+        raise BenchError(f"choose one load shape: {flags} were all given")
+    host, sep, port = args.target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError(f"--target {args.target!r} must be HOST:PORT (e.g. llama.default.svc:9000)")
+    synthetic = args.dataset == "synthetic"
+    lengths = (args.synthetic_input_length, args.synthetic_output_length)
+    if synthetic and None in lengths:
+        raise BenchError("--dataset synthetic needs --synthetic-input-length and --synthetic-output-length")
+    if not synthetic and any(x is not None for x in lengths):
+        raise BenchError("--synthetic-input-length/--synthetic-output-length only apply to --dataset synthetic")
+    if synthetic and args.dataset_path:
+        raise BenchError("--dataset-path does not apply to --dataset synthetic")
+    if not synthetic and not args.tokenizer:
+        raise BenchError(f"--dataset {args.dataset} needs --tokenizer (the server's SentencePiece model)")
+    if args.save_request_outputs and not args.output:
+        raise BenchError("--save-request-outputs needs --output (a directory or gs:// prefix)")
+    if args.output and storage.is_gcs(args.output):
+        storage.split_gcs(args.output)
+    if args.metadata is not None:
+        try:
+            meta = json.loads(args.metadata)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"--metadata is not valid JSON: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise BenchError('--metadata must be a JSON object, e.g. {"accelerator": "v5e-8"}')
+
+
+def stages(args: argparse.Namespace) -> list[Stage]:
+    def rate_name(r: float) -> str:
+        return "rate=inf" if math.isinf(r) else f"rate={r:g}"
+
+    if args.concurrency is not None:
+        return [Stage(f"concurrency={args.concurrency}", concurrency=args.concurrency)]
+    if args.sweep is not None:
+        return [Stage(rate_name(r), request_rate=r) for r in args.sweep]
+    r = args.request_rate if args.request_rate is not None else math.inf
+    return [Stage(rate_name(r), request_rate=r)]
+
+
+def load_requests(args: argparse.Namespace, tokenizer: Tokenizer | None) -> list[ds.Request]:
+    if args.dataset == "synthetic":
+        return ds.synthetic_requests(
+            args.num_prompts,
+            args.seed,
+            ds.parse_length(args.synthetic_input_length),
+            ds.parse_length(args.synthetic_output_length),
+            tokenizer,
+            args.vocab_size,
+        )
+    assert tokenizer is not None
+    path = args.dataset_path or ds.default_path(args.dataset)
+    pairs = ds.load_openorca(path) if args.dataset == "openorca" else ds.load_sharegpt(path, args.conversation_starter)
+    filters = ds.Filters(
+        min_input_length=args.min_input_length,
+        max_input_length=args.max_input_length,
+        min_output_length=args.min_output_length,
+        max_target_length=args.max_target_length,
+        oversample=args.oversample,
+    )
+    return ds.sample_requests(pairs, tokenizer, args.num_prompts, args.seed, args.max_output_length, filters)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Session:
+    """One `bench run`: holds what has been measured so a failure can still report it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.started = _now()
+        self.reports: list[StageReport] = []
+        self.warmup: StageReport | None = None
+        self.results_uri: str | None = None
+        self.tokenizer: Tokenizer | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else "inf")
+            for k, v in sorted(vars(self.args).items())
+            if k not in {"func", "command", "bench_command"}
+        }
+
+    async def measure(self, runner: Runner, requests: list[ds.Request]) -> None:
+        args = self.args
+        if args.warmup != "none":
+            warm = requests if args.warmup == "full" else ds.sampled_warmup(requests)
+            if warm:
+                rate = args.request_rate if args.request_rate is not None else math.inf
+                run = await runner.run_stage(Stage("warmup", request_rate=rate), warm, warmup=True)
+                self.warmup = stage_report(run, parse_run(run))
+                print(
+                    f"Warmup ({args.warmup}): {self.warmup.successful_requests} ok, "
+                    f"{self.warmup.failed_requests} failed; not counted in the results",
+                    flush=True,
+                )
+                if runner.server_gone:
+                    return
+                await asyncio.sleep(args.warmup_pause)
+        plan = stages(args)
+        for i, stage in enumerate(plan):
+            if i:
+                await asyncio.sleep(args.stage_pause)
+            run = await runner.run_stage(stage, requests)
+            self.finish_stage(i, run)
+            if runner.server_gone or run.aborted:
+                break
+
+    def finish_stage(self, index: int, run: StageRun) -> None:
+        args = self.args
+        results = parse_run(run)
+        report = stage_report(run, results, args.slo_ttft_ms, args.slo_tpot_ms, self.tokenizer)
+        self.reports.append(report)
+        print(f"==== stage {index}: {run.stage.name} ({len(run.requests)} requests) ====")
+        print_summary(report, sys.stdout)
+        sys.stdout.flush()
+        if args.output:
+            metadata = {str(k): str(v) for k, v in json.loads(args.metadata or "{}").items()}
+            tokenizer_id = args.tokenizer or f"synthetic(vocab={args.vocab_size})"
+            js = jetstream_result(report, args.num_prompts, args.model, tokenizer_id, metadata, _now())
+            storage.write_text(stage_file(args.output, index, "jetstream"), dump(js))
+            if args.save_request_outputs:
+                rows = request_outputs(run.requests, results, self.tokenizer)
+                storage.write_text(stage_file(args.output, index, "request-outputs"), dump(rows))
+
+    def write_results(self, message: str | None) -> None:
+        if not self.args.output:
+            return
+        uri = storage.join(self.args.output, RESULTS_FILE)
+        results = BenchmarkResults(
+            target=self.args.target,
+            started_at=self.started.isoformat(),
+            finished_at=_now().isoformat(),
+            settings=self.settings(),
+            warmup=self.warmup,
+            stages=self.reports,
+            message=message,
+        )
+        storage.write_text(uri, results.model_dump_json(by_alias=True, indent=2))
+        self.results_uri = uri
+
+
+async def _main(session: Session, requests: list[ds.Request]) -> str | None:
+    """Run everything; return why the run failed or ended early (None = it completed)."""
+    args = session.args
+    client = Client(args.target, channels=args.channels)
+    try:
+        try:
+            await client.wait_until_live(args.server_wait)
+        except TimeoutError as exc:
+            raise RunFailed(f"server {args.target} not live after {args.server_wait:g} s ({exc})") from None
+        tty = sys.stderr.isatty()
+        progress = Progress(args.progress == "always" or (args.progress == "auto" and tty))
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        runner = Runner(client, args.request_timeout or None, args.seed, progress, deadline)
+        await session.measure(runner, requests)
+        if runner.server_gone:
+            return f"server became unavailable mid-run ({runner.server_gone}); results are partial"
+        ended = next((r.message for r in session.reports if r.message), None)
+        if ended:
+            return ended
+        if not session.reports or not any(r.successful_requests for r in session.reports):
+            codes = session.reports[-1].errors if session.reports else {}
+            return f"no request succeeded (errors by code: {codes})"
+        return None
+    finally:
+        await client.close()
+
+
+def _event_loop_runner() -> Any:
+    try:
+        import uvloop  # optional (the bench extra): a faster event loop for the same client
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
+
+
+def main(args: argparse.Namespace) -> int:
+    path = termination_path(args.termination_message_path)
+    session = Session(args)
+    try:
+        validate(args)
+        session.tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else None
+        requests = load_requests(args, session.tokenizer)
+        print(f"Prepared {len(requests)} requests ({ds.describe(requests)}) for {args.target}", flush=True)
+        message = _event_loop_runner()(_main(session, requests))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        write_termination_message(path, failure_summary(str(exc)))
+        return 2
+    except RunFailed as exc:
+        message = str(exc)
+    except KeyboardInterrupt:
+        message = "interrupted"
+    try:
+        session.write_results(message)
+    except BenchError as exc:
+        message = f"{message + '; ' if message else ''}{exc}"
+    final = summary(session.reports, session.results_uri, message)
+    write_termination_message(path, final.to_termination_message())
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
