@@ -1,0 +1,138 @@
+"""The conversion manifest (OUT/tpuserve-manifest.json), written last, and finding a verified output by it.
+
+The manifest is the commit marker of a conversion: it is written only after both checkpoints were uploaded
+and verified. It lists every file of both checkpoints with its size, so a later reader can tell that the
+output is still the one that was verified (a deleted or truncated file is noticed with one listing).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from tpuserve.convert import layout
+from tpuserve.convert.source import SourceFile
+from tpuserve.convert.storage import open_store
+
+MANIFEST_SCHEMA_VERSION = "tpuserve.dev/convert-manifest/v1"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ToolVersions(_Camel):
+    tpuserve: str
+    maxtext_release: str
+    maxtext_commit: str
+    conversion_step: str = Field(description="`maxtext` or `synthetic` (test stand-in, random weights).")
+    orbax_checkpoint: str | None = None
+    jax: str | None = None
+    tensorstore: str | None = None
+    torch: str | None = None
+    python: str | None = None
+
+
+class Timings(_Camel):
+    staging_seconds: float = 0.0
+    staging_bytes: int = 0
+    scanned_seconds: float = 0.0
+    unscanned_seconds: float = 0.0
+    quantize_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    upload_seconds: float = 0.0
+    upload_bytes: int = 0
+    total_seconds: float = 0.0
+
+
+class OutputFiles(_Camel):
+    path: str
+    files: dict[str, int] = Field(description="File (relative to path) -> bytes.")
+
+
+class ConversionManifest(_Camel):
+    schema_version: str = MANIFEST_SCHEMA_VERSION
+    model: str
+    weight_dtype: str
+    quantization: str | None = None
+    arch: dict[str, Any] = Field(description="The architecture verified against (tpuserve.llama.LlamaArch fields).")
+    source: str
+    sources: list[SourceFile]
+    output: str
+    scanned_path: str
+    unscanned_path: str
+    quantized_path: str | None = None
+    checkpoints: list[OutputFiles] = Field(default_factory=list)
+    parameter_count: int
+    verified: bool
+    tools: ToolVersions
+    timings: Timings
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def matches(self, model: str, weight_dtype: str, quantization: str | None) -> bool:
+        return self.model == model and self.weight_dtype == weight_dtype and self.quantization == quantization
+
+
+def read_manifest(output: str, *, client: Any = None) -> ConversionManifest | None:
+    """The manifest under `output`, or None when absent or unreadable."""
+    store = open_store(output, client)
+    try:
+        raw = store.read(layout.MANIFEST_NAME)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # google.api_core NotFound for gs://
+        if type(exc).__name__ == "NotFound":
+            return None
+        raise
+    try:
+        return ConversionManifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        return None
+
+
+def write_manifest(output: str, manifest: ConversionManifest, *, client: Any = None) -> str:
+    store = open_store(output, client)
+    store.write(layout.MANIFEST_NAME, manifest.model_dump_json(by_alias=True, indent=1).encode())
+    return layout.manifest_path(output)
+
+
+def files_still_there(manifest: ConversionManifest, *, client: Any = None) -> list[str]:
+    """Problems with the output's files compared with the manifest (missing or resized), empty when intact."""
+    problems: list[str] = []
+    for checkpoint in manifest.checkpoints:
+        listing = open_store(checkpoint.path, client).list()
+        for name, size in checkpoint.files.items():
+            info = listing.get(name)
+            if info is None:
+                problems.append(f"{checkpoint.path}/{name} is missing")
+            elif info.size != size:
+                problems.append(f"{checkpoint.path}/{name} is {info.size} bytes, manifest says {size}")
+    return problems
+
+
+def find_verified_output(
+    output: str,
+    model: str,
+    weight_dtype: str,
+    quantization: str | None = None,
+    *,
+    client: Any = None,
+    arch: dict[str, Any] | None = None,
+) -> ConversionManifest | None:
+    """The manifest of a finished, verified conversion of (model, dtype, quantization) at `output` whose files are
+    all still there with their recorded sizes; None otherwise. A few listings and one small read. `arch` (the
+    LlamaArch fields) is compared too when given (tests convert tiny architectures under real model names)."""
+    manifest = read_manifest(output, client=client)
+    if manifest is None or not manifest.verified or not manifest.matches(model, weight_dtype, quantization):
+        return None
+    if arch is not None and manifest.arch != arch:
+        return None
+    if manifest.unscanned_path != layout.unscanned_items(output) or not manifest.checkpoints:
+        return None
+    if files_still_there(manifest, client=client):
+        return None
+    return manifest

@@ -1,0 +1,444 @@
+"""`tpuserve convert run`: check, stage, convert (scanned then unscanned), verify, upload, manifest, summary.
+
+Order matters for "never reported done when it is not": the manifest is deleted before anything under the
+output is rewritten and written only after both checkpoints are uploaded and verified in place, so any
+interruption leaves an output without a manifest, which the next run treats as partial and replaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tpuserve import __version__, llama
+from tpuserve.convert import layout, maxtext
+from tpuserve.convert.expected import Layout, parameter_count
+from tpuserve.convert.manifest import (
+    ConversionManifest,
+    OutputFiles,
+    Timings,
+    ToolVersions,
+    files_still_there,
+    find_verified_output,
+    read_manifest,
+    write_manifest,
+)
+from tpuserve.convert.source import SourceStatus, check_source, describe_local_source, stage_source
+from tpuserve.convert.storage import Progress, is_gcs, open_store
+from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
+from tpuserve.convert.verify import VerifyReport, verify_checkpoint
+
+STEP_ENV = "TPUSERVE_CONVERT_STEP"  # "maxtext" (default) or "synthetic"
+ARCH_ENV = "TPUSERVE_CONVERT_ARCH"  # path of an architecture JSON (tests: a tiny Llama)
+MAXTEXT_CONFIG_ENV = "TPUSERVE_MAXTEXT_CONFIG"  # MaxText's configs/base.yml, when not found in the package
+DEFAULT_WORK_DIR = "/var/tmp/tpuserve-convert"
+
+
+@dataclass
+class RunOptions:
+    model: str
+    source: str
+    output: str
+    weight_dtype: str = "bfloat16"
+    quantization: str | None = None
+    work_dir: Path = Path(DEFAULT_WORK_DIR)
+    download_workers: int = 8
+    upload_workers: int = 8
+    force: bool = False
+    step: str = "maxtext"
+    arch_json: str | None = None
+    progress_interval: float = 5.0
+    client: Any = None  # google.cloud.storage.Client; None = default credentials (or STORAGE_EMULATOR_HOST)
+
+
+class ConversionSteps(Protocol):
+    name: str
+
+    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]: ...
+
+    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]: ...
+
+    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]: ...
+
+
+@dataclass
+class MaxTextSteps:
+    """The pinned MaxText release's conversion modules (the converter image)."""
+
+    python: str = sys.executable
+    base_config: str = ""
+    name: str = "maxtext"
+
+    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]:
+        return maxtext.scanned_argv(self.python, model, paths)
+
+    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
+        return maxtext.unscanned_argv(self.python, self.base_config, model, weight_dtype, paths)
+
+    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
+        return maxtext.quantize_argv(self.python, self.base_config, model, quantization, unscanned_items, output_dir)
+
+
+@dataclass
+class SyntheticSteps:
+    """Test stand-in: real Orbax checkpoints of the right tree, random weights (tpuserve.convert.synthetic)."""
+
+    arch_json: str | None
+    python: str = sys.executable
+    name: str = "synthetic"
+
+    def _base(self, step: str, model: str) -> list[str]:
+        argv = [self.python, "-m", "tpuserve.convert.synthetic", step, "--model", model]
+        return argv + (["--arch-json", self.arch_json] if self.arch_json else [])
+
+    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]:
+        return [*self._base("scanned", model), "--output", paths.scanned_dir]
+
+    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
+        out = layout.join(paths.unscanned_base, paths.unscanned_run_name, "checkpoints")
+        return [*self._base("unscanned", model), "--output", out, "--scanned-items", paths.scanned_items]
+
+    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
+        raise ConversionError("quantization needs MaxText (TPUSERVE_CONVERT_STEP=maxtext); the synthetic step has none")
+
+
+class ConversionError(RuntimeError):
+    pass
+
+
+def find_maxtext_config() -> str:
+    """MaxText's configs/base.yml: env TPUSERVE_MAXTEXT_CONFIG, else inside the installed `maxtext` package."""
+    configured = os.environ.get(MAXTEXT_CONFIG_ENV)
+    if configured:
+        return configured
+    spec = importlib.util.find_spec("maxtext")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConversionError(
+            f"MaxText ({maxtext.MAXTEXT_RELEASE}) is not installed: run in the converter image, set "
+            f"{MAXTEXT_CONFIG_ENV}, or use {STEP_ENV}=synthetic for tests"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / maxtext.BASE_CONFIG_IN_PACKAGE)
+
+
+def make_steps(options: RunOptions) -> ConversionSteps:
+    if options.step == "synthetic":
+        return SyntheticSteps(arch_json=options.arch_json)
+    if options.step == "maxtext":
+        return MaxTextSteps(base_config=find_maxtext_config())
+    raise ConversionError(f"unknown conversion step {options.step!r}; use maxtext or synthetic")
+
+
+def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
+    if arch_json:
+        try:
+            return llama.LlamaArch(**json.loads(Path(arch_json).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConversionError(f"cannot read architecture JSON {arch_json}: {exc}") from exc
+    return llama.arch(model)
+
+
+def tool_versions(step: str) -> ToolVersions:
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return ToolVersions(
+        tpuserve=__version__,
+        maxtext_release=maxtext.MAXTEXT_RELEASE,
+        maxtext_commit=maxtext.MAXTEXT_COMMIT,
+        conversion_step=step,
+        orbax_checkpoint=version("orbax-checkpoint"),
+        jax=version("jax"),
+        tensorstore=version("tensorstore"),
+        torch=version("torch"),
+        python=sys.version.split()[0],
+    )
+
+
+def log(message: str) -> None:
+    print(f"tpuserve convert: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Context:
+    options: RunOptions
+    arch: llama.LlamaArch
+    started: float = field(default_factory=time.monotonic)
+    timings: Timings = field(default_factory=Timings)
+
+    def summary(self, outcome: Outcome, reason: FailureReason | None = None, **fields: Any) -> ConvertSummary:
+        o = self.options
+        base: dict[str, Any] = {
+            "ok": reason is None,
+            "outcome": outcome,
+            "reason": reason,
+            "model": o.model,
+            "weight_dtype": o.weight_dtype,
+            "quantization": o.quantization,
+            "duration_seconds": round(time.monotonic() - self.started, 3),
+        }
+        base.update(fields)
+        return ConvertSummary(**base)
+
+    def failed(self, reason: FailureReason, message: str, **fields: Any) -> ConvertSummary:
+        log(f"FAILED ({reason.value}): {message}")
+        return self.summary(Outcome.FAILED, reason, message=message, **fields)
+
+
+def run_subprocess(argv: list[str], env: dict[str, str]) -> int:
+    log("running " + " ".join(argv))
+    completed = subprocess.run(argv, env={**os.environ, **env}, check=False)
+    return completed.returncode
+
+
+def run(options: RunOptions, *, runner: Callable[[list[str], dict[str, str]], int] = run_subprocess) -> ConvertSummary:
+    """The whole conversion. Never raises for expected failures: the summary says what went wrong."""
+    try:
+        arch = load_arch(options.model, options.arch_json)
+    except (ConversionError, ValueError) as exc:
+        ctx = _Context(options, llama.LlamaArch(options.model, 0, 0, 0, 0, 0, 0, 0, 0, ""))
+        return ctx.failed(FailureReason.ERROR, str(exc))
+    ctx = _Context(options, arch)
+    try:
+        return _run(ctx, runner)
+    except ConversionError as exc:
+        return ctx.failed(FailureReason.ERROR, str(exc))
+    except Exception as exc:  # storage and other unexpected errors still produce a summary
+        return ctx.failed(FailureReason.ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _paths_summary(output: str) -> dict[str, Any]:
+    return {
+        "scanned_path": layout.scanned_items(output),
+        "unscanned_path": layout.unscanned_items(output),
+        "manifest_path": layout.manifest_path(output),
+    }
+
+
+def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> ConvertSummary:
+    o, arch = ctx.options, ctx.arch
+    if o.weight_dtype not in maxtext.WEIGHT_DTYPES:
+        return ctx.failed(
+            FailureReason.ERROR, f"weight dtype {o.weight_dtype!r}: use one of {', '.join(maxtext.WEIGHT_DTYPES)}"
+        )
+    if o.quantization is not None and o.quantization not in maxtext.QUANTIZATION_MODES:
+        return ctx.failed(
+            FailureReason.ERROR,
+            f"quantization {o.quantization!r} is not a mode of {maxtext.MAXTEXT_RELEASE}; "
+            f"use one of {', '.join(maxtext.QUANTIZATION_MODES)} or none",
+        )
+    out_store = open_store(o.output, o.client)
+
+    # 1. Reuse a verified output with a matching manifest.
+    if not o.force:
+        found = find_verified_output(
+            o.output, o.model, o.weight_dtype, o.quantization, client=o.client, arch=dataclasses.asdict(arch)
+        )
+        if found is not None:
+            log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
+            return ctx.summary(
+                Outcome.REUSED,
+                message=f"a verified {o.model} conversion with a matching manifest exists at {o.output}",
+                parameter_count=found.parameter_count,
+                quantized_path=found.quantized_path,
+                **_paths_summary(o.output),
+            )
+    existing = read_manifest(o.output, client=o.client)
+    conflict = (
+        existing is not None
+        and existing.verified
+        and not o.force
+        and not existing.matches(o.model, o.weight_dtype, o.quantization)
+    )
+    if existing is not None and conflict and not files_still_there(existing, client=o.client):
+        return ctx.failed(
+            FailureReason.OUTPUT_CONFLICT,
+            f"{o.output} already holds a verified conversion of {existing.model} {existing.weight_dtype}"
+            f"{' ' + existing.quantization if existing.quantization else ''}; choose another output or pass "
+            "--force to replace it",
+            **_paths_summary(o.output),
+        )
+
+    # 2. The source must be complete before anything is deleted or downloaded.
+    check = check_source(o.source, o.model, client=o.client, arch=arch)
+    log(check.message)
+    if check.status is SourceStatus.NOT_FOUND:
+        return ctx.failed(FailureReason.SOURCE_NOT_FOUND, check.message, missing=check.missing)
+    if check.status is SourceStatus.INCOMPLETE:
+        return ctx.failed(FailureReason.SOURCE_INCOMPLETE, check.message, missing=check.missing)
+    steps = make_steps(o)
+
+    # 3. Anything already under the output without a matching verified manifest is partial: replace it.
+    _clear_output(o.output, out_store)
+
+    # 4. Stage the source locally (a local source is used in place).
+    work = o.work_dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    if is_gcs(o.source):
+        staged = work / "source"
+        sources, seconds = stage_source(
+            open_store(o.source, o.client),
+            arch,
+            staged,
+            workers=o.download_workers,
+            progress_interval=o.progress_interval,
+        )
+        ctx.timings.staging_seconds = round(seconds, 3)
+        ctx.timings.staging_bytes = sum(f.bytes for f in sources)
+        log(
+            f"staged {ctx.timings.staging_bytes / 1e6:.1f} MB in {seconds:.1f} s "
+            f"({ctx.timings.staging_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s)"
+        )
+    else:
+        staged = Path(o.source)
+        sources = describe_local_source(open_store(o.source), arch)
+
+    # 5. MaxText (or the stand-in): scanned, then unscanned, locally.
+    local_out = work / "out"
+    paths = maxtext.ConversionPaths(
+        source_dir=str(staged),
+        scanned_dir=layout.scanned_dir(str(local_out)),
+        scanned_items=layout.scanned_items(str(local_out)),
+        unscanned_base=str(local_out),
+        unscanned_run_name=layout.UNSCANNED_RUN_NAME,
+    )
+    started = time.monotonic()
+    code = runner(steps.scanned(o.model, paths), maxtext.CONVERSION_ENV)
+    ctx.timings.scanned_seconds = round(time.monotonic() - started, 3)
+    if code != 0:
+        return ctx.failed(
+            FailureReason.CONVERSION_FAILED,
+            f"the scanned conversion ({steps.name}) exited with code {code}; see the container log above. "
+            f"It needs ~{arch.weight_bytes() * 4 / 2**30:.0f} GiB of memory for {o.model}.",
+        )
+    if is_gcs(o.source):
+        shutil.rmtree(staged, ignore_errors=True)  # free the disk for the unscanned checkpoint
+    started = time.monotonic()
+    code = runner(steps.unscanned(o.model, o.weight_dtype, paths), maxtext.CONVERSION_ENV)
+    ctx.timings.unscanned_seconds = round(time.monotonic() - started, 3)
+    if code != 0:
+        return ctx.failed(
+            FailureReason.CONVERSION_FAILED,
+            f"the unscanned (param-only) conversion ({steps.name}) exited with code {code}; see the log above",
+        )
+    quantized_local: Path | None = None
+    if o.quantization:
+        quantized_local = local_out / f"quantized-{o.quantization}"
+        started = time.monotonic()
+        argv = steps.quantize(o.model, o.quantization, layout.unscanned_items(str(local_out)), str(quantized_local))
+        code = runner(argv, maxtext.CONVERSION_ENV)
+        ctx.timings.quantize_seconds = round(time.monotonic() - started, 3)
+        if code != 0:
+            return ctx.failed(FailureReason.CONVERSION_FAILED, f"quantization exited with code {code}")
+
+    # 6. Verify locally before spending upload time.
+    started = time.monotonic()
+    reports = [
+        verify_checkpoint(layout.scanned_items(str(local_out)), arch, Layout.SCANNED),
+        verify_checkpoint(layout.unscanned_items(str(local_out)), arch, Layout.UNSCANNED),
+    ]
+    ctx.timings.verify_seconds = round(time.monotonic() - started, 3)
+    failure = _verification_failure(ctx, reports)
+    if failure is not None:
+        return failure
+
+    # 7. Upload, then verify in place.
+    to_upload = [(local_out / layout.SCANNED_DIR, layout.SCANNED_DIR)]
+    to_upload.append((local_out / layout.UNSCANNED_RUN_NAME, layout.UNSCANNED_RUN_NAME))
+    if quantized_local is not None:
+        to_upload.append((quantized_local, quantized_local.name))
+    total = sum(p.stat().st_size for d, _ in to_upload for p in d.rglob("*") if p.is_file())
+    progress = Progress(f"uploading to {o.output}", total, interval=o.progress_interval)
+    for local_dir, prefix in to_upload:
+        out_store.upload_tree(local_dir, prefix, workers=o.upload_workers, progress=progress)
+    ctx.timings.upload_seconds = round(progress.seconds, 3)
+    ctx.timings.upload_bytes = total
+    if is_gcs(o.output) or Path(o.output).resolve() != local_out.resolve():
+        started = time.monotonic()
+        reports = [
+            verify_checkpoint(layout.scanned_items(o.output), arch, Layout.SCANNED, client=o.client),
+            verify_checkpoint(layout.unscanned_items(o.output), arch, Layout.UNSCANNED, client=o.client),
+        ]
+        ctx.timings.verify_seconds = round(ctx.timings.verify_seconds + time.monotonic() - started, 3)
+        failure = _verification_failure(ctx, reports)
+        if failure is not None:
+            return failure
+
+    # 8. The manifest, last.
+    ctx.timings.total_seconds = round(time.monotonic() - ctx.started, 3)
+    checkpoints = [
+        OutputFiles(path=p, files={name: info.size for name, info in open_store(p, o.client).list().items()})
+        for p in (layout.scanned_items(o.output), layout.unscanned_items(o.output))
+    ]
+    quantized_path = layout.join(o.output, quantized_local.name) if quantized_local is not None else None
+    manifest = ConversionManifest(
+        model=o.model,
+        weight_dtype=o.weight_dtype,
+        quantization=o.quantization,
+        arch=dataclasses.asdict(arch),
+        source=o.source,
+        sources=sources,
+        output=o.output,
+        scanned_path=layout.scanned_items(o.output),
+        unscanned_path=layout.unscanned_items(o.output),
+        quantized_path=quantized_path,
+        checkpoints=checkpoints,
+        parameter_count=parameter_count(arch),
+        verified=True,
+        tools=tool_versions(steps.name),
+        timings=ctx.timings,
+    )
+    write_manifest(o.output, manifest, client=o.client)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"done: {layout.unscanned_items(o.output)} verified; manifest {layout.manifest_path(o.output)}")
+    return ctx.summary(
+        Outcome.CONVERTED,
+        message=f"converted and verified {o.model} ({steps.name} step)",
+        parameter_count=manifest.parameter_count,
+        quantized_path=quantized_path,
+        **_paths_summary(o.output),
+    )
+
+
+def _clear_output(output: str, store: Any) -> None:
+    # The manifest goes first: from here until the new one is written the output is "partial".
+    manifest_names = [n for n in store.list(layout.MANIFEST_NAME)]
+    for name in manifest_names:
+        store.delete_prefix(name)
+    removed = 0
+    for sub in (layout.SCANNED_DIR, layout.UNSCANNED_RUN_NAME):
+        removed += store.delete_prefix(sub)
+    for name in list(store.list()):
+        if name.startswith("quantized-"):
+            removed += store.delete_prefix(name)
+    if removed:
+        log(f"removed {removed} files of a partial or replaced conversion under {output}")
+
+
+def _verification_failure(ctx: _Context, reports: list[VerifyReport]) -> ConvertSummary | None:
+    for report in reports:
+        log(report.render())
+    bad = [r for r in reports if not r.ok]
+    if not bad:
+        return None
+    mismatches = [f"{r.expected_layout.value}: {m}" for r in bad for m in r.mismatches]
+    return ctx.failed(
+        FailureReason.VERIFICATION_FAILED,
+        f"the converted checkpoint does not match {ctx.arch.name}: {len(mismatches)} mismatch(es), first: "
+        f"{mismatches[0]}",
+        mismatches=mismatches,
+    )

@@ -1,0 +1,86 @@
+"""The converter's compact summary: written to the termination-message file on success and on failure
+(CONTRACTS item 2) and read back by the operator. camelCase on the wire, <= 4 KiB."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SUMMARY_SCHEMA_VERSION = "tpuserve.dev/convert-summary/v1"
+SUMMARY_MAX_BYTES = 4096
+_MAX_LIST = 10
+
+
+class Outcome(StrEnum):
+    CONVERTED = "converted"  # converted and verified in this run
+    REUSED = "reused"  # a verified output with a matching manifest was already there
+    FAILED = "failed"
+
+
+class FailureReason(StrEnum):
+    SOURCE_NOT_FOUND = "SourceNotFound"  # nothing at the source location
+    SOURCE_INCOMPLETE = "SourceIncomplete"  # required files missing (see `missing`)
+    OUTPUT_CONFLICT = "OutputConflict"  # the output holds a finished checkpoint of another model/dtype
+    CONVERSION_FAILED = "ConversionFailed"  # a MaxText step exited non-zero
+    VERIFICATION_FAILED = "VerificationFailed"  # the written checkpoint does not match the architecture
+    ERROR = "Error"  # anything else (storage errors, bad arguments)
+
+
+EXIT_CODES: dict[FailureReason | None, int] = {
+    None: 0,
+    FailureReason.ERROR: 1,
+    FailureReason.SOURCE_NOT_FOUND: 3,
+    FailureReason.SOURCE_INCOMPLETE: 3,
+    FailureReason.OUTPUT_CONFLICT: 4,
+    FailureReason.CONVERSION_FAILED: 5,
+    FailureReason.VERIFICATION_FAILED: 6,
+}
+
+
+class ConvertSummary(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    schema_version: str = Field(default=SUMMARY_SCHEMA_VERSION)
+    ok: bool
+    outcome: Outcome
+    reason: FailureReason | None = None
+    message: str | None = Field(default=None, description="Why it failed and what to do; or what was done.")
+    model: str
+    weight_dtype: str
+    quantization: str | None = None
+    scanned_path: str | None = None
+    unscanned_path: str | None = None
+    quantized_path: str | None = None
+    manifest_path: str | None = None
+    parameter_count: int | None = None
+    missing: list[str] = Field(default_factory=list, description="Missing source files (SourceIncomplete).")
+    mismatches: list[str] = Field(default_factory=list, description="First verification mismatches.")
+    duration_seconds: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.reason]
+
+    def to_termination_message(self) -> str:
+        """Compact JSON that fits Kubernetes' 4096-byte termination message: long lists and the message are cut."""
+        summary = self.model_copy(
+            update={"missing": self.missing[:_MAX_LIST], "mismatches": [m[:200] for m in self.mismatches[:_MAX_LIST]]}
+        )
+        text = summary.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=False)
+        while len(text.encode()) > SUMMARY_MAX_BYTES:
+            if summary.mismatches:
+                summary.mismatches = summary.mismatches[:-1]
+            elif summary.missing:
+                summary.missing = summary.missing[:-1]
+            elif summary.message and len(summary.message) > 80:
+                summary.message = summary.message[: len(summary.message) // 2] + "…"
+            else:
+                raise ValueError(f"convert summary is {len(text.encode())} bytes, over {SUMMARY_MAX_BYTES}")
+            text = summary.model_dump_json(by_alias=True, exclude_none=True)
+        return text
+
+    @classmethod
+    def from_termination_message(cls, text: str) -> ConvertSummary:
+        return cls.model_validate_json(text)
