@@ -17,23 +17,29 @@ from typing import Any
 # --- metric names (docs/metrics.md) -------------------------------------------------------------------------------
 # Finished BenchmarkRuns, one series per run; labels namespace, name, server, model, accelerator, topology.
 BENCH_LABELS = ("namespace", "name", "server", "model", "accelerator", "topology")
-BENCH_OUTPUT_TPS = "tpuserve_benchmark_output_tokens_per_second"
-BENCH_INPUT_TPS = "tpuserve_benchmark_input_tokens_per_second"
-BENCH_RPS = "tpuserve_benchmark_requests_per_second"
-BENCH_TTFT = "tpuserve_benchmark_ttft_seconds"  # label quantile: 0.5, 0.9, 0.99 (+ "mean"?)
+BENCH_OUTPUT_TPS = "tpuserve_benchmark_output_throughput_tokens"
+BENCH_INPUT_TPS = "tpuserve_benchmark_input_throughput_tokens"
+BENCH_RPS = "tpuserve_benchmark_request_throughput"
+# Latency gauges carry label stat = mean | p50 | p90 | p95 | p99 | max.
+BENCH_TTFT = "tpuserve_benchmark_ttft_seconds"
 BENCH_TPOT = "tpuserve_benchmark_tpot_seconds"
 BENCH_DECODE_TPOT = "tpuserve_benchmark_decode_tpot_seconds"
-BENCH_GOODPUT = "tpuserve_benchmark_goodput_requests_per_second"
-BENCH_GOODPUT_SHARE = "tpuserve_benchmark_goodput_ratio"
-BENCH_COST = "tpuserve_benchmark_cost_per_million_output_tokens_dollars"
-BENCH_ROOFLINE = "tpuserve_benchmark_roofline_efficiency_ratio"
-BENCH_SUCCEEDED = "tpuserve_benchmark_successful_requests"
-BENCH_FAILED = "tpuserve_benchmark_failed_requests"
+BENCH_GOODPUT = "tpuserve_benchmark_goodput_requests"  # requests/s meeting every SLO (runs with spec.slo)
+BENCH_COST = "tpuserve_benchmark_cost_per_million_output_tokens_usd"
+BENCH_ROOFLINE = "tpuserve_benchmark_roofline_efficiency"
+BENCH_SUCCEEDED_REQUESTS = "tpuserve_benchmark_successful_requests"
+BENCH_FAILED_REQUESTS = "tpuserve_benchmark_failed_requests"
+BENCH_DURATION = "tpuserve_benchmark_duration_seconds"
 BENCH_COMPLETION = "tpuserve_benchmark_completion_timestamp_seconds"
+BENCH_SUCCEEDED = "tpuserve_benchmark_succeeded"
 # The operator itself.
-RECONCILES = "tpuserve_reconcile_total"  # counter; labels kind, result (success|error|...)
+RECONCILES = "tpuserve_reconcile_total"  # counter; labels kind, result (ok | retry | error | invalid)
 RECONCILE_DURATION = "tpuserve_reconcile_duration_seconds"  # histogram; label kind
-OBJECTS = "tpuserve_objects"  # gauge; labels kind, phase (, namespace)
+OBJECTS = "tpuserve_objects"  # gauge; labels kind, namespace, phase
+CHILDREN_CREATED = "tpuserve_children_created_total"  # counter; labels kind, child
+STATUS_UPDATES = "tpuserve_status_updates_total"  # counter; label kind
+WAKEUPS = "tpuserve_dependency_wakeups_total"  # counter; label kind
+GCS_ERRORS = "tpuserve_gcs_errors_total"  # counter; label operation
 PROCESS_RSS = "process_resident_memory_bytes"  # prometheus_client's default process collector
 PROCESS_CPU = "process_cpu_seconds_total"
 # The JetStream server (v0.2.2 names first; newer MaxText servers add the rest).
@@ -267,7 +273,8 @@ def _histogram_quantile(q: str, histogram: str, by: str = "", selector: str = ""
 
 
 def _quantile(metric: str, q: str, filt: str) -> str:
-    return f'{metric}{{{filt}, quantile="{q}"}}'
+    """One latency statistic of the runs: q is the `stat` label (mean, p50, p90, p95, p99, max)."""
+    return f'{metric}{{{filt}, stat="{q}"}}'
 
 
 def _comparison_table(title: str, filt: str, *, width: int = 24, height: int = 10) -> Panel:
@@ -275,16 +282,20 @@ def _comparison_table(title: str, filt: str, *, width: int = 24, height: int = 1
     columns: list[tuple[str, str]] = [
         ("Output tok/s", f"{BENCH_OUTPUT_TPS}{{{filt}}}"),
         ("Req/s", f"{BENCH_RPS}{{{filt}}}"),
-        ("TTFT p50 (s)", _quantile(BENCH_TTFT, "0.5", filt)),
-        ("TTFT p99 (s)", _quantile(BENCH_TTFT, "0.99", filt)),
-        ("TPOT p50 (s)", _quantile(BENCH_TPOT, "0.5", filt)),
-        ("TPOT p99 (s)", _quantile(BENCH_TPOT, "0.99", filt)),
-        ("Decode TPOT p50 (s)", _quantile(BENCH_DECODE_TPOT, "0.5", filt)),
+        ("TTFT p50 (s)", _quantile(BENCH_TTFT, "p50", filt)),
+        ("TTFT p99 (s)", _quantile(BENCH_TTFT, "p99", filt)),
+        ("TPOT p50 (s)", _quantile(BENCH_TPOT, "p50", filt)),
+        ("TPOT p99 (s)", _quantile(BENCH_TPOT, "p99", filt)),
+        ("Decode TPOT p50 (s)", _quantile(BENCH_DECODE_TPOT, "p50", filt)),
         ("Goodput req/s", f"{BENCH_GOODPUT}{{{filt}}}"),
         ("$ / M output tokens", f"{BENCH_COST}{{{filt}}}"),
         ("Roofline efficiency", f"{BENCH_ROOFLINE}{{{filt}}}"),
+        ("Failed requests", f"{BENCH_FAILED_REQUESTS}{{{filt}}}"),
+        ("Duration (s)", f"{BENCH_DURATION}{{{filt}}}"),
+        ("Finished (unix s)", f"{BENCH_COMPLETION}{{{filt}}}"),
+        ("Succeeded", f"{BENCH_SUCCEEDED}{{{filt}}}"),
     ]
-    # `max by (labels)` drops the metric-specific labels (quantile) so that every query joins on the run.
+    # `max by (labels)` drops the metric-specific labels (stat) so that every query joins on the run.
     by = ", ".join(BENCH_LABELS)
     targets = [Target(f"max by ({by}) ({expr})", instant=True) for _, expr in columns]
     renames = {f"Value #{chr(ord('A') + i)}": name for i, (name, _) in enumerate(columns)}
@@ -337,25 +348,25 @@ def benchmarks_dashboard() -> Dashboard:
             Row(
                 "Latency",
                 [
-                    _bars("TTFT p50", "Median time to first token.", _quantile(BENCH_TTFT, "0.5", f), "s", width=6),
+                    _bars("TTFT p50", "Median time to first token.", _quantile(BENCH_TTFT, "p50", f), "s", width=6),
                     _bars(
                         "TTFT p99",
                         "99th percentile time to first token.",
-                        _quantile(BENCH_TTFT, "0.99", f),
+                        _quantile(BENCH_TTFT, "p99", f),
                         "s",
                         width=6,
                     ),
                     _bars(
                         "TPOT p50 (JetStream)",
                         "Median JetStream TPOT: latency / output tokens (TTFT included).",
-                        _quantile(BENCH_TPOT, "0.5", f),
+                        _quantile(BENCH_TPOT, "p50", f),
                         "s",
                         width=6,
                     ),
                     _bars(
                         "Decode TPOT p50",
                         "Median decode TPOT: (latency - TTFT) / (output tokens - 1).",
-                        _quantile(BENCH_DECODE_TPOT, "0.5", f),
+                        _quantile(BENCH_DECODE_TPOT, "p50", f),
                         "s",
                         width=6,
                     ),
@@ -422,9 +433,15 @@ def comparison_dashboard() -> Dashboard:
                 [
                     _bars("Output tokens/s", "", f"{BENCH_OUTPUT_TPS}{{{f}}}", "short", width=6),
                     _bars("Requests/s", "", f"{BENCH_RPS}{{{f}}}", "reqps", width=6, decimals=2),
-                    _bars("TTFT p99", "", _quantile(BENCH_TTFT, "0.99", f), "s", width=6),
-                    _bars("Decode TPOT p50", "", _quantile(BENCH_DECODE_TPOT, "0.5", f), "s", width=6),
-                    _bars("Goodput share", "", f"{BENCH_GOODPUT_SHARE}{{{f}}}", "percentunit", width=6),
+                    _bars("TTFT p99", "", _quantile(BENCH_TTFT, "p99", f), "s", width=6),
+                    _bars("Decode TPOT p50", "", _quantile(BENCH_DECODE_TPOT, "p50", f), "s", width=6),
+                    _bars(
+                        "Goodput share",
+                        "Share of successful requests that met every SLO (runs with spec.slo).",
+                        f"{BENCH_GOODPUT}{{{f}}} / {BENCH_RPS}{{{f}}}",
+                        "percentunit",
+                        width=6,
+                    ),
                     _bars(
                         "$ per million output tokens", "", f"{BENCH_COST}{{{f}}}", "currencyUSD", width=6, decimals=3
                     ),
@@ -432,7 +449,7 @@ def comparison_dashboard() -> Dashboard:
                     _bars(
                         "Failed requests",
                         "Requests that failed (any gRPC error) in the headline stage.",
-                        f"{BENCH_FAILED}{{{f}}}",
+                        f"{BENCH_FAILED_REQUESTS}{{{f}}}",
                         "short",
                         width=6,
                     ),
@@ -448,7 +465,8 @@ def operator_dashboard() -> Dashboard:
         title="tpuserve / Operator",
         description="The operator's health: reconciles, errors, durations, objects by phase, process resources.",
         time_from="now-6h",
-        variables=[],
+        # The scrape job(s) of the operator: the ones that export its reconcile counter.
+        variables=[Variable("job", "Operator scrape job", f"label_values({RECONCILES}, job)")],
         rows=[
             Row(
                 "Objects",
@@ -485,7 +503,14 @@ def operator_dashboard() -> Dashboard:
                     Panel(
                         "Reconcile errors (last hour)",
                         "Reconciles that raised, by kind.",
-                        [Target(f'sum by (kind) (increase({RECONCILES}{{result="error"}}[1h]))', "{{kind}}")],
+                        # `or ... * 0`: a kind without errors shows 0, not "No data".
+                        [
+                            Target(
+                                f'sum by (kind) (increase({RECONCILES}{{result=~"error|invalid"}}[1h]))'
+                                f" or sum by (kind) ({RECONCILES}) * 0",
+                                "{{kind}}",
+                            )
+                        ],
                         width=8,
                     ),
                     Panel(
@@ -501,26 +526,62 @@ def operator_dashboard() -> Dashboard:
                 ],
             ),
             Row(
+                "Work",
+                [
+                    Panel(
+                        "Children created",
+                        "Jobs, Deployments, Services and monitors created; flat across an operator restart.",
+                        [Target(f"sum by (kind, child) (increase({CHILDREN_CREATED}[$__rate_interval]))", "{{child}}")],
+                        kind="timeseries",
+                        width=6,
+                    ),
+                    Panel(
+                        "Status updates",
+                        "Status patches written (only when something changed).",
+                        [Target(f"sum by (kind) (rate({STATUS_UPDATES}[$__rate_interval]))", "{{kind}}")],
+                        unit="ops",
+                        width=6,
+                    ),
+                    Panel(
+                        "Dependency wake-ups",
+                        "Servers woken by a checkpoint becoming Ready, runs woken by a server becoming Ready.",
+                        [Target(f"sum by (kind) (increase({WAKEUPS}[$__rate_interval]))", "{{kind}}")],
+                        width=6,
+                    ),
+                    Panel(
+                        "GCS retries (last hour)",
+                        "GCS calls that failed transiently and were retried; 0 is normal.",
+                        [
+                            Target(
+                                f"sum by (operation) (increase({GCS_ERRORS}[1h])) or sum({RECONCILES}) * 0",
+                                "{{operation}}",
+                            )
+                        ],
+                        width=6,
+                    ),
+                ],
+            ),
+            Row(
                 "Process",
                 [
                     Panel(
                         "Up",
                         "1 when Prometheus can scrape the operator.",
-                        [Target('up{job=~".*tpuserve.*"}', "{{instance}}", instant=True)],
+                        [Target('up{job=~"$job"}', "{{instance}}", instant=True)],
                         kind="stat",
                         width=8,
                     ),
                     Panel(
                         "Resident memory",
                         "Operator RSS (grows with the number of watched objects).",
-                        [Target(f'{PROCESS_RSS}{{job=~".*tpuserve.*"}}', "{{instance}}")],
+                        [Target(f'{PROCESS_RSS}{{job=~"$job"}}', "{{instance}}")],
                         unit="bytes",
                         width=8,
                     ),
                     Panel(
                         "CPU",
                         "Operator CPU cores used.",
-                        [Target(f'rate({PROCESS_CPU}{{job=~".*tpuserve.*"}}[$__rate_interval])', "{{instance}}")],
+                        [Target(f'rate({PROCESS_CPU}{{job=~"$job"}}[$__rate_interval])', "{{instance}}")],
                         unit="short",
                         width=8,
                     ),

@@ -26,6 +26,11 @@ def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def operator_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_helm_lint_strict(variant: str, tmp_path: Any) -> None:
     values = tmp_path / "values.yaml"
@@ -74,7 +79,10 @@ def test_default_render_has_the_operator_shape() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    assert container["args"][:3] == ["operator", "--standalone", "--all-namespaces"]
+    assert container["args"] == ["operator"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TPUSERVE_NAMESPACES"] == "[]"  # cluster-wide
+    assert env["TPUSERVE_LIVENESS"] == "http://0.0.0.0:8080/healthz"
     assert container["image"] == "ghcr.io/tpuserve/operator:0.1.0"
     assert pod["serviceAccountName"] == "tpuserve"
     # The metrics Service selects exactly the operator pod.
@@ -91,9 +99,10 @@ def test_namespaced_install_grants_nothing_cluster_wide() -> None:
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["llm-bench", "llm-prod"]
     for binding in by_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tpuserve", "namespace": "tpuserve-system"}]
-    args = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--all-namespaces" not in args
-    assert "--namespace=llm-bench" in args and "--namespace=llm-prod" in args
+    env = {
+        e["name"]: e["value"] for e in the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert json.loads(env["TPUSERVE_NAMESPACES"]) == ["llm-bench", "llm-prod"]
     workload_sas = [o for o in by_kind(objects, "ServiceAccount") if o["metadata"]["name"] == "tpuserve-workload"]
     assert sorted(o["metadata"]["namespace"] for o in workload_sas) == ["llm-bench", "llm-prod"]
     for sa in workload_sas:
@@ -105,8 +114,10 @@ def test_namespaced_install_grants_nothing_cluster_wide() -> None:
 def test_namespaced_default_is_the_release_namespace() -> None:
     objects = render_objects({"scope": "namespaced"}, namespace="ops")
     assert [r["metadata"]["namespace"] for r in by_kind(objects, "Role")] == ["ops"]
-    args = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--namespace=ops" in args
+    env = {
+        e["name"]: e["value"] for e in the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert json.loads(env["TPUSERVE_NAMESPACES"]) == ["ops"]
 
 
 def test_workload_identity_annotations_and_monitors() -> None:
@@ -198,7 +209,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"image.digest": "sha256:short"}, "at '/image/digest'"),
     ({"metrics.port": 70000}, "at '/metrics/port'"),
     ({"metrics.serviceMonitor.interval": "soon"}, "at '/metrics/serviceMonitor/interval'"),
-    ({"operator.logLevel": "verbose"}, "at '/operator/logLevel'"),
+    ({"workloads.converter.backoffLimit": -1}, "at '/workloads/converter/backoffLimit'"),
+    ({"tolerations": [{"operator": "Maybe"}]}, "at '/tolerations/0/operator'"),
+    ({"gcs.project": "My Project"}, "at '/gcs/project'"),
     ({"resources.requests.memory": "lots"}, "at '/resources/requests/memory'"),
     ({"workloads.images.benchmark": ""}, "at '/workloads/images/benchmark'"),
     ({"watchNamespaces": ["a"]}, "watchNamespaces is only used with scope: namespaced"),

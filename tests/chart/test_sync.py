@@ -4,14 +4,18 @@ what the generator writes, chart defaults == tpuserve.images and the TPU catalog
 from __future__ import annotations
 
 import json
+import os
 import re
+from typing import Any
 
+import pytest
 import tpuserve
 import yaml
 from tpuserve import images, tpu
+from tpuserve.settings import OperatorSettings
 
 from tests.chart import dashboards, generate
-from tests.chart.tools import CHART, REPO
+from tests.chart.tools import CHART, REPO, render_objects
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -50,11 +54,46 @@ def test_app_version_is_the_package_version() -> None:
 def test_workload_image_defaults_equal_images_py() -> None:
     assert VALUES["workloads"]["images"] == {
         "server": images.GOOGLE_SERVER_IMAGE,
-        "tpuserveServer": images.SERVER_IMAGE,
         "http": images.GOOGLE_HTTP_IMAGE,
         "converter": images.CONVERTER_IMAGE,
         "googleCheckpoint": images.GOOGLE_CHECKPOINT_IMAGE,
         "benchmark": images.BENCH_IMAGE,
+    }
+
+
+def _operator_env(values: dict[str, Any] | None = None) -> dict[str, str]:
+    deployment = next(o for o in render_objects(values) if o["kind"] == "Deployment")
+    return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_every_operator_env_var_is_an_operator_setting() -> None:
+    """A misspelt TPUSERVE_* name would be ignored by pydantic-settings (extra="ignore"): catch it here."""
+    fields = {f"TPUSERVE_{name.upper()}" for name in OperatorSettings.model_fields}
+    all_on = {"workloads.jobTTLSecondsAfterFinished": 60, "gcs.project": "my-project", "scope": "namespaced"}
+    for values in ({}, all_on):
+        unknown = sorted(set(_operator_env(values)) - fields)
+        assert not unknown, f"not fields of OperatorSettings: {unknown}"
+
+
+def test_chart_defaults_equal_the_operator_defaults() -> None:
+    """The settings the chart's default env produces equal OperatorSettings' own defaults, except where the chart
+    deliberately differs (it names and creates a workload ServiceAccount)."""
+    env = _operator_env()
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("TPUSERVE_")]:
+            patch.delenv(key)
+        defaults = OperatorSettings()
+        for key, value in env.items():
+            patch.setenv(key, value)
+        from_chart = OperatorSettings()
+    differences = {
+        name for name in OperatorSettings.model_fields if getattr(from_chart, name) != getattr(defaults, name)
+    }
+    assert differences == {"workload_service_account", "tpu_prices"}
+    assert from_chart.workload_service_account == "tpuserve-workload"
+    # The chart spells every price out; the operator's default ({}) means the same catalog prices.
+    assert {g.name: from_chart.usd_per_chip_hour(g) for g in tpu.GENERATIONS} == {
+        g.name: defaults.usd_per_chip_hour(g) for g in tpu.GENERATIONS
     }
 
 
@@ -73,11 +112,11 @@ def test_values_yaml_examples_match_defaults_where_they_name_images() -> None:
 
 
 def test_dashboard_metric_names_are_documented() -> None:
-    """Every tpuserve_* metric a dashboard queries is named in docs/metrics.md (the operator's contract)."""
-    doc = (REPO / "docs" / "metrics.md").read_text()
+    """Every tpuserve_* metric a dashboard queries is a metric named in docs/metrics.md (the operator's contract)."""
+    documented = set(re.findall(r"`(tpuserve_[a-z0-9_]+)`", (REPO / "docs" / "metrics.md").read_text()))
     used = set()
     for expression in dashboards.all_expressions():
         used |= set(re.findall(r"\btpuserve_[a-z0-9_]+", expression.expr))
     # histogram series (_bucket/_sum/_count) are documented under the histogram's name
-    missing = sorted(m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in doc)
-    assert not missing, f"not in docs/metrics.md: {missing}"
+    missing = sorted(m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in documented)
+    assert used and not missing, f"not in docs/metrics.md: {missing}"
