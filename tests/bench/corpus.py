@@ -73,10 +73,10 @@ def pairs(n: int, seed: int = 7, max_words: int = 400) -> list[tuple[str, str]]:
     return out
 
 
-def write_sharegpt(path: Path, n: int, seed: int = 7) -> Path:
+def write_sharegpt(path: Path, n: int, seed: int = 7, max_words: int = 400) -> Path:
     rng = random.Random(seed + 1)
     data = []
-    for i, (prompt, answer) in enumerate(pairs(n, seed)):
+    for i, (prompt, answer) in enumerate(pairs(n, seed, max_words)):
         starter = "gpt" if rng.random() < 0.1 else "human"
         turns = [{"from": starter, "value": prompt}, {"from": "gpt", "value": answer}]
         if i % 13 == 0:
@@ -86,11 +86,11 @@ def write_sharegpt(path: Path, n: int, seed: int = 7) -> Path:
     return path
 
 
-def write_openorca(path: Path, n: int, seed: int = 11) -> Path:
+def write_openorca(path: Path, n: int, seed: int = 11, max_words: int = 400) -> Path:
     """The MLPerf calibration pickle's layout: a DataFrame with `input` (chat-formatted) and `output` columns."""
     import pandas
 
-    rows = pairs(n, seed)
+    rows = pairs(n, seed, max_words)
     frame = pandas.DataFrame(
         {
             "id": [f"orca.{i}" for i in range(n)],

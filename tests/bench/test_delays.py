@@ -1,0 +1,81 @@
+"""Measured figures against a real gRPC server with injected, known delays (tests/jetstream/delay_server.py).
+
+Tolerances are generous (a loaded 2-core machine): they check definitions, not the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+TTFT_MS = 100.0
+ITL_MS = 20.0
+TOKENS = 10
+
+
+@pytest.fixture
+def delayed_run(delay_server: Callable[..., Any], run_bench: Callable[..., Any], bench_data: dict[str, Path]) -> Any:
+    server = delay_server("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--vocab-size", "200")
+    return run_bench(
+        "--target", server.target, "--dataset", "sharegpt", "--dataset-path", str(bench_data["sharegpt"]),
+        "--tokenizer", str(bench_data["tokenizer"]), "--num-prompts", "24", "--request-rate", "20",
+        "--max-output-length", str(TOKENS), "--warmup", "sampled", "--warmup-pause", "0",
+        "--save-request-outputs", "--slo-ttft-ms", "1000000", "--slo-tpot-ms", "0.001",
+    )  # fmt: skip
+
+
+def test_measured_figures_match_injected_delays(delayed_run: Any) -> None:
+    assert delayed_run.code == 0, delayed_run.stdout
+    results = json.loads((delayed_run.output / "results.json").read_text())
+    stage = results["stages"][0]
+    assert stage["successfulRequests"] == 24 and stage["failedRequests"] == 0
+    assert stage["totalOutputTokens"] == 24 * TOKENS
+    # TTFT: the server waits TTFT_MS before the first message; the client adds little on loopback.
+    assert TTFT_MS <= stage["ttftMs"]["median"] < TTFT_MS + 40
+    # Decode TPOT and ITL: one token every ITL_MS (absolute schedule on the server).
+    assert ITL_MS * 0.8 < stage["decodeTpotMs"]["median"] < ITL_MS * 1.4
+    assert ITL_MS * 0.5 < stage["itlMs"]["median"] < ITL_MS * 1.5
+    expected_latency = TTFT_MS + (TOKENS - 1) * ITL_MS
+    assert expected_latency <= stage["latencyMs"]["median"] < expected_latency + 60
+    # Throughputs are totals over the measured duration.
+    assert stage["outputThroughput"] == pytest.approx(stage["totalOutputTokens"] / stage["durationSeconds"])
+    assert stage["requestThroughput"] == pytest.approx(24 / stage["durationSeconds"])
+    # Goodput: every request meets a huge TTFT SLO, none meets a 1 µs decode TPOT SLO.
+    assert stage["goodput"]["requests"] == 0
+    # Warmup is reported apart: JetStream's sampled warmup = first prompt per length bucket, twice.
+    assert results["warmup"]["successfulRequests"] > 0
+    assert results["warmup"]["successfulRequests"] % 2 == 0
+
+
+def test_jetstream_tpot_is_latency_over_tokens_exactly(delayed_run: Any) -> None:
+    rows = json.loads((delayed_run.output / "stage-00.request-outputs.json").read_text())
+    stage = json.loads((delayed_run.output / "results.json").read_text())["stages"][0]
+    tpot_ms = np.array([r["latency_sec"] / r["output_len"] * 1000 for r in rows])
+    assert stage["tpotMs"]["mean"] == pytest.approx(float(tpot_ms.mean()), rel=1e-12)
+    assert stage["tpotMs"]["median"] == pytest.approx(float(np.median(tpot_ms)), rel=1e-12)
+    assert stage["tpotMs"]["p99"] == pytest.approx(float(np.percentile(tpot_ms, 99)), rel=1e-12)
+    # and it is not the decode TPOT: it includes the TTFT.
+    assert stage["tpotMs"]["median"] > stage["decodeTpotMs"]["median"] * 1.2
+    js = json.loads((delayed_run.output / "stage-00.jetstream.json").read_text())
+    assert js["metrics"]["median_tpot_ms"] == stage["tpotMs"]["median"] == js["metrics"]["median_TPOT_ms"]
+
+
+def test_closed_loop_throughput(
+    delay_server: Callable[..., Any], run_bench: Callable[..., Any], bench_data: dict[str, Path]
+) -> None:
+    server = delay_server("--ttft-ms", "50", "--itl-ms", "10", "--vocab-size", "200")
+    run = run_bench(
+        "--target", server.target, "--dataset", "synthetic", "--synthetic-input-length", "16",
+        "--synthetic-output-length", "6", "--num-prompts", "40", "--concurrency", "4", "--warmup", "none",
+    )  # fmt: skip
+    assert run.code == 0, run.stdout
+    stage = json.loads((run.output / "results.json").read_text())["stages"][0]
+    latency_s = (50 + 5 * 10) / 1000
+    # 4 in flight, each taking ~latency_s: about 4 / latency_s requests per second, never more.
+    assert 0.5 * 4 / latency_s < stage["requestThroughput"] <= 4 / latency_s * 1.02
+    assert stage["concurrency"] == 4
