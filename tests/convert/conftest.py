@@ -1,0 +1,112 @@
+"""Fixtures for the converter tests: a tiny Llama architecture, fake Meta sources, real tiny Orbax checkpoints.
+
+The checkpoints are written by orbax-checkpoint itself (tpuserve.convert.synthetic), the same handler and
+options MaxText uses; only the weights are random. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tpuserve import llama
+
+# Small, but the embedding (256 x 64 bf16 = 32 KiB) and MLP weights are larger than OCDBT's 1 KiB inline limit,
+# so they live in data files and truncation of a data file is observable.
+TINY = llama.LlamaArch(
+    name="llama2-7b",
+    num_layers=3,
+    d_model=64,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    mlp_dim=128,
+    vocab_size=256,
+    meta_shards=1,
+    maxtext_tokenizer="assets/tokenizer.llama2",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_arch() -> llama.LlamaArch:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_arch_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("arch") / "tiny.json"
+    path.write_text(json.dumps(dataclasses.asdict(TINY)))
+    return path
+
+
+def write_meta_source(directory: Path, arch: llama.LlamaArch, *, skip: tuple[str, ...] = (), size: int = 4096) -> None:
+    """A Meta-format directory with the right file names (contents are random bytes: nothing here parses .pth)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in arch.meta_checkpoint_files:
+        if name in skip:
+            continue
+        data = json.dumps({"dim": arch.d_model}).encode() if name == "params.json" else os.urandom(size)
+        (directory / name).write_bytes(data)
+    if "tokenizer.model" not in skip:
+        (directory / "tokenizer.model").write_bytes(os.urandom(512))
+
+
+def upload_dir(client: Any, bucket: str, local: Path, prefix: str) -> None:
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            client.bucket(bucket).blob(f"{prefix}/{path.relative_to(local).as_posix()}").upload_from_filename(str(path))
+
+
+def run_synthetic(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "tpuserve.convert.synthetic", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_arch_json: Path) -> dict[str, Path]:
+    """Real scanned and unscanned Orbax checkpoints of TINY (4 simulated CPU devices, like MaxText's sharded save)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    run_synthetic("scanned", "--model", "llama2-7b", "--arch-json", str(tiny_arch_json), "--output", str(root / "s"))
+    run_synthetic(
+        "unscanned",
+        "--model",
+        "llama2-7b",
+        "--arch-json",
+        str(tiny_arch_json),
+        "--output",
+        str(root / "u"),
+        "--scanned-items",
+        str(root / "s/0/items"),
+    )
+    return {"scanned": root / "s/0/items", "unscanned": root / "u/0/items"}
+
+
+@pytest.fixture
+def checkpoint_copy(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> Callable[[str], Path]:
+    """A private copy of a session checkpoint (tests that break files must not touch the shared one)."""
+
+    def copy(which: str) -> Path:
+        step_dir = tiny_checkpoints[which].parent
+        dest = tmp_path / which / "0"
+        shutil.copytree(step_dir, dest)
+        return dest / "items"
+
+    return copy
+
+
+@pytest.fixture
+def write_params(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], str], Path]]:
+    """Save an arbitrary flat param dict as a MaxText-style TrainState with orbax (in-process, one CPU device)."""
+    from tpuserve.convert import synthetic
+
+    def write(params: dict[str, Any], name: str) -> Path:
+        return synthetic.save_train_state(tmp_path / name, params)
+
+    yield write
