@@ -132,13 +132,13 @@ def test_helm_install_upgrade_uninstall(kube_cluster: Cluster, namespace: str) -
     installed = helm_install(kube_cluster, release, namespace)
     assert "STATUS: deployed" in installed.stdout
     # NOTES.txt tells the user what to do next.
-    assert "llama2-7b-v5e-2x4.yaml" in installed.stdout
+    assert "manifests/examples/llama2-7b-v5e/" in installed.stdout
     assert "helm show crds" in installed.stdout
     fullname = f"{release}-tpuserve"
     deployment = kube_cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
     assert yaml.safe_load(deployment)["spec"]["strategy"]["type"] == "Recreate"
     kube_cluster.kubectl("get", "clusterrole", fullname)
-    kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workload", "-n", namespace)
+    kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workloads", "-n", namespace)
     kube_cluster.kubectl("get", "configmap", f"{fullname}-dashboards", "-n", namespace)
 
     upgraded = cluster_helm(
@@ -201,7 +201,7 @@ def test_namespaced_rbac_stays_in_its_namespaces(kube_cluster: Cluster, namespac
             assert can_i(kube_cluster, subject, "create", "podmonitorings.monitoring.googleapis.com", served)
             assert not can_i(kube_cluster, subject, "get", "secrets", served)
             assert not can_i(kube_cluster, subject, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
-            kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workload", "-n", served)
+            kube_cluster.kubectl("get", "serviceaccount", "tpuserve-workloads", "-n", served)
         finally:
             cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
 

@@ -103,7 +103,7 @@ def test_namespaced_install_grants_nothing_cluster_wide() -> None:
         e["name"]: e["value"] for e in the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert json.loads(env["TPUSERVE_NAMESPACES"]) == ["llm-bench", "llm-prod"]
-    workload_sas = [o for o in by_kind(objects, "ServiceAccount") if o["metadata"]["name"] == "tpuserve-workload"]
+    workload_sas = [o for o in by_kind(objects, "ServiceAccount") if o["metadata"]["name"] == "tpuserve-workloads"]
     assert sorted(o["metadata"]["namespace"] for o in workload_sas) == ["llm-bench", "llm-prod"]
     for sa in workload_sas:
         assert sa["metadata"]["annotations"] == {
@@ -127,7 +127,7 @@ def test_workload_identity_annotations_and_monitors() -> None:
         "iam.gke.io/gcp-service-account": "tpuserve-operator@my-project.iam.gserviceaccount.com"
     }
     for ns in ("tpuserve-system", "team-a"):
-        assert sas[(ns, "tpuserve-workload")]["metadata"]["annotations"] == {
+        assert sas[(ns, "tpuserve-workloads")]["metadata"]["annotations"] == {
             "iam.gke.io/gcp-service-account": "llama-gcs@my-project.iam.gserviceaccount.com"
         }
     monitor = the(objects, "ServiceMonitor")

@@ -90,7 +90,7 @@ def test_chart_defaults_equal_the_operator_defaults() -> None:
         name for name in OperatorSettings.model_fields if getattr(from_chart, name) != getattr(defaults, name)
     }
     assert differences == {"workload_service_account", "tpu_prices"}
-    assert from_chart.workload_service_account == "tpuserve-workload"
+    assert from_chart.workload_service_account == "tpuserve-workloads"
     # The chart spells every price out; the operator's default ({}) means the same catalog prices.
     assert {g.name: from_chart.usd_per_chip_hour(g) for g in tpu.GENERATIONS} == {
         g.name: defaults.usd_per_chip_hour(g) for g in tpu.GENERATIONS
