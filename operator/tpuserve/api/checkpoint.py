@@ -33,11 +33,11 @@ class WeightDtype(StrEnum):
 
 
 class Quantization(StrEnum):
-    """MaxText `quantization` modes (AQT): int8 weights+activations, weight-only int8/int4, fp8."""
+    """MaxText `quantization` modes (AQT) that both the pinned converter's MaxText (maxtext-v0.2.3) and the
+    server accept: int8 and int4 weights, fp8."""
 
     INT8 = "int8"
-    INT8W = "int8w"
-    INT4W = "int4w"
+    INT4 = "int4"
     FP8 = "fp8"
 
 
