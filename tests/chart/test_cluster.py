@@ -29,12 +29,11 @@ OPERATOR_DOES: list[tuple[str, str]] = [
     *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch", "patch")),
     *(("patch", f"{cr}.tpuserve.dev/status") for cr in CRS),
     *(("update", f"{cr}.tpuserve.dev/finalizers") for cr in CRS),
-    *((verb, "jobs.batch") for verb in ("get", "list", "watch", "create", "patch")),
+    *((verb, "jobs.batch") for verb in ("get", "list", "watch", "create", "patch", "delete")),
     *((verb, "deployments.apps") for verb in ("get", "list", "watch", "create", "patch")),
     *((verb, "services") for verb in ("get", "list", "watch", "create", "patch")),
     *((verb, "pods") for verb in ("get", "list", "watch")),
     ("create", "events"),
-    ("patch", "events"),
 ]
 # What it must not be able to do.
 FORBIDDEN: list[tuple[str, str]] = [
@@ -43,7 +42,8 @@ FORBIDDEN: list[tuple[str, str]] = [
     ("create", "pods"),
     ("delete", "pods"),
     ("create", "pods/exec"),
-    ("delete", "jobs.batch"),
+    ("patch", "events"),
+    ("delete", "services"),
     ("delete", "deployments.apps"),
     ("update", "deployments.apps"),
     ("delete", "llamacheckpoints.tpuserve.dev"),

@@ -79,7 +79,7 @@ def test_default_render_has_the_operator_shape() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    assert container["args"] == ["operator"]
+    assert container["args"] == ["operator", "--standalone"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["TPUSERVE_NAMESPACES"] == "[]"  # cluster-wide
     assert env["TPUSERVE_LIVENESS"] == "http://0.0.0.0:8080/healthz"
@@ -164,8 +164,9 @@ def test_rbac_rules_are_exactly_the_operator_needs() -> None:
     want |= {("tpuserve.dev", f"{r}/finalizers", "update") for r in crs}
     for group, resource in (("batch", "jobs"), ("apps", "deployments"), ("", "services")):
         want |= {(group, resource, v) for v in ("get", "list", "watch", "create", "patch")}
+    want.add(("batch", "jobs", "delete"))
     want |= {("", "pods", v) for v in ("get", "list", "watch")}
-    want |= {("", "events", v) for v in ("create", "patch")}
+    want.add(("", "events", "create"))
     want |= {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
     assert granted == want
 
