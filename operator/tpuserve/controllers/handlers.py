@@ -1,0 +1,224 @@
+"""kopf entry points: thin. Each one finds the object to reconcile and calls its kind's reconcile_<kind>().
+
+What triggers a reconcile:
+- the object itself: create, spec update, operator resume, and a slow resync timer (a safety net only);
+- its children (Jobs, Deployments, Pods labelled by the operator): every change of the real state;
+- its dependency: a LlamaCheckpoint turning Ready/Failed wakes the InferenceServers waiting for it, an
+  InferenceServer turning Ready wakes the BenchmarkRuns waiting for it (kopf indexes find them; no polling).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from tpuserve.api import GROUP, VERSION, BenchmarkPhase, CheckpointPhase, ServerPhase
+from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers.benchmark import reconcile_benchmark
+from tpuserve.controllers.checkpoint import reconcile_checkpoint
+from tpuserve.controllers.server import reconcile_server
+from tpuserve.metrics import default_metrics
+from tpuserve.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS, SERVERS, RUNS = "llamacheckpoints", "inferenceservers", "benchmarkruns"
+# Safety-net resync of objects that are not finished (every state change also arrives as an event).
+RESYNC_SECONDS = 300
+MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+PROGRESS_PREFIX = "tpuserve.dev"
+
+
+def _ctx(memo: Any) -> kube.Context:
+    context: kube.Context = memo.ctx
+    return context
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    # Our own Events say what happened; kopf's per-handler "Handler succeeded" events would double the API calls.
+    settings.posting.level = logging.WARNING
+    # Status is structural (undeclared fields are pruned): keep kopf's progress in annotations only.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
+    )
+    settings.execution.max_workers = 16
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if getattr(memo, "ctx", None) is None:  # `kopf run -m tpuserve.controllers.handlers`: settings from env
+        memo.ctx = kube.Context(kube.load_api_client(), OperatorSettings(), default_metrics())
+
+
+@kopf.on.probe(id="api")
+def probe(memo: Any, **_: Any) -> str:
+    return "ok" if getattr(memo, "ctx", None) is not None else "starting"
+
+
+# --- LlamaCheckpoint --------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, CHECKPOINTS)
+@kopf.on.create(GROUP, VERSION, CHECKPOINTS)
+@kopf.on.update(GROUP, VERSION, CHECKPOINTS, field="spec")
+def checkpoint_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_checkpoint(_ctx(memo), namespace, name)
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    CHECKPOINTS,
+    interval=RESYNC_SECONDS,
+    initial_delay=RESYNC_SECONDS,
+    when=lambda status, **_: status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED),
+)
+def checkpoint_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_checkpoint(_ctx(memo), namespace, name)
+
+
+@kopf.index(GROUP, VERSION, SERVERS)
+def servers_by_checkpoint(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any] | None:
+    ref = (spec.get("checkpointRef") or {}).get("name")
+    return {(namespace, ref): (name, status.get("phase"))} if ref else None
+
+
+@kopf.on.event(GROUP, VERSION, CHECKPOINTS)
+def checkpoint_event(
+    type: str, namespace: str, name: str, status: Any, memo: Any, servers_by_checkpoint: kopf.Index, **_: Any
+) -> None:
+    ctx = _ctx(memo)
+    if type == "DELETED":
+        ctx.metrics.set_phase("LlamaCheckpoint", namespace, name, None)
+        ctx.forget_lock("LlamaCheckpoint", namespace, name)
+        return
+    if status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED):
+        return
+    for server_name, server_phase in servers_by_checkpoint.get((namespace, name), []):
+        if server_phase in (None, ServerPhase.PENDING, ServerPhase.WAITING_FOR_CHECKPOINT):
+            ctx.metrics.wakeups.labels("InferenceServer").inc()
+            reconcile_server(ctx, namespace, server_name)
+
+
+# --- InferenceServer --------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, SERVERS)
+@kopf.on.create(GROUP, VERSION, SERVERS)
+@kopf.on.update(GROUP, VERSION, SERVERS, field="spec")
+def server_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_server(_ctx(memo), namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, SERVERS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def server_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_server(_ctx(memo), namespace, name)
+
+
+@kopf.index(GROUP, VERSION, RUNS)
+def runs_by_server(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any] | None:
+    ref = (spec.get("serverRef") or {}).get("name")
+    return {(namespace, ref): (name, status.get("phase"))} if ref else None
+
+
+@kopf.on.event(GROUP, VERSION, SERVERS)
+def server_event(
+    type: str, namespace: str, name: str, status: Any, memo: Any, runs_by_server: kopf.Index, **_: Any
+) -> None:
+    ctx = _ctx(memo)
+    if type == "DELETED":
+        ctx.metrics.set_phase("InferenceServer", namespace, name, None)
+        ctx.forget_lock("InferenceServer", namespace, name)
+        return
+    if status.get("phase") != ServerPhase.READY:
+        return
+    for run_name, run_phase in runs_by_server.get((namespace, name), []):
+        if run_phase in (None, BenchmarkPhase.PENDING, BenchmarkPhase.WAITING_FOR_SERVER):
+            ctx.metrics.wakeups.labels("BenchmarkRun").inc()
+            reconcile_benchmark(ctx, namespace, run_name)
+
+
+# --- BenchmarkRun -----------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, RUNS)
+@kopf.on.create(GROUP, VERSION, RUNS)
+def run_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_benchmark(_ctx(memo), namespace, name)
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    RUNS,
+    interval=RESYNC_SECONDS,
+    initial_delay=RESYNC_SECONDS,
+    when=lambda status, **_: status.get("phase") not in (BenchmarkPhase.SUCCEEDED, BenchmarkPhase.FAILED),
+)
+def run_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
+    reconcile_benchmark(_ctx(memo), namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, RUNS, value=kopf.PRESENT, field="metadata.name")
+def run_event(type: str, namespace: str, name: str, memo: Any, **_: Any) -> None:
+    if type == "DELETED":
+        ctx = _ctx(memo)
+        ctx.metrics.forget_run(namespace, name)
+        ctx.metrics.set_phase("BenchmarkRun", namespace, name, None)
+        ctx.forget_lock("BenchmarkRun", namespace, name)
+
+
+# --- children ---------------------------------------------------------------------------------------------
+
+
+def _owner(meta: Any) -> tuple[str, str] | None:
+    """(kind, name) of the operator object a labelled child or pod belongs to."""
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    for kind, label in naming.OWNER_LABELS.items():
+        if label in labels:
+            return kind, annotations.get(render.ANNOTATION_OWNER) or labels[label]
+    return None
+
+
+RECONCILERS = {
+    "LlamaCheckpoint": reconcile_checkpoint,
+    "InferenceServer": reconcile_server,
+    "BenchmarkRun": reconcile_benchmark,
+}
+
+
+def _reconcile_owner(ctx: kube.Context, namespace: str, meta: Any) -> None:
+    owner = _owner(meta)
+    if owner is None:
+        return
+    kind, name = owner
+    try:
+        RECONCILERS[kind](ctx, namespace, name)
+    except kopf.TemporaryError as exc:
+        log.info("reconcile of %s %s/%s deferred: %s", kind, namespace, name, exc)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def job_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+    _reconcile_owner(_ctx(memo), namespace, meta)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def deployment_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+    _reconcile_owner(_ctx(memo), namespace, meta)
+
+
+def _pod_matters(body: Any, meta: Any, **_: Any) -> bool:
+    """Server pods always (scheduling and readiness); Job pods only while the scheduler refuses them
+    (their outcome arrives as a Job event)."""
+    if naming.LABEL_SERVER in (meta.get("labels") or {}):
+        return True
+    return observe.unschedulable_message([dict(body)]) is not None
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_matters)
+def pod_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+    _reconcile_owner(_ctx(memo), namespace, meta)

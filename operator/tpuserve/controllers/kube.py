@@ -1,0 +1,281 @@
+"""Kubernetes API helpers shared by the controllers: clients, create-or-patch, status patches, events.
+
+Everything here touches the API (`ensure_*`, `get_*`, `patch_*`, `post_*`); rendering is in render.py.
+The synchronous `kubernetes` client is used from kopf's handler threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from tpuserve.api import GROUP, VERSION
+from tpuserve.controllers import naming
+from tpuserve.metrics import OperatorMetrics
+from tpuserve.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PLURALS = {
+    "LlamaCheckpoint": "llamacheckpoints",
+    "InferenceServer": "inferenceservers",
+    "BenchmarkRun": "benchmarkruns",
+}
+
+
+def load_api_client(kubeconfig: str | None = None, pool_size: int = 32) -> k8s.ApiClient:
+    """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG or the given file)."""
+    configuration = k8s.Configuration()
+    try:
+        if kubeconfig:
+            raise k8s_config.ConfigException("explicit kubeconfig")
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return k8s.ApiClient(configuration)
+
+
+@dataclass
+class Context:
+    """What every reconcile needs: API clients, settings, metrics; kept in kopf's memo."""
+
+    api: k8s.ApiClient
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    gcs_client_factory: Callable[[], Any] | None = None
+    _locks: dict[tuple[str, str, str], threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    _api_groups: dict[str, bool] = field(default_factory=dict)
+    _gcs_client: Any = None
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> k8s.AppsV1Api:
+        return k8s.AppsV1Api(self.api)
+
+    @property
+    def batch(self) -> k8s.BatchV1Api:
+        return k8s.BatchV1Api(self.api)
+
+    @property
+    def custom(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self.api)
+
+    def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
+        """One reconcile at a time per object (handlers run in a thread pool)."""
+        key = (kind, namespace, name)
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget_lock(self, kind: str, namespace: str, name: str) -> None:
+        with self._locks_guard:
+            self._locks.pop((kind, namespace, name), None)
+
+    def gcs(self) -> Any:
+        if self._gcs_client is None:
+            if self.gcs_client_factory is not None:
+                self._gcs_client = self.gcs_client_factory()
+            else:
+                from google.cloud import storage
+
+                self._gcs_client = storage.Client(project=self.settings.gcs_project)
+        return self._gcs_client
+
+    def has_api_resource(self, group_version: str, plural: str) -> bool:
+        """Whether the cluster serves a resource (discovery, cached): PodMonitoring/ServiceMonitor are optional."""
+        key = f"{group_version}/{plural}"
+        if key not in self._api_groups:
+            try:
+                group, version = group_version.split("/")
+                resources = k8s.CustomObjectsApi(self.api).get_api_resources(group, version)
+                self._api_groups[key] = any(r.name == plural for r in resources.resources)
+            except ApiException as exc:
+                if exc.status not in (403, 404):
+                    raise
+                self._api_groups[key] = False
+        return self._api_groups[key]
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def get_or_none(call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    try:
+        return call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def get_custom(ctx: Context, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    obj: dict[str, Any] | None = get_or_none(
+        ctx.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURALS[kind], name
+    )
+    return obj
+
+
+def patch_status(ctx: Context, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the /status subresource. Keys whose value is None are removed."""
+    ctx.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status})
+    ctx.metrics.status_updates.labels(kind).inc()
+
+
+# --- children ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildApi:
+    kind: str
+    read: Callable[[str, str], Any]
+    create: Callable[[str, dict[str, Any]], Any]
+    patch: Callable[[str, str, dict[str, Any]], Any]
+
+
+def child_api(ctx: Context, kind: str) -> ChildApi:
+    """Typed read/create/patch of the child kinds; results are plain dicts (sanitized)."""
+    sanitize = ctx.api.sanitize_for_serialization
+
+    def wrap(call: Callable[..., Any]) -> Callable[..., Any]:
+        def inner(*args: Any) -> Any:
+            result = call(*args)
+            return result if isinstance(result, dict) else sanitize(result)
+
+        return inner
+
+    if kind == "Job":
+        b = ctx.batch
+        return ChildApi(
+            kind,
+            wrap(lambda ns, n: b.read_namespaced_job(n, ns)),
+            wrap(lambda ns, body: b.create_namespaced_job(ns, body)),
+            wrap(lambda ns, n, body: b.patch_namespaced_job(n, ns, body)),
+        )
+    if kind == "Deployment":
+        a = ctx.apps
+        return ChildApi(
+            kind,
+            wrap(lambda ns, n: a.read_namespaced_deployment(n, ns)),
+            wrap(lambda ns, body: a.create_namespaced_deployment(ns, body)),
+            wrap(lambda ns, n, body: a.patch_namespaced_deployment(n, ns, body)),
+        )
+    if kind == "Service":
+        c = ctx.core
+        return ChildApi(
+            kind,
+            wrap(lambda ns, n: c.read_namespaced_service(n, ns)),
+            wrap(lambda ns, body: c.create_namespaced_service(ns, body)),
+            wrap(lambda ns, n, body: c.patch_namespaced_service(n, ns, body)),
+        )
+    if kind in ("PodMonitoring", "ServiceMonitor"):
+        group, version, plural = {
+            "PodMonitoring": ("monitoring.googleapis.com", "v1", "podmonitorings"),
+            "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
+        }[kind]
+        cu = ctx.custom
+        return ChildApi(
+            kind,
+            wrap(lambda ns, n: cu.get_namespaced_custom_object(group, version, ns, plural, n)),
+            wrap(lambda ns, body: cu.create_namespaced_custom_object(group, version, ns, plural, body)),
+            wrap(lambda ns, n, body: cu.patch_namespaced_custom_object(group, version, ns, plural, n, body)),
+        )
+    raise ValueError(f"unknown child kind {kind}")
+
+
+def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patchable: bool = True) -> dict[str, Any]:
+    """Create the child if absent; patch it when its rendered hash changed (and it may be patched).
+
+    409 on create (another reconcile or a previous operator process won) and 404 on patch (deleted meanwhile)
+    are normal outcomes: the live object is read back (or created) instead.
+    """
+    kind = desired["kind"]
+    api = child_api(ctx, kind)
+    ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+    live: dict[str, Any] | None = get_or_none(api.read, ns, name)
+    if live is None:
+        try:
+            created: dict[str, Any] = api.create(ns, desired)
+            ctx.metrics.children_created.labels(owner_kind, kind).inc()
+            log.info("created %s %s/%s", kind, ns, name)
+            return created
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            live = api.read(ns, name)
+            assert live is not None
+    wanted = desired["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH]
+    have = (live.get("metadata", {}).get("annotations") or {}).get(naming.ANNOTATION_SPEC_HASH)
+    if patchable and have != wanted:
+        try:
+            patched: dict[str, Any] = api.patch(ns, name, desired)
+            log.info("patched %s %s/%s", kind, ns, name)
+            return patched
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return ensure_child(ctx, owner_kind, desired, patchable=patchable)
+    return live
+
+
+def delete_job(ctx: Context, namespace: str, name: str) -> None:
+    try:
+        ctx.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def list_pods(ctx: Context, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+    label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+    pods = ctx.core.list_namespaced_pod(namespace, label_selector=label_selector)
+    items: list[dict[str, Any]] = ctx.api.sanitize_for_serialization(pods).get("items", [])
+    return items
+
+
+# --- events -----------------------------------------------------------------------------------------------
+
+
+def post_event(ctx: Context, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the owner (type Normal or Warning). Failures are logged, never raised."""
+    meta = owner["metadata"]
+    ts = now()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner.get("apiVersion"),
+            "kind": owner.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": naming.MANAGED_BY},
+        "reportingComponent": naming.MANAGED_BY,
+        "reportingInstance": naming.MANAGED_BY,
+        "firstTimestamp": ts.isoformat(),
+        "lastTimestamp": ts.isoformat(),
+        "count": 1,
+    }
+    try:
+        ctx.core.create_namespaced_event(meta["namespace"], body)
+    except ApiException as exc:
+        log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)

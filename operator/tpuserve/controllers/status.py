@@ -1,0 +1,127 @@
+"""Condition reasons, condition updates, and writing status only when it changed (with an Event on every
+phase change)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from tpuserve.api import Condition, ConditionStatus
+from tpuserve.controllers import kube
+
+
+class Reason(StrEnum):
+    """Condition and Event reasons (CamelCase). One line each: what it means for the user."""
+
+    ACCEPTED = "Accepted"  # the object was read; nothing started yet
+    INVALID_SPEC = "InvalidSpec"  # the spec cannot be reconciled (the message says which field)
+    # LlamaCheckpoint
+    SOURCE_NOT_FOUND = "SourceNotFound"  # nothing at spec.source
+    SOURCE_INCOMPLETE = "SourceIncomplete"  # spec.source lacks required files (listed)
+    GCS_UNAVAILABLE = "GcsUnavailable"  # GCS could not be reached; retried, not failed
+    REUSED_OUTPUT = "ReusedVerifiedOutput"  # spec.output already held a verified conversion: no Job
+    CONVERTING = "Converting"  # the conversion Job is running
+    CONVERTED = "Converted"  # the conversion Job succeeded
+    CONVERSION_FAILED = "ConversionFailed"  # the conversion Job failed (the message has the converter's reason)
+    # InferenceServer
+    WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"  # the referenced LlamaCheckpoint is not Ready yet
+    CHECKPOINT_NOT_FOUND = "CheckpointNotFound"  # the referenced LlamaCheckpoint does not exist
+    CHECKPOINT_FAILED = "CheckpointFailed"  # the referenced LlamaCheckpoint failed
+    CHECKPOINT_READY = "CheckpointReady"  # the checkpoint to load is known
+    CHECKPOINT_PATH = "CheckpointPath"  # spec.checkpointPath given directly
+    UNSCHEDULABLE = "Unschedulable"  # the scheduler cannot place a server pod (its message says why)
+    SCHEDULED = "Scheduled"  # every server pod is bound to a node
+    PODS_PENDING = "PodsPending"  # server pods not bound yet (no scheduler verdict yet)
+    DEPLOYING = "Deploying"  # pods are starting (image pull, weight load, XLA compile)
+    AVAILABLE = "MinimumReplicasAvailable"  # replicas are ready to serve
+    MONITORING_UNAVAILABLE = "MonitoringUnavailable"  # PodMonitoring/ServiceMonitor CRD missing or forbidden
+    # BenchmarkRun
+    WAITING_FOR_SERVER = "WaitingForServer"  # the referenced InferenceServer is not Ready yet
+    SERVER_NOT_FOUND = "ServerNotFound"  # the referenced InferenceServer does not exist
+    SERVER_READY = "ServerReady"  # the server to measure is ready
+    EXTERNAL_TARGET = "ExternalTarget"  # spec.target given: not checked before the run
+    RUNNING = "BenchmarkRunning"  # the benchmark Job is running
+    SUCCEEDED = "BenchmarkSucceeded"  # results recorded in status.results
+    BENCHMARK_FAILED = "BenchmarkFailed"  # the benchmark exited non-zero (its message says why)
+    DEADLINE_EXCEEDED = "DeadlineExceeded"  # the Job ran past activeDeadlineSeconds (spec.timeout)
+    JOB_FAILED = "JobFailed"  # the Job failed without a readable summary
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool | None,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    when: datetime,
+) -> list[Condition]:
+    """Return conditions with `type_` set; lastTransitionTime changes only when the status does."""
+    value = ConditionStatus.UNKNOWN if status is None else ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    out: list[Condition] = []
+    found = False
+    for cond in conditions:
+        if cond.type != type_:
+            out.append(cond)
+            continue
+        found = True
+        transition = cond.last_transition_time if cond.status == value else when
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=str(reason),
+                message=message,
+                last_transition_time=transition,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=str(reason),
+                message=message,
+                last_transition_time=when,
+                observed_generation=generation,
+            )
+        )
+    return out
+
+
+class StatusModel(Protocol):
+    phase: Any
+    message: str | None
+
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+def write_status(
+    ctx: kube.Context,
+    kind: str,
+    body: dict[str, Any],
+    new: StatusModel,
+    *,
+    event_reason: Reason,
+    warning: bool = False,
+) -> bool:
+    """Patch status when it differs from what the body holds; post an Event when the phase changes.
+
+    Returns whether anything was written.
+    """
+    meta = body["metadata"]
+    old: dict[str, Any] = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    wire = new.to_wire()
+    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], str(new.phase) if new.phase else "Pending")
+    if wire == old:
+        return False
+    patch: dict[str, Any] = dict(wire)
+    for key in old:
+        if key not in wire:
+            patch[key] = None
+    kube.patch_status(ctx, kind, meta["namespace"], meta["name"], patch)
+    if old.get("phase") != wire.get("phase"):
+        kube.post_event(ctx, body, "Warning" if warning else "Normal", str(event_reason), new.message or str(new.phase))
+    return True
