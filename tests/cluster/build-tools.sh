@@ -6,6 +6,7 @@
 #   kwok                                                     <- sigs.k8s.io/kwok
 #   helm                                                     <- helm.sh/helm/v3
 # Prints the bin directory on its last line.
+#   --check   build nothing: print the bin directory and exit 0 if every binary is there, else exit 1.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.35.4}"
@@ -17,6 +18,15 @@ BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HE
 mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build-tools] %s\n' "$*" >&2; }
+ALL_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+
+if [ "${1:-}" = "--check" ]; then
+  for b in "${ALL_BINARIES[@]}"; do
+    [ -x "$BIN/$b" ] || { log "missing $BIN/$b: run 'make tools' (bash tests/cluster/build-tools.sh)"; exit 1; }
+  done
+  echo "$BIN"
+  exit 0
+fi
 
 build_k8s() {
   local need=()

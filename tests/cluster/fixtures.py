@@ -1,1 +1,108 @@
-"""Pytest fixtures for the local test cluster (filled in by the test-cluster work, issue 2)."""
+"""Pytest fixtures for the local test cluster (CONTRACTS.md item 7).
+
+`kube_cluster` (session): one fresh local cluster per test session, in a temporary directory on free loopback
+ports, stopped at the end; or, with TPUSERVE_TEST_KUBECONFIG=path, an existing cluster (e.g. GKE) that is
+used as is and never stopped. `namespace` (function): a fresh namespace per test, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from tests.cluster.harness import ClusterError, LocalCluster, tools_bin_dir
+from tests.cluster.wait import wait_for
+
+EXISTING_KUBECONFIG_ENV = "TPUSERVE_TEST_KUBECONFIG"
+TEST_NAMESPACE_LABEL = "tpuserve.dev/test"
+
+
+@dataclass
+class KubeCluster:
+    """What tests get: a kubeconfig with cluster-admin rights, kubectl, and API clients."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    local: LocalCluster | None  # None when running against an existing cluster
+
+    @property
+    def has_local_node(self) -> bool:
+        """Whether pods on node `tpuserve-local` really run (only on the local cluster)."""
+        return self.local is not None
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; with check=True a non-zero exit raises with kubectl's stderr."""
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def api_client(self) -> k8s_client.ApiClient:
+        """A new kubernetes ApiClient for this cluster (close it, or use it as a context manager)."""
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def set_local_node_env(self, **values: str) -> None:
+        """Extra environment for processes the local node starts from now on (e.g. STORAGE_EMULATOR_HOST), the
+        way an image's ENV would carry it; pod env still wins."""
+        if self.local is None:
+            raise RuntimeError("there is no local node on an existing cluster (TPUSERVE_TEST_KUBECONFIG)")
+        path = self.local.local_node_env_file
+        current = json.loads(path.read_text() or "{}")
+        current.update(values)
+        path.write_text(json.dumps(current))
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    existing = os.environ.get(EXISTING_KUBECONFIG_ENV)
+    if existing:
+        kubeconfig = Path(existing).expanduser().resolve()
+        if not kubeconfig.is_file():
+            raise ClusterError(f"{EXISTING_KUBECONFIG_ENV}={existing}: no such file")
+        yield KubeCluster(kubeconfig=kubeconfig, bin_dir=tools_bin_dir(), local=None)
+        return
+    cluster = LocalCluster(tmp_path_factory.mktemp("kube-cluster"))
+    try:
+        cluster.start()
+        yield KubeCluster(kubeconfig=cluster.kubeconfig, bin_dir=cluster.bin_dir, local=cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace (t-<uuid>) whose default ServiceAccount exists, so pods can be created at once.
+
+    Deleted afterwards without waiting: the namespace controller removes what is left in the background.
+    """
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}},
+    }
+    kube_cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    try:
+        wait_for(
+            lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+            timeout=30,
+            description=f"the default ServiceAccount in namespace {name}",
+        )
+        yield name
+    finally:
+        kube_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

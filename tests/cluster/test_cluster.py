@@ -1,0 +1,342 @@
+"""Tests of the local cluster itself: real scheduling against the simulated GKE node pools, kwok's pod
+lifecycles, the controllers (Job, Deployment, garbage collector) and the local node's real processes.
+
+They run the same against GKE (TPUSERVE_TEST_KUBECONFIG) except those that need the local node or kwok's
+simulation annotations, which skip there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.cluster import nodepools, sim
+from tests.cluster.fixtures import KubeCluster
+from tests.cluster.wait import wait_for
+from tpuserve import images, tpu
+
+pytestmark = pytest.mark.cluster
+
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled: kwok nodes only simulate containers
+
+
+def tpu_toleration() -> dict[str, str]:
+    return {"key": tpu.TPU_TAINT_KEY, "operator": "Equal", "value": tpu.TPU_TAINT_VALUE, "effect": tpu.TPU_TAINT_EFFECT}
+
+
+def tpu_pod_spec(accelerator: str, topology: str, chips: int, *, tolerate: bool = True) -> dict[str, Any]:
+    """A pod spec as the operator renders for a TPU slice: node selector, whole-host request, toleration."""
+    return {
+        "nodeSelector": {tpu.ACCELERATOR_LABEL: accelerator, tpu.TOPOLOGY_LABEL: topology},
+        "tolerations": [tpu_toleration()] if tolerate else [],
+        "containers": [
+            {
+                "name": "server",
+                "image": PAUSE_IMAGE,
+                "resources": {"requests": {tpu.TPU_RESOURCE: str(chips)}, "limits": {tpu.TPU_RESOURCE: str(chips)}},
+            }
+        ],
+    }
+
+
+def create(cluster: KubeCluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def get(cluster: KubeCluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json").stdout)
+    return result
+
+
+def list_items(cluster: KubeCluster, namespace: str, kind: str, selector: str) -> list[dict[str, Any]]:
+    result = cluster.kubectl("get", "-n", namespace, kind, "-l", selector, "-o", "json")
+    items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+    return items
+
+
+def pod(name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": spec,
+    }
+
+
+def job(name: str, pod_spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": annotations or {}, "labels": {"app": name}},
+                "spec": {"restartPolicy": "Never", **pod_spec},
+            },
+        },
+    }
+
+
+def cpu_pod_spec(image: str = PAUSE_IMAGE, args: list[str] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "image": image}
+    if args is not None:
+        container["args"] = args
+    return {"containers": [container]}
+
+
+def job_condition(job_object: dict[str, Any]) -> str | None:
+    """ "Complete" or "Failed" once the Job controller has decided, else None."""
+    for condition in job_object.get("status", {}).get("conditions", []):
+        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+            return str(condition["type"])
+    return None
+
+
+def failed_scheduling_message(cluster: KubeCluster, namespace: str, pod_name: str) -> str | None:
+    result = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector",
+        f"involvedObject.name={pod_name},reason=FailedScheduling", "-o", "json",
+    )  # fmt: skip
+    events = json.loads(result.stdout)["items"]
+    return str(events[-1]["message"]) if events else None
+
+
+def test_tpu_pod_is_scheduled_on_the_v5e_2x4_pool(kube_cluster: KubeCluster, namespace: str) -> None:
+    create(kube_cluster, namespace, pod("server", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)))
+
+    running = wait_for(
+        lambda: (p := get(kube_cluster, namespace, "pod", "server"))["status"].get("phase") == "Running" and p,
+        timeout=30,
+        description="the TPU pod Running",
+    )
+
+    node = get(kube_cluster, "default", "node", running["spec"]["nodeName"])
+    labels = node["metadata"]["labels"]
+    assert labels[tpu.INSTANCE_TYPE_LABEL] == "ct5lp-hightpu-8t"
+    assert labels[tpu.ACCELERATOR_COUNT_LABEL] == "8"
+    assert node["status"]["allocatable"][tpu.TPU_RESOURCE] == "8"
+    if kube_cluster.has_local_node:  # the simulated pools: the node is one of the generated v5e 2x4 nodes
+        assert running["spec"]["nodeName"] in nodepools.find_pool("v5e", "2x4").node_names()
+        assert {c["type"]: c["status"] for c in running["status"]["conditions"]}["Ready"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("topology", "chips", "why"),
+    [("4x4", 8, "node affinity/selector"), ("2x4", 9, "Insufficient google.com/tpu")],
+    ids=["multi-host-topology", "nine-chips"],
+)
+def test_unsatisfiable_tpu_pod_stays_pending(
+    kube_cluster: KubeCluster, namespace: str, topology: str, chips: int, why: str
+) -> None:
+    create(kube_cluster, namespace, pod("server", tpu_pod_spec("tpu-v5-lite-podslice", topology, chips)))
+
+    message = wait_for(
+        lambda: failed_scheduling_message(kube_cluster, namespace, "server"),
+        timeout=30,
+        description="a FailedScheduling event",
+    )
+
+    assert why in message
+    stuck = get(kube_cluster, namespace, "pod", "server")
+    assert stuck["status"]["phase"] == "Pending"
+    assert "nodeName" not in stuck["spec"]
+
+
+def test_pod_without_toleration_is_kept_off_tpu_nodes(kube_cluster: KubeCluster, namespace: str) -> None:
+    create(kube_cluster, namespace, pod("plain", cpu_pod_spec()))
+    create(
+        kube_cluster, namespace, pod("no-toleration", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8, tolerate=False))
+    )
+
+    placed = wait_for(
+        lambda: get(kube_cluster, namespace, "pod", "plain")["spec"].get("nodeName"),
+        timeout=30,
+        description="the plain pod scheduled",
+    )
+    message = wait_for(
+        lambda: failed_scheduling_message(kube_cluster, namespace, "no-toleration"),
+        timeout=30,
+        description="a FailedScheduling event for the TPU pod without toleration",
+    )
+
+    node_labels = get(kube_cluster, "default", "node", placed)["metadata"]["labels"]
+    assert tpu.ACCELERATOR_LABEL not in node_labels
+    # The only nodes matching the selector are the v5e 2x4 nodes, and their google.com/tpu taint rejects it.
+    assert "untolerated taint" in message
+    assert get(kube_cluster, namespace, "pod", "no-toleration")["status"]["phase"] == "Pending"
+
+
+def test_job_succeeds(kube_cluster: KubeCluster, namespace: str) -> None:
+    create(kube_cluster, namespace, job("convert", cpu_pod_spec()))
+
+    outcome = wait_for(lambda: job_condition(get(kube_cluster, namespace, "job", "convert")), 30, description="Job end")
+
+    assert outcome == "Complete"
+    (finished,) = list_items(kube_cluster, namespace, "pod", "app=convert")
+    assert finished["status"]["phase"] == "Succeeded"
+    terminated = finished["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+
+
+def test_job_fails_with_exit_code_and_termination_message(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("simulation annotations need the local cluster's kwok")
+    annotations = {
+        sim.EXIT_CODE_ANNOTATION: "3",
+        sim.TERMINATION_MESSAGE_ANNOTATION: '{"ok": false, "message": "boom"}',
+    }
+    create(kube_cluster, namespace, job("convert", cpu_pod_spec(), annotations))
+
+    outcome = wait_for(lambda: job_condition(get(kube_cluster, namespace, "job", "convert")), 30, description="Job end")
+
+    assert outcome == "Failed"
+    (failed,) = list_items(kube_cluster, namespace, "pod", "app=convert")
+    assert failed["status"]["phase"] == "Failed"
+    terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3
+    assert terminated["reason"] == "Error"
+    assert json.loads(terminated["message"]) == {"ok": False, "message": "boom"}
+
+
+def deployment(name: str, pod_spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": annotations or {}}, "spec": pod_spec},
+        },
+    }
+
+
+def deployment_available(cluster: KubeCluster, namespace: str, name: str) -> str | None:
+    conditions = get(cluster, namespace, "deployment", name).get("status", {}).get("conditions", [])
+    return next((c["status"] for c in conditions if c["type"] == "Available"), None)
+
+
+def test_deployment_becomes_available(kube_cluster: KubeCluster, namespace: str) -> None:
+    create(kube_cluster, namespace, deployment("server", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)))
+
+    wait_for(
+        lambda: deployment_available(kube_cluster, namespace, "server") == "True",
+        timeout=30,
+        description="Deployment Available",
+    )
+
+    assert get(kube_cluster, namespace, "deployment", "server")["status"]["readyReplicas"] == 1
+
+
+def test_not_ready_annotation_keeps_a_server_unavailable(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("simulation annotations need the local cluster's kwok")
+    spec = tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)
+    create(kube_cluster, namespace, deployment("server", spec, {sim.READY_ANNOTATION: "false"}))
+
+    (running,) = wait_for(
+        lambda: [
+            p for p in list_items(kube_cluster, namespace, "pod", "app=server") if p["status"].get("phase") == "Running"
+        ],
+        timeout=30,
+        description="the server pod Running",
+    )
+
+    conditions = {c["type"]: c["status"] for c in running["status"]["conditions"]}
+    assert conditions["Ready"] == "False"
+    assert running["status"]["containerStatuses"][0]["ready"] is False
+    # The Deployment controller has seen the Running pod (observedGeneration) and still counts no ready replica.
+    wait_for(
+        lambda: deployment_available(kube_cluster, namespace, "server") is not None,
+        timeout=30,
+        description="the Deployment's Available condition",
+    )
+    assert deployment_available(kube_cluster, namespace, "server") == "False"
+    assert get(kube_cluster, namespace, "deployment", "server")["status"].get("readyReplicas", 0) == 0
+
+
+def test_deleting_an_owner_garbage_collects_its_children(kube_cluster: KubeCluster, namespace: str) -> None:
+    create(kube_cluster, namespace, deployment("server", cpu_pod_spec()))
+    wait_for(
+        lambda: deployment_available(kube_cluster, namespace, "server") == "True",
+        timeout=30,
+        description="Deployment Available",
+    )
+    assert list_items(kube_cluster, namespace, "replicaset", "app=server")
+
+    kube_cluster.kubectl("delete", "-n", namespace, "deployment", "server", "--cascade=background", "--wait=false")
+
+    wait_for(
+        lambda: (
+            not list_items(kube_cluster, namespace, "replicaset", "app=server")
+            and not list_items(kube_cluster, namespace, "pod", "app=server")
+        ),
+        timeout=30,
+        description="the ReplicaSet and its pods garbage-collected",
+    )
+
+
+def local_job(name: str, args: list[str], policy: str = "File") -> dict[str, Any]:
+    spec = cpu_pod_spec(images.BENCH_IMAGE, args)
+    spec["containers"][0]["terminationMessagePolicy"] = policy
+    spec.update(sim.local_node_placement())
+    return job(name, spec)
+
+
+def finished_pod(cluster: KubeCluster, namespace: str, app: str) -> dict[str, Any]:
+    def terminal() -> dict[str, Any] | None:
+        pods = list_items(cluster, namespace, "pod", f"app={app}")
+        return next((p for p in pods if p["status"].get("phase") in ("Succeeded", "Failed")), None)
+
+    return wait_for(terminal, timeout=60, description=f"the {app} pod finished")
+
+
+def test_local_node_runs_tpuserve_and_reports_the_exit(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("the local node exists only on the local cluster")
+    create(kube_cluster, namespace, local_job("version", ["--version"]))
+
+    done = finished_pod(kube_cluster, namespace, "version")
+
+    assert done["spec"]["nodeName"] == sim.LOCAL_NODE_NAME
+    assert done["status"]["podIP"] == "127.0.0.1"
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Succeeded", 0, "Completed")
+    wait_for(
+        lambda: job_condition(get(kube_cluster, namespace, "job", "version")) == "Complete",
+        30,
+        description="Job Complete",
+    )
+
+
+def test_local_node_reports_a_failing_command_with_its_message(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("the local node exists only on the local cluster")
+    # An unknown subcommand: argparse exits 2; FallbackToLogsOnError makes its error the termination message.
+    create(kube_cluster, namespace, local_job("typo", ["no-such-command"], policy="FallbackToLogsOnError"))
+
+    done = finished_pod(kube_cluster, namespace, "typo")
+
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Failed", 2, "Error")
+    assert "invalid choice: 'no-such-command'" in terminated["message"]
+
+
+def test_local_node_refuses_foreign_images(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("the local node exists only on the local cluster")
+    spec = cpu_pod_spec(images.GOOGLE_SERVER_IMAGE)
+    spec.update(sim.local_node_placement())
+    create(kube_cluster, namespace, pod("foreign", spec))
+
+    failed = wait_for(
+        lambda: (p := get(kube_cluster, namespace, "pod", "foreign"))["status"].get("phase") == "Failed" and p,
+        timeout=30,
+        description="the foreign pod Failed",
+    )
+
+    assert failed["status"]["reason"] == "UnsupportedImage"
+    assert images.GOOGLE_SERVER_IMAGE in failed["status"]["message"]
