@@ -11,11 +11,11 @@ import json
 from typing import Any
 
 import pytest
+from tpuserve import images, tpu
 
 from tests.cluster import nodepools, sim
 from tests.cluster.fixtures import KubeCluster
 from tests.cluster.wait import wait_for
-from tpuserve import images, tpu
 
 pytestmark = pytest.mark.cluster
 
