@@ -9,6 +9,8 @@ import argparse
 import math
 from typing import Any
 
+_ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
+
 
 class _BenchParser(argparse.ArgumentParser):
     """Usage errors also go to the termination message (the operator shows why the Job failed)."""
@@ -19,7 +21,7 @@ class _BenchParser(argparse.ArgumentParser):
         from tpuserve.bench.outputs import failure_summary, termination_path, write_termination_message
 
         flag = None
-        argv = sys.argv
+        argv = _ARGV or sys.argv
         for i, arg in enumerate(argv):
             if arg == "--termination-message-path" and i + 1 < len(argv):
                 flag = argv[i + 1]
@@ -161,9 +163,13 @@ def register(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tpuserve.bench.cli ...` = `tpuserve bench ...` (useful while other subcommands are missing)."""
+    import sys
+
     parser = argparse.ArgumentParser(prog="tpuserve")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(argv if argv is not None else __import__("sys").argv[1:])])
+    arguments = ["bench", *(argv if argv is not None else sys.argv[1:])]
+    _ARGV[:] = arguments
+    args = parser.parse_args(arguments)
     return int(args.func(args) or 0)
 
 

@@ -1,0 +1,116 @@
+"""Faults produced for real by a gRPC server process: death mid-run, deadlines, RESOURCE_EXHAUSTED, bad ids;
+and bad input, which must end with a clear message, a non-zero exit and the reason in the termination message."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.jetstream.server import free_port
+
+Run = Callable[..., Any]
+
+
+def synthetic(target: str, n: int, out_len: int = 8) -> list[str]:
+    return [
+        "--target", target, "--dataset", "synthetic", "--synthetic-input-length", "16",
+        "--synthetic-output-length", str(out_len), "--num-prompts", str(n), "--warmup", "none",
+    ]  # fmt: skip
+
+
+def test_server_killed_mid_run_gives_partial_results(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    server = delay_server("--ttft-ms", "20", "--itl-ms", "20")
+    killer = threading.Timer(1.0, server.kill)  # SIGKILL: no goodbye on the connection
+    killer.start()
+    try:
+        run = run_bench(*synthetic(server.target, 60, out_len=10), "--request-rate", "20", "--seed", "1")
+    finally:
+        killer.cancel()
+    assert run.code == 1, run.stdout
+    assert "unavailable" in run.summary["message"] and "partial" in run.summary["message"]
+    assert 0 < run.summary["successfulRequests"] < 60
+    results = json.loads((run.output / "results.json").read_text())
+    stage = results["stages"][0]
+    assert stage["unsentRequests"] > 0
+    assert stage["successfulRequests"] + stage["failedRequests"] + stage["unsentRequests"] == 60
+    assert results["message"] == run.summary["message"]
+
+
+def test_deadline_exceeded_is_counted_by_code(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    server = delay_server("--hang")
+    run = run_bench(*synthetic(server.target, 3), "--request-timeout", "0.5")
+    assert run.code == 1  # nothing succeeded
+    assert run.summary["errors"] == {"DEADLINE_EXCEEDED": 3}
+    assert run.summary["failedRequests"] == 3
+    assert "no request succeeded" in run.summary["message"]
+
+
+def test_resource_exhausted_is_counted_not_retried(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    server = delay_server("--max-inflight", "2", "--ttft-ms", "300", "--itl-ms", "10")
+    run = run_bench(*synthetic(server.target, 10, out_len=2))  # all at once: 2 admitted, 8 refused
+    assert run.code == 0, run.stdout
+    assert run.summary["successfulRequests"] == 2
+    assert run.summary["errors"] == {"RESOURCE_EXHAUSTED": 8}
+    assert "RESOURCE_EXHAUSTED" in run.stdout
+
+
+def test_token_ids_beyond_the_vocabulary_do_not_crash(
+    delay_server: Callable[..., Any], run_bench: Run, bench_data: dict[str, Path]
+) -> None:
+    server = delay_server("--out-of-vocab", "--vocab-size", "200")
+    run = run_bench(
+        *synthetic(server.target, 4, out_len=5), "--tokenizer", str(bench_data["tokenizer"]), "--save-request-outputs"
+    )
+    assert run.code == 0, run.stdout
+    assert "Undecodable output token ids (outside the tokenizer): 20" in run.stdout
+    rows = json.loads((run.output / "stage-00.request-outputs.json").read_text())
+    assert all(r["success"] and r["output_len"] == 5 for r in rows)
+
+
+def test_unreachable_server_fails_after_bounded_wait(run_bench: Run) -> None:
+    run = run_bench(*synthetic(f"127.0.0.1:{free_port()}", 2), "--server-wait", "1")
+    assert run.code == 1
+    assert "not live after 1 s" in run.summary["message"]
+
+
+def test_not_live_server_fails(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    server = delay_server("--not-live")
+    run = run_bench(*synthetic(server.target, 2), "--server-wait", "1")
+    assert run.code == 1
+    assert "is_live=false" in run.summary["message"]
+
+
+def test_bad_input_is_refused_with_reason(run_bench: Run, tmp_path: Path, bench_data: dict[str, Path]) -> None:
+    target = "127.0.0.1:1"
+    tok = str(bench_data["tokenizer"])
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('[{"no_conversations": 1}]')
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.write_text("hello")
+    cases: list[tuple[list[str], str]] = [
+        (["--target", target, "--dataset", "sharegpt", "--dataset-path", str(tmp_path / "missing.json"),
+          "--tokenizer", tok], "does not exist"),
+        (["--target", target, "--dataset", "sharegpt", "--dataset-path", str(bad_json), "--tokenizer", tok],
+         "has no 'conversations'"),
+        (["--target", target, "--dataset", "openorca", "--dataset-path", str(bad_json), "--tokenizer", tok],
+         "not a readable pandas pickle"),
+        (["--target", target, "--dataset", "sharegpt", "--dataset-path", str(bench_data["sharegpt"]),
+          "--tokenizer", str(not_a_model)], "not a readable SentencePiece model"),
+        (["--target", target, "--dataset", "sharegpt", "--dataset-path", str(bench_data["sharegpt"])],
+         "needs --tokenizer"),
+        ([*synthetic(target, 2), "--request-rate", "2", "--concurrency", "3"], "choose one load shape"),
+        (["--target", "nohostport", "--dataset", "synthetic", "--synthetic-input-length", "4",
+          "--synthetic-output-length", "4"], "must be HOST:PORT"),
+        ([*synthetic(target, 2), "--save-request-outputs"], "needs --output"),
+        (["--target", target, "--dataset", "synthetic", "--synthetic-input-length", "9:3",
+          "--synthetic-output-length", "4"], "LO:HI"),
+        ([*synthetic(target, 2), "--request-rate", "0"], "must be positive"),
+    ]  # fmt: skip
+    for args, reason in cases:
+        run = run_bench(*args, output=False)
+        assert run.code == 2, (args, run.stdout)
+        assert reason in run.summary.get("message", ""), (args, run.summary)
+        assert reason in run.stdout
