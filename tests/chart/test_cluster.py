@@ -230,3 +230,37 @@ def test_service_account_token_reaches_the_api_as_the_operator(
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
     finally:
         cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(kube_cluster: Cluster) -> None:
+    """The API server's PodSecurity admission, set to `restricted` on the namespace, has nothing to say about the
+    operator's Deployment (it warns on workload objects whose pods it would reject)."""
+    namespace = f"restricted-{_short()}"
+    _apply_crds(kube_cluster)
+    with namespaces(kube_cluster, namespace):
+        for mode in ("enforce", "warn", "audit"):
+            kube_cluster.kubectl("label", "namespace", namespace, f"pod-security.kubernetes.io/{mode}=restricted")
+        _, objects = _split(render_with({}, f"t{_short()}", namespace))
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(deployment))
+        assert "PodSecurity" not in result.stderr, result.stderr
+        # The same check does catch a violation (so the absence above means something).
+        deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+        bad = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(deployment))
+        assert 'would violate PodSecurity "restricted:latest"' in bad.stderr, bad.stderr
+
+
+def test_install_yaml_applies_in_one_pass(kube_cluster: Cluster) -> None:
+    """`kubectl apply --server-side -f manifests/install.yaml` works on a cluster (Namespace and CRDs first)."""
+    manifest = (REPO / "manifests" / "install.yaml").read_text()
+    docs = [d for d in yaml.safe_load_all(manifest) if d]
+    # Another test of this session may already have the CRDs: that is fine, server-side apply shares them.
+    applied = kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifest)
+    try:
+        assert applied.stdout.count("serverside-applied") == len(docs)
+        kube_cluster.kubectl("get", "deployment", "tpuserve", "-n", "tpuserve-system")
+    finally:
+        # Remove everything but the CRDs, which other tests of the session use.
+        rest = [d for d in docs if d["kind"] not in ("CustomResourceDefinition", "Namespace")]
+        kube_cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=yaml.safe_dump_all(rest), check=False)
+        kube_cluster.kubectl("delete", "namespace", "tpuserve-system", "--wait=false", check=False)
