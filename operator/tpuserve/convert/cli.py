@@ -182,3 +182,17 @@ def _check_source(args: argparse.Namespace) -> int:
         for name in check.missing:
             print(f"  MISSING {name}")
     return 0 if check.complete else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tpuserve.convert.cli {run,verify,check-source} …` (same as `tpuserve convert …`)."""
+    parser = argparse.ArgumentParser(prog="tpuserve convert")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

