@@ -21,7 +21,10 @@ SUBCOMMAND_MODULES: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tpuserve", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tpuserve",
+        description="Serve and benchmark Llama on GKE TPU node pools: the operator and its workloads.",
+    )
     parser.add_argument("--version", action="version", version=f"tpuserve {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES.values():
