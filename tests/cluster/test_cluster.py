@@ -11,15 +11,14 @@ import json
 from typing import Any
 
 import pytest
-from tpuserve import images, tpu
+from tpuserve import tpu
 
 from tests.cluster import nodepools, sim
 from tests.cluster.fixtures import KubeCluster
+from tests.cluster.kube import PAUSE_IMAGE, cpu_pod_spec, create, get, job, job_condition, list_items, pod
 from tests.cluster.wait import wait_for
 
 pytestmark = pytest.mark.cluster
-
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled: kwok nodes only simulate containers
 
 
 def tpu_toleration() -> dict[str, str]:
@@ -39,60 +38,6 @@ def tpu_pod_spec(accelerator: str, topology: str, chips: int, *, tolerate: bool 
             }
         ],
     }
-
-
-def create(cluster: KubeCluster, namespace: str, manifest: dict[str, Any]) -> None:
-    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-
-
-def get(cluster: KubeCluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json").stdout)
-    return result
-
-
-def list_items(cluster: KubeCluster, namespace: str, kind: str, selector: str) -> list[dict[str, Any]]:
-    result = cluster.kubectl("get", "-n", namespace, kind, "-l", selector, "-o", "json")
-    items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
-    return items
-
-
-def pod(name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "spec": spec,
-    }
-
-
-def job(name: str, pod_spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"annotations": annotations or {}, "labels": {"app": name}},
-                "spec": {"restartPolicy": "Never", **pod_spec},
-            },
-        },
-    }
-
-
-def cpu_pod_spec(image: str = PAUSE_IMAGE, args: list[str] | None = None) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": image}
-    if args is not None:
-        container["args"] = args
-    return {"containers": [container]}
-
-
-def job_condition(job_object: dict[str, Any]) -> str | None:
-    """ "Complete" or "Failed" once the Job controller has decided, else None."""
-    for condition in job_object.get("status", {}).get("conditions", []):
-        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
-            return str(condition["type"])
-    return None
 
 
 def failed_scheduling_message(cluster: KubeCluster, namespace: str, pod_name: str) -> str | None:
@@ -277,66 +222,3 @@ def test_deleting_an_owner_garbage_collects_its_children(kube_cluster: KubeClust
         timeout=30,
         description="the ReplicaSet and its pods garbage-collected",
     )
-
-
-def local_job(name: str, args: list[str], policy: str = "File") -> dict[str, Any]:
-    spec = cpu_pod_spec(images.BENCH_IMAGE, args)
-    spec["containers"][0]["terminationMessagePolicy"] = policy
-    spec.update(sim.local_node_placement())
-    return job(name, spec)
-
-
-def finished_pod(cluster: KubeCluster, namespace: str, app: str) -> dict[str, Any]:
-    def terminal() -> dict[str, Any] | None:
-        pods = list_items(cluster, namespace, "pod", f"app={app}")
-        return next((p for p in pods if p["status"].get("phase") in ("Succeeded", "Failed")), None)
-
-    return wait_for(terminal, timeout=60, description=f"the {app} pod finished")
-
-
-def test_local_node_runs_tpuserve_and_reports_the_exit(kube_cluster: KubeCluster, namespace: str) -> None:
-    if not kube_cluster.has_local_node:
-        pytest.skip("the local node exists only on the local cluster")
-    create(kube_cluster, namespace, local_job("version", ["--version"]))
-
-    done = finished_pod(kube_cluster, namespace, "version")
-
-    assert done["spec"]["nodeName"] == sim.LOCAL_NODE_NAME
-    assert done["status"]["podIP"] == "127.0.0.1"
-    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Succeeded", 0, "Completed")
-    wait_for(
-        lambda: job_condition(get(kube_cluster, namespace, "job", "version")) == "Complete",
-        30,
-        description="Job Complete",
-    )
-
-
-def test_local_node_reports_a_failing_command_with_its_message(kube_cluster: KubeCluster, namespace: str) -> None:
-    if not kube_cluster.has_local_node:
-        pytest.skip("the local node exists only on the local cluster")
-    # An unknown subcommand: argparse exits 2; FallbackToLogsOnError makes its error the termination message.
-    create(kube_cluster, namespace, local_job("typo", ["no-such-command"], policy="FallbackToLogsOnError"))
-
-    done = finished_pod(kube_cluster, namespace, "typo")
-
-    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Failed", 2, "Error")
-    assert "invalid choice: 'no-such-command'" in terminated["message"]
-
-
-def test_local_node_refuses_foreign_images(kube_cluster: KubeCluster, namespace: str) -> None:
-    if not kube_cluster.has_local_node:
-        pytest.skip("the local node exists only on the local cluster")
-    spec = cpu_pod_spec(images.GOOGLE_SERVER_IMAGE)
-    spec.update(sim.local_node_placement())
-    create(kube_cluster, namespace, pod("foreign", spec))
-
-    failed = wait_for(
-        lambda: (p := get(kube_cluster, namespace, "pod", "foreign"))["status"].get("phase") == "Failed" and p,
-        timeout=30,
-        description="the foreign pod Failed",
-    )
-
-    assert failed["status"]["reason"] == "UnsupportedImage"
-    assert images.GOOGLE_SERVER_IMAGE in failed["status"]["message"]
