@@ -431,10 +431,31 @@ def comparison_dashboard() -> Dashboard:
             Row(
                 "Figure by figure",
                 [
-                    _bars("Output tokens/s", "", f"{BENCH_OUTPUT_TPS}{{{f}}}", "short", width=6),
-                    _bars("Requests/s", "", f"{BENCH_RPS}{{{f}}}", "reqps", width=6, decimals=2),
-                    _bars("TTFT p99", "", _quantile(BENCH_TTFT, "p99", f), "s", width=6),
-                    _bars("Decode TPOT p50", "", _quantile(BENCH_DECODE_TPOT, "p50", f), "s", width=6),
+                    _bars(
+                        "Output tokens/s", "Output tokens per second.", f"{BENCH_OUTPUT_TPS}{{{f}}}", "short", width=6
+                    ),
+                    _bars(
+                        "Requests/s",
+                        "Successful requests per second.",
+                        f"{BENCH_RPS}{{{f}}}",
+                        "reqps",
+                        width=6,
+                        decimals=2,
+                    ),
+                    _bars(
+                        "TTFT p99",
+                        "99th percentile time to first token.",
+                        _quantile(BENCH_TTFT, "p99", f),
+                        "s",
+                        width=6,
+                    ),
+                    _bars(
+                        "Decode TPOT p50",
+                        "Median (latency - TTFT) / (output tokens - 1).",
+                        _quantile(BENCH_DECODE_TPOT, "p50", f),
+                        "s",
+                        width=6,
+                    ),
                     _bars(
                         "Goodput share",
                         "Share of successful requests that met every SLO (runs with spec.slo).",
@@ -443,9 +464,20 @@ def comparison_dashboard() -> Dashboard:
                         width=6,
                     ),
                     _bars(
-                        "$ per million output tokens", "", f"{BENCH_COST}{{{f}}}", "currencyUSD", width=6, decimals=3
+                        "$ per million output tokens",
+                        "At the on-demand price of the slice.",
+                        f"{BENCH_COST}{{{f}}}",
+                        "currencyUSD",
+                        width=6,
+                        decimals=3,
                     ),
-                    _bars("Roofline efficiency", "", f"{BENCH_ROOFLINE}{{{f}}}", "percentunit", width=6),
+                    _bars(
+                        "Roofline efficiency",
+                        "Output tokens/s over the memory-bound decode ceiling.",
+                        f"{BENCH_ROOFLINE}{{{f}}}",
+                        "percentunit",
+                        width=6,
+                    ),
                     _bars(
                         "Failed requests",
                         "Requests that failed (any gRPC error) in the headline stage.",
