@@ -276,6 +276,12 @@ INVALID: tuple[Case, ...] = (
         ("spec", "set exactly one of serverRef or target"),
     ),
     Case("bench-rate-word", BR, {"spec.requestRate": "fast"}, ("spec.requestRate", "should match")),
+    Case(
+        "bench-rate-unquoted-decimal",
+        BR,
+        {"spec.requestRate": 2.5},
+        ("spec.requestRate", "must be of type integer,string"),
+    ),
     Case("bench-rate-zero", BR, {"spec.requestRate": 0}, ("spec.requestRate", "positive number")),
     Case("bench-rate-zero-string", BR, {"spec.requestRate": "0.0"}, ("spec.requestRate", "should match")),
     Case(

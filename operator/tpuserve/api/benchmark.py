@@ -42,7 +42,9 @@ _RATE_CEL = CelRule(
     message='a request rate must be a positive number of requests per second or "inf"',
 )
 
-# Requests per second: a positive integer, a positive decimal string ("2.5"), or "inf".
+# Requests per second: a positive integer, a positive decimal string ("2.5"), or "inf". An untyped field that
+# would also take an unquoted 2.5 is not possible: CEL cannot see untyped (preserve-unknown-fields) values, so the
+# API server could not check it; int-or-string it is.
 RequestRate = Annotated[
     int | str,
     WithJsonSchema(
@@ -50,8 +52,8 @@ RequestRate = Annotated[
             "x-kubernetes-int-or-string": True,
             "pattern": RATE_STRING_PATTERN,
             "maxLength": 32,
-            "description": "Requests per second (Poisson arrivals): a positive integer, a decimal string such as "
-            '"2.5", or "inf" to send every request at once.',
+            "description": "Requests per second (Poisson arrivals): a positive integer, a decimal in quotes such as "
+            '"2.5" (Kubernetes int-or-string: an unquoted 2.5 is refused), or "inf" to send every request at once.',
             **cel_rules(_RATE_CEL),
         }
     ),
@@ -62,6 +64,8 @@ def rate_per_second(rate: int | str) -> float:
     """A RequestRate as a float (math.inf for "inf")."""
     if rate == INFINITE_RATE:
         return math.inf
+    if isinstance(rate, bool):
+        raise ValueError(f"request rate {rate!r} is not a number or 'inf'")
     value = float(rate)
     if isinstance(rate, str) and not re.fullmatch(RATE_STRING_PATTERN, rate):
         raise ValueError(f"request rate {rate!r} is not a number or 'inf'")
