@@ -173,7 +173,13 @@ class BenchmarkRunSpec(ApiModel):
         default=None, min_length=1, description="Tokenizer for prompts and outputs; default the server's."
     )
     num_prompts: int = Field(default=1000, ge=1, le=1_000_000, description="Prompts sampled from the dataset.")
-    max_output_length: int = Field(default=1024, ge=1, le=131072, description="Cap on tokens requested per prompt.")
+    max_output_length: int = Field(
+        default=1024,
+        ge=1,
+        le=131072,
+        description="max_tokens of every request (JetStream's --max-output-length: each request asks for this many "
+        "tokens, whatever the dataset's reference output length).",
+    )
     max_input_length: int | None = Field(
         default=None, ge=1, le=131072, description="Drop prompts longer than this many tokens."
     )
