@@ -8,9 +8,13 @@ simulation annotations, which skip there.
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tpuserve import tpu
 
 from tests.cluster import nodepools, sim
@@ -222,3 +226,63 @@ def test_deleting_an_owner_garbage_collects_its_children(kube_cluster: KubeClust
         timeout=30,
         description="the ReplicaSet and its pods garbage-collected",
     )
+
+
+def test_deleting_a_namespace_with_running_workloads_completes(kube_cluster: KubeCluster) -> None:
+    # Job pods carry the Job controller's tracking finalizer; the node must stop and release them (as kubelet
+    # does) or namespace deletion hangs. Run-duration keeps the kwok Job pod Running until the deletion.
+    name = f"t-delete-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        description="the default ServiceAccount",
+    )
+    annotations = {sim.RUN_DURATION_ANNOTATION: "10m"} if kube_cluster.has_local_node else {}
+    create(kube_cluster, name, job("convert", cpu_pod_spec(), annotations))
+    create(kube_cluster, name, deployment("server", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)))
+    wait_for(
+        lambda: (
+            len([p for p in list_items(kube_cluster, name, "pod", "app") if p["status"].get("phase") == "Running"]) == 2
+        ),
+        timeout=30,
+        description="both pods Running",
+    )
+
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+    wait_for(
+        lambda: kube_cluster.kubectl("get", "namespace", name, check=False).returncode != 0,
+        timeout=90,
+        description=f"namespace {name} deleted",
+    )
+
+
+def test_api_server_authenticates_and_authorizes(kube_cluster: KubeCluster, namespace: str, tmp_path: Path) -> None:
+    # A real service-account token (TokenRequest, signed with the API server's issuer key) authenticates, and RBAC
+    # grants that ServiceAccount nothing by default. The token goes in a kubeconfig of its own: with the admin
+    # kubeconfig the client certificate would authenticate first.
+    token = kube_cluster.kubectl("create", "token", "default", "-n", namespace, "--duration=10m").stdout.strip()
+    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+
+    def kubectl_with_token(bearer: str, *args: str) -> subprocess.CompletedProcess[str]:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": admin["clusters"],
+            "users": [{"name": "token", "user": {"token": bearer}}],
+            "contexts": [{"name": "token", "context": {"cluster": admin["clusters"][0]["name"], "user": "token"}}],
+            "current-context": "token",
+        }
+        path = tmp_path / "token.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        command = [str(kube_cluster.bin_dir / "kubectl"), f"--kubeconfig={path}", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    whoami = kubectl_with_token(token, "auth", "whoami", "-o", "json")
+    denied = kubectl_with_token(token, "get", "pods", "-n", namespace)
+    bad_token = kubectl_with_token("not-a-valid-token", "get", "pods", "-n", namespace)
+
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    assert bad_token.returncode != 0 and "unauthorized" in bad_token.stderr.lower()
