@@ -134,9 +134,15 @@ def running_prometheus(jobs: Mapping[str, list[str]], workdir: Path) -> Iterator
             process.wait()
 
 
+# Upstream code unchanged except the listen addresses, moved to loopback from outside: gRPC (upstream [::]) and the
+# Prometheus endpoint (prometheus_client's default 0.0.0.0).
 JETSTREAM_WITH_METRICS = """
+import functools
 import sys
+import prometheus_client
 from jetstream.core import config_lib, server_lib
+server_lib._HOST = "127.0.0.1"
+server_lib.start_http_server = functools.partial(prometheus_client.start_http_server, addr="127.0.0.1")
 port, metrics_port = int(sys.argv[1]), int(sys.argv[2])
 server = server_lib.run(
     port=port,
