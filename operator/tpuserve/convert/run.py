@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -285,9 +286,31 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
     _clear_output(o.output, out_store)
 
     # 4. Stage the source locally (a local source is used in place).
-    work = o.work_dir
-    shutil.rmtree(work, ignore_errors=True)
+    work = run_work_dir(o.work_dir)
+    shutil.rmtree(work, ignore_errors=True)  # left by an earlier container of the same pod
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _convert(ctx, runner, steps, arch=arch, work=work, out_store=out_store)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_work_dir(base: Path) -> Path:
+    """This run's scratch under --work-dir. In a pod the process is always pid 1, so a restarted container reuses
+    (and first clears) the same directory; processes sharing a machine (the local test node) do not collide."""
+    return base / f"run-{socket.gethostname()}-{os.getpid()}"
+
+
+def _convert(
+    ctx: _Context,
+    runner: Callable[[list[str], dict[str, str]], int],
+    steps: ConversionSteps,
+    *,
+    arch: llama.LlamaArch,
+    work: Path,
+    out_store: Any,
+) -> ConvertSummary:
+    o = ctx.options
     if is_gcs(o.source):
         staged = work / "source"
         sources, seconds = stage_source(
@@ -403,7 +426,6 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
         timings=ctx.timings,
     )
     write_manifest(o.output, manifest, client=o.client)
-    shutil.rmtree(work, ignore_errors=True)
     log(f"done: {layout.unscanned_items(o.output)} verified; manifest {layout.manifest_path(o.output)}")
     return ctx.summary(
         Outcome.CONVERTED,
