@@ -5,6 +5,7 @@ columns show, and every status field the operator writes survives the structural
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,7 @@ def test_operator_status_survives_the_schema(
 
 
 def _table(output: str) -> dict[str, str]:
-    """`kubectl get` output (header + one row) as column -> value, splitting on 2+ spaces."""
-    import re
-
+    """`kubectl get` output (header + one row) as column -> value; columns start where header words start."""
     header, row = output.strip().splitlines()[:2]
     starts = [m.start() for m in re.finditer(r"(?<!\S)\S+(?: \S+)*", header)]
     names = [header[s:e].strip() for s, e in zip(starts, [*starts[1:], None], strict=True)]
