@@ -145,3 +145,24 @@ def test_full_cli_has_the_convert_commands() -> None:
     parser = build_parser()
     for argv in _documented_commands():
         assert callable(parser.parse_args(argv).func)
+
+
+def test_server_args_are_keys_the_server_image_accepts() -> None:
+    """Our server image runs maxtext-v0.2.3, whose pyconfig rejects unknown keys: every key the operator renders
+    (examples' settings, with quantization and metrics on) must be a top-level key of that release's base.yml."""
+    import json
+
+    import yaml
+    from tpuserve.api.server import InferenceServerSpec
+    from tpuserve.controllers.render import server_args
+
+    accepted = set(
+        json.loads((Path(__file__).parent / "fixtures/maxtext-v0.2.3-accepted.json").read_text())["base_yml_keys"]
+    )
+    for example in sorted((ROOT / "manifests/examples").glob("*/server.yaml")):
+        spec = yaml.safe_load(example.read_text())["spec"]
+        spec["engine"] = {**spec.get("engine", {}), "quantization": "int8", "quantizeKvcache": True}
+        spec["metrics"] = {**spec.get("metrics", {}), "enabled": True}
+        args = server_args(InferenceServerSpec.model_validate(spec), "gs://bkt/out/unscanned/checkpoints/0/items")
+        keys = {a.split("=", 1)[0] for a in args}
+        assert keys <= accepted, (example, keys - accepted)

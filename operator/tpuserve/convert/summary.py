@@ -65,14 +65,20 @@ class ConvertSummary(BaseModel):
 
     def to_termination_message(self) -> str:
         """Compact JSON that fits Kubernetes' 4096-byte termination message: long lists and the message are cut."""
+        message = self.message if self.message is None or len(self.message) <= 1000 else self.message[:999] + "…"
         summary = self.model_copy(
-            update={"missing": self.missing[:_MAX_LIST], "mismatches": [m[:200] for m in self.mismatches[:_MAX_LIST]]}
+            update={
+                "message": message,
+                "missing": self.missing[:_MAX_LIST],
+                "mismatches": [m[:200] for m in self.mismatches[:_MAX_LIST]],
+            }
         )
-        text = summary.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=False)
+        text = summary.model_dump_json(by_alias=True, exclude_none=True)
         while len(text.encode()) > SUMMARY_MAX_BYTES:
-            if summary.mismatches:
+            # Keep at least the first mismatch and missing file; the message was already capped.
+            if len(summary.mismatches) > 1:
                 summary.mismatches = summary.mismatches[:-1]
-            elif summary.missing:
+            elif len(summary.missing) > 1:
                 summary.missing = summary.missing[:-1]
             elif summary.message and len(summary.message) > 80:
                 summary.message = summary.message[: len(summary.message) // 2] + "…"
