@@ -220,3 +220,16 @@ def test_seed_example_matches_the_manual() -> None:
 def test_status_round_trips_through_the_wire(build: Any) -> None:
     status = build()
     assert type(status).model_validate(status.to_wire()) == status
+
+
+def test_api_imports_without_operator_dependencies() -> None:
+    """Workloads and tools import the API; it must not pull in kopf, kubernetes or other heavy clients."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tpuserve.api, tpuserve.api.generate; "
+        "print(','.join(m for m in ('kopf', 'kubernetes', 'jinja2', 'grpc', 'google.cloud.storage') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
