@@ -224,3 +224,28 @@ def test_multi_level_ocdbt_index_is_walked(tmp_path: Path) -> None:
     assert all(a.chunks_found == 1 for a in meta.arrays.values())
     listed = {k.decode().split("/")[0] for k in kv.list().result()}
     assert listed == set(meta.arrays)
+
+
+@pytest.mark.parametrize("zarr3", [False, True])
+def test_checkpoint_without_ocdbt(tmp_path: Path, zarr3: bool) -> None:
+    """Orbax without OCDBT (one directory per array, zarr v2 `.zarray` or zarr3 `zarr.json`): read as plain files."""
+    import jax
+    import orbax.checkpoint as ocp
+    from tpuserve.convert.synthetic import nest
+
+    params = random_params(TINY, Layout.UNSCANNED)
+    state = {"step": 0, "params": {"params": nest(params)}, "opt_state": {}}
+    manager = ocp.CheckpointManager(
+        str(tmp_path / "plain"),
+        item_names=("items",),
+        item_handlers={"items": ocp.PyTreeCheckpointHandler(use_ocdbt=False, use_zarr3=zarr3)},
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False),
+    )
+    manager.save(0, args=ocp.args.Composite(items=ocp.args.PyTreeSave(item=jax.tree.map(np.asarray, state))))
+    manager.wait_until_finished()
+    manager.close()
+    items = tmp_path / "plain/0/items"
+    assert not (items / "manifest.ocdbt").exists()
+    report = verify_checkpoint(str(items), TINY, Layout.UNSCANNED)
+    assert report.ok, report.mismatches
+    assert report.params_checked == 3 + 9 * TINY.num_layers
