@@ -22,12 +22,12 @@ class CamelModel(BaseModel):
 class LatencyStats(CamelModel):
     """Distribution of one latency, in milliseconds (numpy linear-interpolation percentiles)."""
 
-    mean: float
-    median: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
+    mean: float = Field(description="Arithmetic mean, ms.")
+    median: float = Field(description="50th percentile, ms.")
+    p90: float = Field(description="90th percentile, ms.")
+    p95: float = Field(description="95th percentile, ms.")
+    p99: float = Field(description="99th percentile, ms.")
+    max: float = Field(description="Largest value, ms.")
 
 
 class Goodput(CamelModel):
@@ -43,11 +43,11 @@ class StageResults(CamelModel):
 
     request_rate: float | None = Field(default=None, description="Poisson arrival rate (req/s); null = all at once.")
     concurrency: int | None = Field(default=None, description="Closed-loop concurrency, when used.")
-    successful_requests: int = Field(ge=0)
-    failed_requests: int = Field(ge=0)
+    successful_requests: int = Field(ge=0, description="Requests whose stream ended with status OK.")
+    failed_requests: int = Field(ge=0, description="Requests sent that ended with an error (see errors).")
     duration_seconds: float = Field(ge=0, description="First request sent to last response received.")
-    total_input_tokens: int = Field(ge=0)
-    total_output_tokens: int = Field(ge=0)
+    total_input_tokens: int = Field(ge=0, description="Prompt tokens of the successful requests.")
+    total_output_tokens: int = Field(ge=0, description="Tokens streamed back to the successful requests.")
     request_throughput: float = Field(ge=0, description="Successful requests per second.")
     input_throughput: float = Field(ge=0, description="Input tokens per second.")
     output_throughput: float = Field(ge=0, description="Output tokens per second.")
@@ -68,15 +68,15 @@ class StageResults(CamelModel):
 class StageBrief(CamelModel):
     """One sweep stage, abbreviated so that a whole sweep fits the 4 KiB summary."""
 
-    request_rate: float | None = None
-    concurrency: int | None = None
-    successful_requests: int = Field(ge=0)
-    failed_requests: int = Field(ge=0)
-    request_throughput: float = Field(ge=0)
-    output_throughput: float = Field(ge=0)
-    ttft_p50_ms: float | None = None
-    ttft_p99_ms: float | None = None
-    decode_tpot_p50_ms: float | None = None
+    request_rate: float | None = Field(default=None, description="Poisson arrival rate (req/s); null = all at once.")
+    concurrency: int | None = Field(default=None, description="Closed-loop concurrency, when used.")
+    successful_requests: int = Field(ge=0, description="Requests whose stream ended with status OK.")
+    failed_requests: int = Field(ge=0, description="Requests sent that ended with an error.")
+    request_throughput: float = Field(ge=0, description="Successful requests per second.")
+    output_throughput: float = Field(ge=0, description="Output tokens per second.")
+    ttft_p50_ms: float | None = Field(default=None, description="Median time to first token, ms.")
+    ttft_p99_ms: float | None = Field(default=None, description="99th-percentile time to first token, ms.")
+    decode_tpot_p50_ms: float | None = Field(default=None, description="Median decode TPOT, ms.")
 
 
 class BenchmarkSummary(StageResults):
