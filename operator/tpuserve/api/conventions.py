@@ -211,6 +211,8 @@ def nested_default(model: type[ApiModel]) -> dict[str, Any]:
     def without_empty(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: without_empty(v) for k, v in value.items() if v not in ({}, [])}
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 11, as a user writes it, not 11.0
         return value
 
     return {"default": without_empty(model().to_wire())}

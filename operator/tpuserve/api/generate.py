@@ -240,6 +240,8 @@ def _constraints(schema: dict[str, Any]) -> list[str]:
         notes.append(f"at least {schema['minLength']} characters")
     if "maxLength" in schema:
         notes.append(f"at most {schema['maxLength']} characters")
+    if "maxProperties" in schema:
+        notes.append(f"at most {schema['maxProperties']} entries")
     if "minItems" in schema:
         notes.append(f"at least {schema['minItems']} items")
     if "maxItems" in schema:
