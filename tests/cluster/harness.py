@@ -235,6 +235,9 @@ class LocalCluster:
                     f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                     # GKE's JetStream samples run the server privileged; the operator renders that too.
                     "--allow-privileged=true",
+                    # The `kubernetes` Service cannot get a loopback endpoint (validation rejects 127.0.0.0/8), and
+                    # nothing here runs in-cluster clients that would need it.
+                    "--endpoint-reconciler-type=none",
                     "--profiling=false",
                 ],
             )
