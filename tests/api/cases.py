@@ -204,6 +204,18 @@ INVALID: tuple[Case, ...] = (
         ("spec.engine", "at most one of iciFsdpParallelism, iciAutoregressiveParallelism, iciTensorParallelism"),
     ),
     Case(
+        "parallelism-exceeds-chips",
+        IS,
+        {"spec.tpu.topology": "2x2", "spec.engine": {"iciTensorParallelism": 8}},
+        ("spec.engine", "must multiply to the chips of spec.tpu.topology"),
+    ),
+    Case(
+        "auto-axis-does-not-divide-chips",
+        IS,
+        {"spec.engine": {"iciFsdpParallelism": 3}},
+        ("spec.engine", "or divide them when one of them is -1"),
+    ),
+    Case(
         "extra-arg-overrides-typed-field",
         IS,
         {"spec.engine": {"extraArgs": {"max_target_length": "4096"}}},
@@ -375,6 +387,11 @@ VALID: tuple[Case, ...] = (
         "server-explicit-parallelism",
         IS,
         {"spec.engine": {"iciFsdpParallelism": 1, "iciAutoregressiveParallelism": 1, "iciTensorParallelism": 8}},
+    ),
+    Case(
+        "server-v4-fsdp-2-tensor-auto",
+        IS,
+        {"spec.tpu": {"accelerator": "v4", "topology": "2x2x1"}, "spec.engine": {"iciFsdpParallelism": 2}},
     ),
     Case(
         "server-auto-fsdp",

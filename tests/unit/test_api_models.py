@@ -231,3 +231,18 @@ def test_api_imports_without_operator_dependencies() -> None:
     code = f"import sys, tpuserve.api, tpuserve.api.generate; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("axes", "chips", "fits"),
+    [
+        ((1, 1, -1), 8, True),
+        ((1, 1, 8), 8, True),
+        ((2, 1, -1), 4, True),
+        ((1, 1, 8), 4, False),  # more chips asked than the host has
+        ((1, 1, 2), 8, False),  # fewer: MaxText needs every device in the mesh
+        ((3, 1, -1), 8, False),  # -1 takes the remaining chips, which must divide evenly
+    ],
+)
+def test_parallelism_must_fit_the_slice(axes: tuple[int, int, int], chips: int, fits: bool) -> None:
+    assert (catalog.parallelism_mismatch(axes, chips) is None) == fits

@@ -77,3 +77,40 @@ def topology_rules(where: str) -> list[CelRule]:
             )
         )
     return rules
+
+
+PARALLELISM_MESSAGE = (
+    "spec.engine: the ICI parallelism values (iciFsdpParallelism * iciAutoregressiveParallelism * "
+    "iciTensorParallelism) must multiply to the chips of spec.tpu.topology, or divide them when one of them is -1"
+)
+
+
+def parallelism_mismatch(axes: tuple[int, ...], chips: int) -> str | None:
+    """Why MaxText would refuse this mesh on `chips` devices (None if it fits): the product of the axes must
+    equal the chip count, or, with one axis -1 (the remaining chips), divide it."""
+    if 0 in axes or axes.count(-1) > 1:
+        return None  # refused by the engine's own rules, with their own messages
+    product = 1
+    for axis in axes:
+        product *= abs(axis)
+    fits = chips % product == 0 if -1 in axes else product == chips
+    if fits:
+        return None
+    return f"{PARALLELISM_MESSAGE}: they give {product}, the topology has {chips} chips"
+
+
+def parallelism_fits_rule(topology: str, engine: str, fields: tuple[str, ...]) -> CelRule:
+    """CEL twin of parallelism_mismatch, on the spec holding both `tpu` and `engine`."""
+    axes = [f"{engine}.{f}" for f in fields]
+    product = " * ".join(axes)  # negative exactly when one axis is -1
+    chips = _chips_expression(topology)
+    skip = (
+        f"!{topology}.matches('{TOPOLOGY_PATTERN}') || "
+        + " || ".join(f"{a} == 0" for a in axes)
+        + f" || [{', '.join(axes)}].filter(p, p == -1).size() > 1"
+    )
+    return CelRule(
+        rule=f"{skip} || ({product} < 0 ? {chips} % (-({product})) == 0 : {product} == {chips})",
+        message=PARALLELISM_MESSAGE,
+        field_path=".engine",
+    )

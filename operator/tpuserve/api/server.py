@@ -233,7 +233,10 @@ class InferenceServerSpec(ApiModel):
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
 
     model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(exactly_one_of("checkpointRef", "checkpointPath", "spec"))
+        "json_schema_extra": cel_rules(
+            exactly_one_of("checkpointRef", "checkpointPath", "spec"),
+            catalog.parallelism_fits_rule("self.tpu.topology", "self.engine", PARALLELISM_FIELDS),
+        )
     }
 
     @field_validator("model")
@@ -245,6 +248,15 @@ class InferenceServerSpec(ApiModel):
     def _one_checkpoint(self) -> InferenceServerSpec:
         if (self.checkpoint_ref is None) == (self.checkpoint_path is None):
             raise ValueError("set exactly one of checkpointRef or checkpointPath")
+        return self
+
+    @model_validator(mode="after")
+    def _parallelism_fits(self) -> InferenceServerSpec:
+        engine = self.engine
+        axes = (engine.ici_fsdp_parallelism, engine.ici_autoregressive_parallelism, engine.ici_tensor_parallelism)
+        message = catalog.parallelism_mismatch(axes, self.tpu.resolve().chips)
+        if message:
+            raise ValueError(message)
         return self
 
     def effective_image(self, default: str = images.GOOGLE_SERVER_IMAGE) -> str:
