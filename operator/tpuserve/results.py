@@ -109,6 +109,9 @@ class StageReport(StageResults):
     unsent_requests: int = Field(default=0, ge=0, description="Requests never sent (run ended early).")
     undecodable_tokens: int = Field(default=0, ge=0, description="Output token ids outside the tokenizer.")
     message: str | None = Field(default=None, description="Why the stage ended early, if it did.")
+    client_cpu_seconds: float = Field(
+        default=0, ge=0, description="CPU time the benchmark process used during the stage (all threads)."
+    )
 
 
 class BenchmarkResults(CamelModel):

@@ -141,4 +141,5 @@ def stage_report(
         errors=dict(sorted(errors.items())),
         undecodable_tokens=undecodable,
         message=run.aborted,
+        client_cpu_seconds=run.cpu_seconds,
     )

@@ -18,6 +18,8 @@ from tpuserve.results import BenchmarkSummary, LatencyStats, StageBrief, StageRe
 TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 RESULTS_FILE = "results.json"
+# Above this share of one core the client itself may be what limits the measured figures.
+CLIENT_BUSY_WARNING = 0.9
 
 
 def termination_path(flag: str | None) -> str:
@@ -69,6 +71,11 @@ def print_summary(stage: StageReport, out: TextIO) -> None:
         p(f"Goodput: {g.requests} requests ({g.share:.1%}) = {g.rate:.2f} requests/s\n")
     if stage.undecodable_tokens:
         p(f"Undecodable output token ids (outside the tokenizer): {stage.undecodable_tokens}\n")
+    if stage.duration_seconds > 0:
+        busy = stage.client_cpu_seconds / stage.duration_seconds
+        p(f"Client CPU: {stage.client_cpu_seconds:.2f} s in {stage.duration_seconds:.2f} s ({busy:.0%} of one core)\n")
+        if busy > CLIENT_BUSY_WARNING:
+            p("Warning: the client was busy most of the stage and may have limited these figures\n")
     if stage.message:
         p(f"Stage ended early: {stage.message}\n")
 

@@ -44,6 +44,7 @@ class StageRun:
     aborted: str | None = None  # why the stage stopped early
     warmup: bool = False
     unsent: int = field(default=0)
+    cpu_seconds: float = 0.0  # this process's CPU time (all threads) during the stage
 
 
 class Progress:
@@ -113,6 +114,7 @@ class Runner:
         # (newer JetStream clients gc.disable() too): collect between stages only.
         gc.collect()
         gc.disable()
+        cpu_start = time.process_time()
         try:
             run.start = time.perf_counter()
             if stage.concurrency is not None:
@@ -123,6 +125,7 @@ class Runner:
                 await self._open_loop(offsets, payloads, records, finished, stop, run)
         finally:
             gc.enable()
+        run.cpu_seconds = time.process_time() - cpu_start
         ended = [r.end for r in records[: run.sent] if r.end]
         run.end = max(ended) if ended else time.perf_counter()
         run.unsent = len(requests) - run.sent
