@@ -114,3 +114,30 @@ def test_bad_input_is_refused_with_reason(run_bench: Run, tmp_path: Path, bench_
         assert run.code == 2, (args, run.stdout)
         assert reason in run.summary.get("message", ""), (args, run.summary)
         assert reason in run.stdout
+
+
+def test_run_timeout_cancels_in_flight_and_reports(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    server = delay_server("--ttft-ms", "10", "--itl-ms", "200")
+    run = run_bench(*synthetic(server.target, 5, out_len=20), "--timeout", "0.6")
+    assert run.code == 1
+    assert "run timeout" in run.summary["message"]
+    assert run.summary["errors"] == {"CANCELLED": 5}
+
+
+def test_tokenizer_assets_path_and_termination_env(
+    delay_server: Callable[..., Any], bench_data: dict[str, Path], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`assets/...` resolves against TPUSERVE_MAXTEXT_DIR; the summary goes to TPUSERVE_TERMINATION_MESSAGE_PATH."""
+    from tpuserve.bench.cli import main
+
+    (tmp_path / "maxtext" / "assets").mkdir(parents=True)
+    (tmp_path / "maxtext" / "assets" / "tokenizer.tiny").write_bytes(bench_data["tokenizer"].read_bytes())
+    monkeypatch.setenv("TPUSERVE_MAXTEXT_DIR", str(tmp_path / "maxtext"))
+    monkeypatch.setenv("TPUSERVE_TERMINATION_MESSAGE_PATH", str(tmp_path / "tm"))
+    server = delay_server("--vocab-size", "200")
+    code = main([*("run", *synthetic(server.target, 3)), "--tokenizer", "assets/tokenizer.tiny"])
+    assert code == 0
+    assert json.loads((tmp_path / "tm").read_text())["successfulRequests"] == 3
+    monkeypatch.setenv("TPUSERVE_MAXTEXT_DIR", str(tmp_path / "elsewhere"))
+    assert main(["run", *synthetic(server.target, 3), "--tokenizer", "assets/tokenizer.tiny"]) == 2
+    assert "elsewhere/assets/tokenizer.tiny" in json.loads((tmp_path / "tm").read_text())["message"]

@@ -117,3 +117,12 @@ def test_gcs_inputs_and_outputs(
         "--tokenizer", f"gs://{gcs_bucket}/tok/tiny.model", "--warmup", "none",
     )  # fmt: skip
     assert missing.code == 2 and "does not exist" in missing.summary["message"]
+
+
+def test_progress_bar_only_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
+    from tpuserve.bench.runner import Progress
+
+    Progress(False).update("rate=1", 5, 10, force=True)
+    assert capsys.readouterr().err == ""
+    Progress(True).update("rate=1", 5, 10, force=True)
+    assert "rate=1 [###############...............] 5/10" in capsys.readouterr().err
