@@ -76,7 +76,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             raise ClusterError(f"{EXISTING_KUBECONFIG_ENV}={existing}: no such file")
         yield KubeCluster(kubeconfig=kubeconfig, bin_dir=tools_bin_dir(), local=None)
         return
-    cluster = LocalCluster(tmp_path_factory.mktemp("kube-cluster"))
+    cluster = LocalCluster(tmp_path_factory.mktemp("kube-cluster"), tied_to_this_process=True)
     try:
         cluster.start()
         yield KubeCluster(kubeconfig=cluster.kubeconfig, bin_dir=cluster.bin_dir, local=cluster)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -134,9 +135,13 @@ class Component:
 class LocalCluster:
     """One cluster whose files (certificates, kubeconfigs, etcd data, logs, pid files) live in `state_dir`."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path | None = None) -> None:
+    def __init__(self, state_dir: Path, bin_dir: Path | None = None, *, tied_to_this_process: bool = False) -> None:
+        """tied_to_this_process: the components get SIGTERM when the process that started them dies, even by
+        SIGKILL (the test fixture's choice, so a killed pytest leaves nothing behind); `harness up` leaves the
+        cluster running on purpose."""
         self.state_dir = state_dir.resolve()
         self._bin_dir = bin_dir
+        self._tied = tied_to_this_process
         self._processes: dict[str, subprocess.Popen[bytes]] = {}  # what this Python process started
 
     @property
@@ -382,6 +387,7 @@ class LocalCluster:
             stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT,
             start_new_session=True,
+            preexec_fn=_terminate_with_parent if self._tied else None,
         )
         log.close()
         self._processes[component.name] = process
@@ -459,6 +465,12 @@ class LocalCluster:
             wait_for(predicate, timeout=max(deadline - time.monotonic(), 0.1), interval=0.2, description=description)
         except WaitTimeout as error:
             raise ClusterError(f"{error}\n--- {suspect} log tail:\n{self.log_tail(suspect)}") from None
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def state_dir_from_env() -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s_client
 from tpuserve import tpu
 
 from tests.cluster import nodepools, sim
@@ -286,3 +287,10 @@ def test_api_server_authenticates_and_authorizes(kube_cluster: KubeCluster, name
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
     assert bad_token.returncode != 0 and "unauthorized" in bad_token.stderr.lower()
+
+
+def test_api_client_reaches_the_cluster(kube_cluster: KubeCluster) -> None:
+    with kube_cluster.api_client() as api_client:
+        nodes = k8s_client.CoreV1Api(api_client).list_node(label_selector=f"{tpu.TOPOLOGY_LABEL}=2x4")
+
+    assert {n.metadata.labels[tpu.ACCELERATOR_LABEL] for n in nodes.items} >= {"tpu-v5-lite-podslice"}
