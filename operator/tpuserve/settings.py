@@ -94,6 +94,9 @@ class OperatorSettings(BaseSettings):
         "starting a Job (needs storage.objects.list/get for the operator's identity).",
     )
     gcs_project: str | None = Field(default=None, description="GCP project for the storage client (None = ambient).")
+    gcs_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Deadline of one GCS check; past it GCS counts as unavailable (retried)."
+    )
     gcs_retry_seconds: float = Field(
         default=5.0, gt=0, description="Delay before retrying after GCS was unavailable (never marks Failed)."
     )

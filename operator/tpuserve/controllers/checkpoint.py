@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 import kopf
 from pydantic import ValidationError
@@ -19,6 +22,7 @@ from tpuserve.controllers import kube, naming, observe, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KIND = "LlamaCheckpoint"
 CONTAINER = "converter"
 
@@ -45,6 +49,19 @@ def _transient_gcs_error(exc: BaseException) -> bool:
         TimeoutError,
     )
     return isinstance(exc, transient)
+
+
+_GCS_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gcs")
+
+
+def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
+    """Run a GCS call with a deadline: google-cloud-storage itself retries connection errors for up to 120 s,
+    which would hold a handler thread; past the deadline it counts as 'GCS unavailable' (retried later)."""
+    future = _GCS_POOL.submit(call)
+    try:
+        return future.result(timeout=ctx.settings.gcs_timeout_seconds)
+    except FutureTimeout:
+        raise TimeoutError(f"no answer from GCS within {ctx.settings.gcs_timeout_seconds:g}s") from None
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
@@ -133,12 +150,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                 if spec.converter.preset == ConverterPreset.TPUSERVE:
                     from tpuserve.convert.manifest import find_verified_output
 
-                    manifest = find_verified_output(
-                        spec.output,
-                        spec.model,
-                        str(spec.weight_dtype),
-                        str(spec.quantization) if spec.quantization else None,
-                        client=ctx.gcs(),
+                    quantization = str(spec.quantization) if spec.quantization else None
+                    manifest = _gcs_call(
+                        ctx,
+                        lambda: find_verified_output(
+                            spec.output, spec.model, str(spec.weight_dtype), quantization, client=ctx.gcs()
+                        ),
                     )
                 if manifest is not None:
                     status.scanned_path = manifest.scanned_path
@@ -159,7 +176,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                     return
                 from tpuserve.convert.source import SourceStatus, check_source
 
-                check = check_source(spec.source, spec.model, client=ctx.gcs())
+                check = _gcs_call(ctx, lambda: check_source(spec.source, spec.model, client=ctx.gcs()))
             except Exception as exc:
                 if not _transient_gcs_error(exc):
                     raise

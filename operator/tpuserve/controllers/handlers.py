@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 CHECKPOINTS, SERVERS, RUNS = "llamacheckpoints", "inferenceservers", "benchmarkruns"
 # Safety-net resync of objects that are not finished (every state change also arrives as an event).
 RESYNC_SECONDS = 300
+# Retry delay after an unexpected error (an API hiccup); kopf's default is 60 s. TemporaryError sets its own.
+BACKOFF_SECONDS = 10
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 PROGRESS_PREFIX = "tpuserve.dev"
 
@@ -60,9 +62,9 @@ def probe(memo: Any, **_: Any) -> str:
 # --- LlamaCheckpoint --------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, CHECKPOINTS)
-@kopf.on.create(GROUP, VERSION, CHECKPOINTS)
-@kopf.on.update(GROUP, VERSION, CHECKPOINTS, field="spec")
+@kopf.on.resume(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, CHECKPOINTS, field="spec", backoff=BACKOFF_SECONDS)
 def checkpoint_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
     reconcile_checkpoint(_ctx(memo), namespace, name)
 
@@ -105,9 +107,9 @@ def checkpoint_event(
 # --- InferenceServer --------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, SERVERS)
-@kopf.on.create(GROUP, VERSION, SERVERS)
-@kopf.on.update(GROUP, VERSION, SERVERS, field="spec")
+@kopf.on.resume(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, SERVERS, field="spec", backoff=BACKOFF_SECONDS)
 def server_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
     reconcile_server(_ctx(memo), namespace, name)
 
@@ -143,8 +145,8 @@ def server_event(
 # --- BenchmarkRun -----------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, RUNS)
-@kopf.on.create(GROUP, VERSION, RUNS)
+@kopf.on.resume(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
 def run_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
     reconcile_benchmark(_ctx(memo), namespace, name)
 

@@ -278,4 +278,6 @@ def post_event(ctx: Context, owner: dict[str, Any], event_type: str, reason: str
     try:
         ctx.core.create_namespaced_event(meta["namespace"], body)
     except ApiException as exc:
-        log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+        log.warning(
+            "could not post event %s on %s/%s: %s %s", reason, meta["namespace"], meta["name"], exc.reason, exc.body
+        )

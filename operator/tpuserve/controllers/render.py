@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from tpuserve import llama, tpu
+from tpuserve import tpu
 from tpuserve.api import (
     GRPC_PORT,
     HTTP_PORT,
@@ -76,8 +76,13 @@ def _tolerations(items: list[Toleration]) -> list[dict[str, Any]]:
     return [t.to_wire() for t in items]
 
 
+def _quantities(resources: dict[str, Any]) -> dict[str, Any]:
+    """Quantities as strings (the API accepts int-or-string; the typed client wants strings)."""
+    return {part: {k: str(v) for k, v in values.items()} for part, values in resources.items()}
+
+
 def _resources(resources: ResourceRequirements | None) -> dict[str, Any]:
-    return resources.to_wire() if resources is not None else {}
+    return _quantities(resources.to_wire()) if resources is not None else {}
 
 
 def _env(values: dict[str, str]) -> list[dict[str, str]]:
@@ -155,9 +160,9 @@ def render_convert_job(
         pull_policy=settings.image_pull_policy,
         args=converter_args(spec),
         env=_env(env),
-        resources=spec.converter_resources().to_wire(),
+        resources=_quantities(spec.converter_resources().to_wire()),
         work_dir=CONVERT_WORK_DIR,
-        work_dir_size=size,
+        work_dir_size=str(size),
     )
 
 
@@ -203,8 +208,8 @@ def server_selector(owner_name: str) -> dict[str, str]:
 
 def server_resources(spec: InferenceServerSpec, chips: int) -> dict[str, Any]:
     base = _resources(spec.resources)
-    requests = {**base.get("requests", {}), tpu.TPU_RESOURCE: chips}
-    limits = {**base.get("limits", {}), tpu.TPU_RESOURCE: chips}
+    requests = {**base.get("requests", {}), tpu.TPU_RESOURCE: str(chips)}
+    limits = {**base.get("limits", {}), tpu.TPU_RESOURCE: str(chips)}
     return {"requests": requests, "limits": limits}
 
 
@@ -290,7 +295,9 @@ def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokeni
             "--synthetic-output-length",
             str(spec.dataset.synthetic.output_length),
         ]
-    tokenizer = spec.tokenizer_path or tokenizer
+    # The server's tokenizer is the default for real datasets; synthetic prompts are token ids and need none
+    # (a tokenizer there only decodes outputs, which a mock engine's out-of-vocabulary ids would break).
+    tokenizer = spec.tokenizer_path or (tokenizer if spec.dataset.name != DatasetName.SYNTHETIC else None)
     if tokenizer:
         args += ["--tokenizer", tokenizer]
     args += ["--num-prompts", str(spec.num_prompts), "--max-output-length", str(spec.max_output_length)]
@@ -317,10 +324,6 @@ def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokeni
     if model:
         args += ["--model", model]
     return args
-
-
-def bench_model(spec: BenchmarkRunSpec, server_model: str | None) -> str | None:
-    return server_model
 
 
 def render_bench_job(
@@ -351,7 +354,3 @@ def render_bench_job(
         env=_env(settings.bench_env),
         resources=_resources(spec.resources),
     )
-
-
-def model_arch(model: str) -> llama.LlamaArch:
-    return llama.arch(model)

@@ -121,7 +121,8 @@ def write_status(
     for key in old:
         if key not in wire:
             patch[key] = None
-    kube.patch_status(ctx, kind, meta["namespace"], meta["name"], patch)
     if old.get("phase") != wire.get("phase"):
+        # The Event goes first: whoever sees the new phase can also find the Event that explains it.
         kube.post_event(ctx, body, "Warning" if warning else "Normal", str(event_reason), new.message or str(new.phase))
+    kube.patch_status(ctx, kind, meta["namespace"], meta["name"], patch)
     return True
