@@ -147,3 +147,27 @@ def test_crds_command_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
         "inferenceservers.tpuserve.dev",
         "benchmarkruns.tpuserve.dev",
     ]
+
+
+def test_generator_refuses_unions_it_cannot_express() -> None:
+    """A plain `int | str` (not annotated as int-or-string) has no structural form: fail loudly, not silently."""
+    from pydantic import BaseModel
+    from tpuserve.api.generate import SchemaError, structural_schema
+
+    class Loose(BaseModel):
+        value: int | str
+
+    with pytest.raises(SchemaError, match="union of 2 types"):
+        structural_schema(Loose, "spec")
+
+
+def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
+    from pydantic import BaseModel, Field
+    from tpuserve.api.generate import structural_schema
+
+    class Bounds(BaseModel):
+        ratio: float | None = Field(default=None, gt=0, lt=1)
+
+    schema = structural_schema(Bounds, "spec")
+    ratio = schema["properties"]["ratio"]
+    assert ratio == {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}

@@ -90,8 +90,8 @@ def _structural(node: Any, defs: dict[str, Any], path: str) -> Any:
         node = {**inner, **rest}
         if CEL_KEY in inner and CEL_KEY in rest:
             node[CEL_KEY] = inner[CEL_KEY] + rest[CEL_KEY]
-    if node.get("default", 0) is None:
-        del node["default"]
+    if "default" in node and node["default"] is None:
+        del node["default"]  # an optional field: absent is its Kubernetes spelling
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -106,15 +106,15 @@ def _structural(node: Any, defs: dict[str, Any], path: str) -> Any:
             out[key] = {name: _structural(sub, defs, f"{path}.{name}") for name, sub in value.items()}
         elif key in ("items", "additionalProperties"):
             out[key] = _structural(value, defs, f"{path}[]")
-        elif key == "required" and isinstance(value, list):
-            out[key] = value
         else:
             out[key] = value
     if "type" not in out and not out.get("x-kubernetes-int-or-string"):
         if "properties" in out:
             out["type"] = "object"
-        elif "enum" not in out:
-            raise SchemaError(f"{path}: no type in {sorted(out)}")
+        elif out.get("enum") and all(isinstance(v, str) for v in out["enum"]):
+            out["type"] = "string"
+        else:
+            raise SchemaError(f"{path}: no type in {sorted(out)}; structural schemas need one")
     rank = {key: index for index, key in enumerate(_KEY_ORDER)}
     return dict(sorted(out.items(), key=lambda item: rank.get(item[0], len(rank))))
 
