@@ -232,3 +232,13 @@ def test_maxtext_step_without_maxtext_is_a_clear_error(tmp_path: Path, monkeypat
     )
     assert summary.reason is FailureReason.ERROR
     assert "MaxText (maxtext-v0.2.3) is not installed" in (summary.message or "")
+
+
+def test_command_line_error_still_writes_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = tmp_path / "termination-log"
+    monkeypatch.setenv("TPUSERVE_TERMINATION_MESSAGE_PATH", str(message))
+    with pytest.raises(SystemExit) as exit_info:
+        _cli(["convert", "run", "--model", "llama2-7b", "--source", "gs://bkt/meta"])  # no --output
+    assert exit_info.value.code == 2
+    summary = ConvertSummary.from_termination_message(message.read_text())
+    assert summary.reason is FailureReason.ERROR and "--output" in (summary.message or "")

@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
     )
     _arch_flag(run)
     run.set_defaults(func=_run)
+    _summarize_usage_errors(run)
 
     verify = sub.add_parser("verify", help="Check an Orbax checkpoint's tree against the model, from metadata only.")
     verify.add_argument("path", help="The checkpoint's items directory (…/0/items): gs://… or a local path.")
@@ -69,6 +70,39 @@ def register(subparsers: Any) -> None:
     check.add_argument("--json", action="store_true")
     _arch_flag(check)
     check.set_defaults(func=_check_source)
+
+
+def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """A command-line error still leaves a failure summary (CONTRACTS item 2), then exits 2 as argparse does."""
+    original = parser.error
+
+    def error(message: str) -> Any:
+        from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
+
+        summary = ConvertSummary(
+            ok=False,
+            outcome=Outcome.FAILED,
+            reason=FailureReason.ERROR,
+            message=f"bad command line: {message}",
+            model="unknown",
+            weight_dtype="unknown",
+        )
+        write_termination_message(
+            termination_path(_flag_value("--termination-message-path")), summary.to_termination_message()
+        )
+        return original(message)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def _flag_value(flag: str) -> str | None:
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _arch_flag(parser: argparse.ArgumentParser) -> None:
