@@ -247,6 +247,12 @@ INVALID: tuple[Case, ...] = (
         {"spec.source": "/home/me/llama-2-7b"},
         ("spec.source", "should match", "gs://"),
     ),
+    Case(
+        "checkpoint-output-is-source",
+        CK,
+        {"spec.output": "gs://models-bucket/llama2-7b/meta/"},
+        ("spec.output", "must differ from spec.source"),
+    ),
     Case("checkpoint-output-no-bucket", CK, {"spec.output": "gs://"}, ("spec.output", "should match")),
     Case("checkpoint-source-missing", CK, {"spec.source": DELETE}, ("spec.source", "Required value")),
     Case("checkpoint-unknown-dtype", CK, {"spec.weightDtype": "fp64"}, ("spec.weightDtype", "Unsupported value")),

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images, llama
 from tpuserve.api import catalog
@@ -16,12 +16,14 @@ from tpuserve.api.conventions import (
     AGE_COLUMN,
     GCS_URI_PATTERN,
     ApiModel,
+    CelRule,
     Condition,
     KindInfo,
     PrinterColumn,
     Quantity,
     ResourceRequirements,
     Toleration,
+    cel_rules,
     conditions_field,
     nested_default,
 )
@@ -106,6 +108,10 @@ class ConverterSpec(ApiModel):
         return self.image or preset_images[self.preset]
 
 
+# CEL: a gs:// URI without one trailing slash, so gs://b/x and gs://b/x/ compare equal.
+_CEL_WITHOUT_SLASH = "({f}.endsWith('/') ? {f}.substring(0, {f}.size() - 1) : {f})"
+
+
 class LlamaCheckpointSpec(ApiModel):
     model: str = Field(
         default=catalog.DEFAULT_MODEL,
@@ -136,6 +142,23 @@ class LlamaCheckpointSpec(ApiModel):
     @classmethod
     def _known_model(cls, value: str) -> str:
         return catalog.check_model(value)
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            CelRule(
+                rule=f"{_CEL_WITHOUT_SLASH.format(f='self.output')} != {_CEL_WITHOUT_SLASH.format(f='self.source')}",
+                message="spec.output must differ from spec.source (the converter writes scanned/ and unscanned/ "
+                "below output and clears them after an interrupted run)",
+                field_path=".output",
+            )
+        )
+    }
+
+    @model_validator(mode="after")
+    def _output_is_not_source(self) -> LlamaCheckpointSpec:
+        if self.output.rstrip("/") == self.source.rstrip("/"):
+            raise ValueError("output must differ from source")
+        return self
 
     def converter_resources(self) -> ResourceRequirements:
         """The user's resources, or the default sized from the model."""
