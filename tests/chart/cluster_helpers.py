@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from tests.chart.prometheus import free_port
 from tests.chart.tools import CHART, KUBE_VERSION, helm, set_args
 
 # The Prometheus Operator's real ServiceMonitor CRD, from its Go module (the newest the module proxy serves).
@@ -204,3 +212,93 @@ def render_with(values: Mapping[str, Any], release: str, namespace: str) -> str:
         "--include-crds",
         *set_args(values),
     ).stdout
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+    metrics: str  # host:port of /metrics
+    liveness: str  # URL of the liveness endpoint
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def operator_as_installed(
+    cluster: Cluster,
+    release: str,
+    namespace: str,
+    workdir: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[OperatorProcess]:
+    """Run `tpuserve` with the container args and env of the operator Deployment the chart installed, authenticated
+    as the chart's ServiceAccount (a bound token from `kubectl create token`), i.e. with exactly the chart's RBAC.
+    Only the listen addresses move to loopback on free ports (the chart's are 0.0.0.0 inside a pod)."""
+    deployment = json.loads(
+        cluster.kubectl("get", "deployment", f"{release}-tpuserve", "-n", namespace, "-o", "json").stdout
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    metrics_port, liveness_port = free_port(), free_port()
+    env.update(
+        TPUSERVE_METRICS_HOST="127.0.0.1",
+        TPUSERVE_METRICS_PORT=str(metrics_port),
+        TPUSERVE_LIVENESS=f"http://127.0.0.1:{liveness_port}/healthz",
+    )
+    env.update(extra_env or {})
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = service_account_kubeconfig(cluster, namespace, pod["serviceAccountName"], workdir / "sa.kubeconfig")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TPUSERVE_") and k != "KUBECONFIG"}
+    tpuserve = Path(sys.executable).with_name("tpuserve")
+    log = workdir / "operator.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [str(tpuserve), *container["args"], "--kubeconfig", str(kubeconfig)],
+            # KUBECONFIG too: kopf's own login reads the kubernetes library's default location, which that library
+            # computes from $KUBECONFIG when it is imported (before `--kubeconfig` is parsed).
+            env={**base_env, **env, "KUBECONFIG": str(kubeconfig)},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    running = OperatorProcess(process, log, f"127.0.0.1:{metrics_port}", env["TPUSERVE_LIVENESS"])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the operator exited ({process.returncode}): {running.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(running.liveness, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"operator not live after 60 s: {running.log_text()[-3000:]}")
+            time.sleep(0.5)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# The API server's RBAC refusal, as kopf and the kubernetes client log it (quotes possibly backslash-escaped).
+_Q = r'\\?"'
+_DENIAL = re.compile(
+    rf"User {_Q}system:serviceaccount:[^\"\\]+{_Q} cannot (\w+) resource {_Q}([\w/.]+){_Q}"
+    rf"(?: in API group {_Q}([\w.]*){_Q})?"
+)
+
+
+def rbac_denials(log: str) -> list[str]:
+    """Every distinct RBAC refusal of a ServiceAccount in an operator log ("cannot VERB resource ..."), as
+    "verb resource.group" strings."""
+    found = {f"{verb} {resource}{'.' + group if group else ''}" for verb, resource, group in _DENIAL.findall(log)}
+    return sorted(found)
