@@ -4,6 +4,8 @@ validity of every built-in object, the security and RBAC shape, and values.schem
 from __future__ import annotations
 
 import json
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -241,3 +243,14 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return nested
+
+
+def test_helm_package_holds_the_chart_and_nothing_else(tmp_path: Path) -> None:
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("tpuserve-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = sorted(n.removeprefix("tpuserve/") for n in tar.getnames())
+    assert "values.schema.json" in names and "templates/NOTES.txt" in names
+    assert {f"crds/{p.name}" for p in (CHART / "crds").glob("*.yaml")} <= set(names)
+    assert {f"dashboards/{p.name}" for p in (CHART / "dashboards").glob("*.json")} <= set(names)
+    assert not [n for n in names if n.endswith((".py", ".pyc", "~"))]

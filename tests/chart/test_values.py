@@ -164,3 +164,51 @@ def test_schema_covers_exactly_the_values() -> None:
         p for p in value_paths(VALUES) if not re.match(r"^(resources\.(requests|limits)\.|dashboards\.labels\.)", p)
     }
     assert in_values == in_schema
+
+
+# Values an example needs beside it to make sense (the schema and templates reject it alone, on purpose).
+EXAMPLE_COMPANIONS: dict[str, dict[str, Any]] = {
+    "watchNamespaces": {"scope": "namespaced"},
+    "serviceAccount.create": {"serviceAccount.name": "existing"},
+}
+
+
+def documented_examples() -> list[tuple[str, Any]]:
+    """(dotted key, value) of every `# Example: key: value` line in values.yaml, keyed by the line it documents."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    examples: list[tuple[str, Any]] = []
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing sections
+    pending: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("# Example:"):
+            pending.append(stripped.removeprefix("# Example:").strip())
+            continue
+        m = re.match(r"^(\s*)([A-Za-z_]\w*):", line)
+        if not m or stripped.startswith("#"):
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = ".".join([k for _, k in stack] + [m.group(2)])
+        for example in pending:
+            parsed = yaml.safe_load(example)
+            assert isinstance(parsed, dict) and list(parsed) == [m.group(2)], f"{path}: bad example {example!r}"
+            examples.append((path, parsed[m.group(2)]))
+        pending = []
+        stack.append((indent, m.group(2)))
+    return examples
+
+
+EXAMPLES = documented_examples()
+
+
+def test_examples_found() -> None:
+    assert len(EXAMPLES) >= len(LEAVES) - 5
+
+
+@pytest.mark.parametrize(("path", "value"), EXAMPLES, ids=[p for p, _ in EXAMPLES])
+def test_every_documented_example_is_a_valid_value(path: str, value: Any) -> None:
+    """Copying an example from values.yaml gives a chart that renders (schema and templates accept it)."""
+    result = render({**EXAMPLE_COMPANIONS.get(path, {}), path: value}, check=False)
+    assert result.returncode == 0, f"{path}={value!r}: {result.stderr}"
