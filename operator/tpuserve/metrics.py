@@ -14,6 +14,17 @@ from tpuserve.results import BenchmarkSummary, LatencyStats
 
 RUN_LABELS = ("namespace", "name", "server", "model", "accelerator", "topology")
 STATS = ("mean", "p50", "p90", "p95", "p99", "max")
+KINDS = ("LlamaCheckpoint", "InferenceServer", "BenchmarkRun")
+RECONCILE_RESULTS = ("ok", "retry", "error", "invalid")
+CHILDREN = (
+    ("LlamaCheckpoint", "Job"),
+    ("InferenceServer", "Deployment"),
+    ("InferenceServer", "Service"),
+    ("InferenceServer", "PodMonitoring"),
+    ("InferenceServer", "ServiceMonitor"),
+    ("BenchmarkRun", "Job"),
+)
+GCS_OPERATIONS = ("check_source",)
 
 
 class OperatorMetrics:
@@ -65,9 +76,29 @@ class OperatorMetrics:
         self.gcs_errors = Counter(
             "tpuserve_gcs_errors", "Transient GCS failures (retried).", ["operation"], registry=registry
         )
+        self.info = Gauge(
+            "tpuserve_operator_info", "The operator's version (always 1).", ["version"], registry=registry
+        )
         self._runs: dict[tuple[str, str], tuple[str, ...]] = {}
         self._phases: dict[tuple[str, str, str], str] = {}  # (kind, namespace, name) -> phase
         self._lock = threading.Lock()
+
+    def started(self) -> None:
+        """Series that dashboards read before anything happened: the info gauge and zeroed counters."""
+        from tpuserve import __version__
+
+        self.info.labels(__version__).set(1)
+        for kind in KINDS:
+            for result in RECONCILE_RESULTS:
+                self.reconciles.labels(kind, result)
+            self.status_updates.labels(kind)
+            self.reconcile_seconds.labels(kind)
+        for kind, child in CHILDREN:
+            self.children_created.labels(kind, child)
+        for kind in ("InferenceServer", "BenchmarkRun"):
+            self.wakeups.labels(kind)
+        for operation in GCS_OPERATIONS:
+            self.gcs_errors.labels(operation)
 
     def _run_gauges(self) -> list[Gauge]:
         return [

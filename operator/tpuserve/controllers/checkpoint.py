@@ -65,7 +65,7 @@ def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
-    with ctx.lock(KIND, namespace, name), ctx.metrics.reconciling(KIND):
+    with ctx.lock(KIND, namespace, name), kube.reconciling(ctx, KIND):
         body = kube.get_custom(ctx, KIND, namespace, name)
         if body is None:
             return
@@ -186,7 +186,6 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                     f"retrying in {ctx.settings.gcs_retry_seconds:g}s"
                 )
                 done(CheckpointPhase.PENDING, Reason.GCS_UNAVAILABLE, message, ready=False, converted=None)
-                ctx.metrics.reconciles.labels(KIND, "retry").inc()
                 raise kopf.TemporaryError(message, delay=ctx.settings.gcs_retry_seconds) from exc
             if check.status == SourceStatus.NOT_FOUND:
                 done(

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    ctx = kube.Context(kube.load_api_client(args.kubeconfig), settings, metrics.default_metrics())
+    operator_metrics = metrics.default_metrics()
+    operator_metrics.started()
+    ctx = kube.Context(kube.load_api_client(args.kubeconfig), settings, operator_metrics, namespaces=namespaces)
     metrics.serve(settings.metrics_host, settings.metrics_port)
     del handlers  # imported for its kopf registrations
     kopf.run(

@@ -52,6 +52,30 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.client_timeout = 330
     if getattr(memo, "ctx", None) is None:  # `kopf run -m tpuserve.controllers.handlers`: settings from env
         memo.ctx = kube.Context(kube.load_api_client(), OperatorSettings(), default_metrics())
+    if _ctx(memo).namespaces:
+        # Exact namespace names need no namespace or CRD discovery; a namespaced install grants no cluster-wide
+        # list/watch of namespaces or customresourcedefinitions (the chart's least-privilege RBAC).
+        settings.scanning.disabled = True
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """kopf uses the same credentials as our API client (in-cluster, or the --kubeconfig file)."""
+    config = _ctx(memo).api.configuration
+    header = (config.api_key or {}).get("authorization") or (config.api_key or {}).get("BearerToken")
+    if config.refresh_api_key_hook is not None:
+        config.refresh_api_key_hook(config)
+        header = (config.api_key or {}).get("authorization") or header
+    token = header.split(" ", 1)[1] if header and " " in header else header
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        scheme="Bearer" if token else None,
+        token=token,
+    )
 
 
 @kopf.on.probe(id="api")

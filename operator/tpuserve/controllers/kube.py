@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -53,6 +54,7 @@ class Context:
     settings: OperatorSettings
     metrics: OperatorMetrics
     gcs_client_factory: Callable[[], Any] | None = None
+    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
     _locks: dict[tuple[str, str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _api_groups: dict[str, bool] = field(default_factory=dict)
@@ -107,6 +109,22 @@ class Context:
                     raise
                 self._api_groups[key] = False
         return self._api_groups[key]
+
+
+@contextmanager
+def reconciling(ctx: Context, kind: str) -> Iterator[None]:
+    """Time a reconcile and count the ones that raised: `retry` (TemporaryError) or `error` (anything else)."""
+    import kopf
+
+    with ctx.metrics.reconciling(kind):
+        try:
+            yield
+        except kopf.TemporaryError:
+            ctx.metrics.reconciles.labels(kind, "retry").inc()
+            raise
+        except Exception:
+            ctx.metrics.reconciles.labels(kind, "error").inc()
+            raise
 
 
 def now() -> datetime:

@@ -30,7 +30,7 @@ MONITORS = (
 
 
 def reconcile_server(ctx: kube.Context, namespace: str, name: str) -> None:
-    with ctx.lock(KIND, namespace, name), ctx.metrics.reconciling(KIND):
+    with ctx.lock(KIND, namespace, name), kube.reconciling(ctx, KIND):
         body = kube.get_custom(ctx, KIND, namespace, name)
         if body is None:
             return

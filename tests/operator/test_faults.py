@@ -1,0 +1,160 @@
+"""Faults the operator must survive: killed and restarted in the middle of each phase, and GCS briefly
+unavailable. Each test runs its own operator process (it kills it), against the shared local cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster import sim
+from tests.cluster.wait import wait_for
+from tests.gcs_fixtures import make_client
+from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
+from tests.operator.harness import Objects, OperatorProcess, condition, free_port, metric_value
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture
+def own_operator(
+    kube_cluster: Any, crds: None, gcs_emulator: str, tiny_arch_file: Path, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        kube_cluster.kubeconfig, tmp_path / "operator.log", operator_env(gcs_emulator, tiny_arch_file)
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def job_names(objects: Objects, namespace: str) -> list[str]:
+    return sorted(j["metadata"]["name"] for j in objects.items("jobs", namespace))
+
+
+def test_operator_killed_mid_phase_resumes_without_duplicates_or_lost_results(
+    own_operator: OperatorProcess,
+    objects: Objects,
+    namespace: str,
+    gcs_bucket: str,
+    meta_source: Callable[..., str],
+) -> None:
+    slow = {sim.RUN_DURATION_ANNOTATION: "8s"}
+    run_annotations = {**slow, sim.TERMINATION_MESSAGE_ANNOTATION: summary_json(output_throughput=2500.0)}
+    objects.apply(
+        namespace,
+        checkpoint("ckpt", meta_source(), f"gs://{gcs_bucket}/out", podAnnotations=slow),
+        server("srv", ref="ckpt"),
+        benchmark("run", server_ref="srv", podAnnotations=run_annotations),
+    )
+    # Phase 1: the conversion Job is running. Kill the operator (SIGKILL: no clean-up) and restart it.
+    objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Converting")
+    objects.wait_phase("BenchmarkRun", namespace, "run", "WaitingForServer")
+    own_operator.stop(kill=True)
+    own_operator.start()
+    objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Ready", timeout=60)
+    # Phase 2: the benchmark Job is running (8 s simulated). Kill again mid-run.
+    objects.wait_phase("BenchmarkRun", namespace, "run", "Running", timeout=60)
+    own_operator.stop(kill=True)
+    # While the operator is down the Job finishes; nothing is lost: the result is in the pod's termination message.
+    wait_for(
+        lambda: any(
+            c.get("type") == "Complete" and c.get("status") == "True"
+            for c in (objects.items("jobs", namespace, "tpuserve.dev/benchmarkrun=run")[0].get("status") or {}).get(
+                "conditions"
+            )
+            or []
+        ),
+        timeout=60,
+        description="the benchmark Job completing while the operator is down",
+    )
+    own_operator.start()
+    status = objects.wait_phase("BenchmarkRun", namespace, "run", "Succeeded", "Failed", timeout=60)
+    assert status["phase"] == "Succeeded", status
+    assert status["results"]["outputThroughput"] == 2500.0
+    assert job_names(objects, namespace) == ["ckpt-convert", "run-bench"]  # one Job each, never duplicated
+    assert len(objects.items("deployments", namespace)) == 1
+    # A restart after the run still exports its figures (re-read from status on resume).
+    own_operator.stop()
+    own_operator.start()
+    labels = {"namespace": namespace, "name": "run", "server": "srv"}
+    wait_for(
+        lambda: metric_value(own_operator.metrics(), "tpuserve_benchmark_output_throughput_tokens", labels) == 2500.0,
+        timeout=30,
+        description="the finished run's gauge after a restart",
+    )
+    assert (
+        metric_value(
+            own_operator.metrics(), "tpuserve_children_created_total", {"kind": "BenchmarkRun", "child": "Job"}
+        )
+        == 0
+    )
+
+
+def test_gcs_briefly_unavailable_is_retried_not_failed(
+    kube_cluster: Any, crds: None, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
+) -> None:
+    """The operator's GCS is an emulator on a port where nothing listens at first, then starts (a real outage
+    as the client sees it: connection refused), then the source appears."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = operator_env(endpoint, tiny_arch_file, TPUSERVE_GCS_TIMEOUT_SECONDS="3")
+    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
+    process.start()
+    emulator: subprocess.Popen[bytes] | None = None
+    try:
+        objects.apply(namespace, checkpoint("ckpt", "gs://outage-bucket/meta", "gs://outage-bucket/out"))
+
+        def unavailable() -> dict[str, Any] | None:
+            status = objects.status("LlamaCheckpoint", namespace, "ckpt")
+            conds = {c["type"]: c for c in status.get("conditions") or []}
+            return status if conds.get("Ready", {}).get("reason") == "GcsUnavailable" else None
+
+        status = wait_for(unavailable, timeout=60, description="Ready=False/GcsUnavailable")
+        assert status["phase"] == "Pending"
+        assert "retrying" in condition(status, "Ready")["message"]
+        emulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gcp_storage_emulator",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--in-memory",
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = wait_for(lambda: _client_when_up(endpoint), timeout=30, description="the emulator answering")
+        client.create_bucket("outage-bucket")
+        from tests.convert.conftest import TINY, upload_dir, write_meta_source
+
+        write_meta_source(tmp_path / "meta", TINY)
+        upload_dir(client, "outage-bucket", tmp_path / "meta", "meta")
+        status = objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Converting", "Ready", "Failed", timeout=60)
+        assert status["phase"] in ("Converting", "Ready"), status
+        assert job_names(objects, namespace) == ["ckpt-convert"]
+        errors = metric_value(process.metrics(), "tpuserve_gcs_errors_total", {"operation": "check_source"})
+        assert errors is not None and errors >= 1
+    finally:
+        process.stop()
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+
+
+def _client_when_up(endpoint: str) -> Any:
+    client = make_client(endpoint)
+    try:
+        list(client.list_buckets())
+    except Exception:
+        return None
+    return client
