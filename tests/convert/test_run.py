@@ -9,7 +9,9 @@ Not exercised: MaxText itself (needs Python >= 3.12), reading real Meta .pth wei
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,8 +186,6 @@ def test_failed_step_reports_and_writes_no_manifest(tmp_path: Path, tiny_arch_js
 
 def test_wrong_tree_fails_verification(tmp_path: Path, tiny_arch_json: Path) -> None:
     """A step that writes a checkpoint of another shape (here: a 2-layer model) is caught before upload."""
-    import dataclasses
-
     other = tmp_path / "other.json"
     other.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(TINY, num_layers=2))))
     write_meta_source(tmp_path / "meta", TINY)
@@ -242,3 +242,45 @@ def test_command_line_error_still_writes_a_summary(tmp_path: Path, monkeypatch: 
     assert exit_info.value.code == 2
     summary = ConvertSummary.from_termination_message(message.read_text())
     assert summary.reason is FailureReason.ERROR and "--output" in (summary.message or "")
+
+
+def test_quantization_step_output_is_checked_uploaded_and_recorded(
+    gcs_client: Any, gcs_bucket: str, gcs_source: str, tmp_path: Path, tiny_arch_json: Path
+) -> None:
+    """The synthetic quantize step is a stand-in (int8 casts, saved where MaxText saves quantized params): this
+    tests the plumbing around the step, not AQT."""
+    output = f"gs://{gcs_bucket}/q"
+    runner = CountingRunner()
+    summary = run(
+        _options(gcs_source, output, tmp_path, tiny_arch_json, gcs_client, quantization="int8"), runner=runner
+    )
+    assert summary.ok, summary.message
+    assert len(runner.calls) == 3 and "quantize" in runner.calls[2]
+    assert summary.quantized_path == f"{output}/quantized-int8"
+    manifest = find_verified_output(output, "llama2-7b", "bfloat16", "int8", client=gcs_client)
+    assert manifest is not None and manifest.quantized_path == summary.quantized_path
+    assert summary.quantized_path in {c.path for c in manifest.checkpoints}
+    assert find_verified_output(output, "llama2-7b", "bfloat16", None, client=gcs_client) is None
+
+
+def test_quantized_checkpoint_missing_a_layer_fails(tmp_path: Path, tiny_arch_json: Path) -> None:
+    from tpuserve.convert import synthetic
+
+    write_meta_source(tmp_path / "meta", TINY)
+
+    def drop_layer(argv: list[str]) -> list[str]:
+        if "quantize" not in argv:
+            return argv
+        # quantize a checkpoint with one layer fewer (the 2-layer scanned one below unrolls to layers_0..1)
+        two = dataclasses.replace(TINY, num_layers=2)
+        params = synthetic.unroll(synthetic.random_params(two, Layout.SCANNED), 2)
+        out = argv[argv.index("--output") + 1]
+        synthetic.save_quantized_stand_in(Path(out), params)
+        return [sys.executable, "-c", "pass"]
+
+    summary = run(
+        _options(str(tmp_path / "meta"), str(tmp_path / "out"), tmp_path, tiny_arch_json, None, quantization="int8"),
+        runner=CountingRunner(rewrite=drop_layer),
+    )
+    assert summary.reason is FailureReason.VERIFICATION_FAILED
+    assert "quantized: missing layer decoder.layers_2" in summary.mismatches

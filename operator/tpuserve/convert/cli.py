@@ -58,7 +58,13 @@ def register(subparsers: Any) -> None:
     verify = sub.add_parser("verify", help="Check an Orbax checkpoint's tree against the model, from metadata only.")
     verify.add_argument("path", help="The checkpoint's items directory (…/0/items): gs://… or a local path.")
     verify.add_argument("--model", required=True, help=f"Llama model: {models}.")
-    verify.add_argument("--layout", choices=["unscanned", "scanned"], default="unscanned")
+    verify.add_argument(
+        "--layout",
+        choices=["unscanned", "scanned", "quantized"],
+        default="unscanned",
+        help="What PATH should be: unscanned (default; what a server loads), scanned, or quantized (OUT/quantized-*: "
+        "integrity and layer presence only).",
+    )
     verify.add_argument("--dtype", default="bfloat16", help="Stored dtype expected (default bfloat16).")
     verify.add_argument("--json", action="store_true", help="Print the report as JSON.")
     _arch_flag(verify)
@@ -164,14 +170,17 @@ def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
 def _verify(args: argparse.Namespace) -> int:
     from tpuserve.convert.expected import Layout
     from tpuserve.convert.run import ConversionError
-    from tpuserve.convert.verify import verify_checkpoint
+    from tpuserve.convert.verify import verify_checkpoint, verify_quantized
 
     try:
         arch = _load_arch(args.model, _arch_json(args))
     except (ConversionError, ValueError) as exc:
         print(f"tpuserve convert verify: {exc}", file=sys.stderr)
         return 2
-    report = verify_checkpoint(args.path, arch, Layout(args.layout), args.dtype)
+    if args.layout == "quantized":
+        report = verify_quantized(args.path, arch)
+    else:
+        report = verify_checkpoint(args.path, arch, Layout(args.layout), args.dtype)
     if args.json:
         print(
             json.dumps(

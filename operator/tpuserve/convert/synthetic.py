@@ -114,6 +114,21 @@ def save_train_state(checkpoint_dir: Path, params_flat: dict[str, Any]) -> Path:
     return checkpoint_dir / "0" / "items"
 
 
+def save_quantized_stand_in(output_dir: Path, params: dict[str, Any]) -> Path:
+    """NOT quantization: int8 casts of scaled weights, saved as MaxText saves quantized params
+    (`PyTreeCheckpointer(use_ocdbt=True, use_zarr3=True).save(dir, {"params": params})`, no step directory)."""
+    import numpy as np
+
+    ocp = _orbax()
+    tree = {}
+    for name, value in params.items():
+        scale = float(np.max(np.abs(value.astype(np.float32)))) or 1.0
+        tree[name] = np.round(value.astype(np.float32) / scale * 127).astype(np.int8)
+    with ocp.PyTreeCheckpointer(use_ocdbt=True, use_zarr3=True) as checkpointer:
+        checkpointer.save(str(output_dir), {"params": {"params": nest(tree)}}, force=True)
+    return output_dir
+
+
 def restore_params(items_dir: Path) -> dict[str, Any]:
     """Flat name (without the params.params root) -> numpy array, restored from an Orbax items directory."""
     import numpy as np
@@ -159,16 +174,22 @@ def unroll(params: dict[str, Any], num_layers: int) -> dict[str, Any]:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpuserve.convert.synthetic", description=__doc__)
-    parser.add_argument("step", choices=["scanned", "unscanned"])
+    parser.add_argument("step", choices=["scanned", "unscanned", "quantize"])
     parser.add_argument("--model", required=True)
     parser.add_argument("--arch-json", default=None)
     parser.add_argument("--output", required=True, help="checkpoint directory (…/scanned or …/unscanned/checkpoints)")
-    parser.add_argument("--scanned-items", default=None, help="unscanned step: the scanned …/0/items to read")
+    parser.add_argument(
+        "--scanned-items", default=None, help="unscanned step: the scanned …/0/items to read (quantize: the unscanned)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     arch = load_arch(args.model, args.arch_json)
     if args.step == "scanned":
         items = save_train_state(Path(args.output), random_params(arch, Layout.SCANNED, seed=args.seed))
+    elif args.step == "quantize":
+        if not args.scanned_items:
+            parser.error("the quantize step needs --scanned-items (the unscanned checkpoint)")
+        items = save_quantized_stand_in(Path(args.output), restore_params(Path(args.scanned_items)))
     else:
         if not args.scanned_items:
             parser.error("the unscanned step needs --scanned-items")
