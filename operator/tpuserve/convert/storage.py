@@ -267,7 +267,9 @@ class GcsStore:
         def put(path: Path) -> None:
             rel = path.relative_to(local_dir).as_posix()
             blob = self.bucket.blob(self._key(f"{prefix.strip('/')}/{rel}" if prefix else rel))
-            blob.upload_from_filename(str(path))
+            # if_generation_match=0 ("must not exist"; the output was cleared first) makes the upload safe to
+            # retry, so google-cloud-storage retries transient errors instead of failing a multi-GB upload.
+            blob.upload_from_filename(str(path), if_generation_match=0)
             if progress:
                 progress.add(path.stat().st_size)
 
