@@ -7,7 +7,9 @@ from typing import Any
 
 from tests.cluster.fixtures import KubeCluster
 
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled: kwok nodes only simulate containers
+# kwok nodes never pull or run these; on a real cluster (TPUSERVE_TEST_KUBECONFIG) they run as written.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+BUSYBOX_IMAGE = "busybox:1.37"
 
 
 def create(cluster: KubeCluster, namespace: str, manifest: dict[str, Any]) -> None:
@@ -56,8 +58,16 @@ def cpu_pod_spec(image: str = PAUSE_IMAGE, args: list[str] | None = None) -> dic
     return {"containers": [container]}
 
 
+def shell_pod_spec(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A container that runs `script` on a real node; on kwok nodes the sim annotations stand for its effect."""
+    container: dict[str, Any] = {"name": "main", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", script]}
+    if env:
+        container["env"] = [{"name": key, "value": value} for key, value in env.items()]
+    return {"containers": [container]}
+
+
 def job_condition(job_object: dict[str, Any]) -> str | None:
-    """ "Complete" or "Failed" once the Job controller has decided, else None."""
+    """Complete or Failed once the Job controller has decided, else None."""
     for condition in job_object.get("status", {}).get("conditions", []):
         if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
             return str(condition["type"])

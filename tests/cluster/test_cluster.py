@@ -1,8 +1,10 @@
-"""Tests of the local cluster itself: real scheduling against the simulated GKE node pools, kwok's pod
-lifecycles, the controllers (Job, Deployment, garbage collector) and the local node's real processes.
+"""Tests of the cluster itself: real scheduling against the (simulated) GKE node pools, pod lifecycles, the
+controllers (Job, Deployment, garbage collector, namespace) and authentication/RBAC. The local node's tests are
+in test_local_node.py.
 
-They run the same against GKE (TPUSERVE_TEST_KUBECONFIG) except those that need the local node or kwok's
-simulation annotations, which skip there.
+They run unchanged against GKE (TPUSERVE_TEST_KUBECONFIG): containers that must exit, fail or stay unready do it
+for real on a real node (busybox scripts, a failing readiness probe) and through the sim.tpuserve.dev
+annotations on kwok's nodes, so both kinds of cluster meet the same assertions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from tpuserve import tpu
 
 from tests.cluster import nodepools, sim
 from tests.cluster.fixtures import KubeCluster
-from tests.cluster.kube import PAUSE_IMAGE, cpu_pod_spec, create, get, job, job_condition, list_items, pod
+from tests.cluster.kube import (
+    PAUSE_IMAGE,
+    cpu_pod_spec,
+    create,
+    get,
+    job,
+    job_condition,
+    list_items,
+    pod,
+    shell_pod_spec,
+)
 from tests.cluster.wait import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -120,7 +132,7 @@ def test_pod_without_toleration_is_kept_off_tpu_nodes(kube_cluster: KubeCluster,
 
 
 def test_job_succeeds(kube_cluster: KubeCluster, namespace: str) -> None:
-    create(kube_cluster, namespace, job("convert", cpu_pod_spec()))
+    create(kube_cluster, namespace, job("convert", shell_pod_spec("exit 0")))
 
     outcome = wait_for(lambda: job_condition(get(kube_cluster, namespace, "job", "convert")), 30, description="Job end")
 
@@ -132,13 +144,10 @@ def test_job_succeeds(kube_cluster: KubeCluster, namespace: str) -> None:
 
 
 def test_job_fails_with_exit_code_and_termination_message(kube_cluster: KubeCluster, namespace: str) -> None:
-    if not kube_cluster.has_local_node:
-        pytest.skip("simulation annotations need the local cluster's kwok")
-    annotations = {
-        sim.EXIT_CODE_ANNOTATION: "3",
-        sim.TERMINATION_MESSAGE_ANNOTATION: '{"ok": false, "message": "boom"}',
-    }
-    create(kube_cluster, namespace, job("convert", cpu_pod_spec(), annotations))
+    message = '{"ok": false, "message": "boom"}'
+    annotations = {sim.EXIT_CODE_ANNOTATION: "3", sim.TERMINATION_MESSAGE_ANNOTATION: message}
+    spec = shell_pod_spec('printf %s "$MESSAGE" > /dev/termination-log; exit 3', env={"MESSAGE": message})
+    create(kube_cluster, namespace, job("convert", spec, annotations))
 
     outcome = wait_for(lambda: job_condition(get(kube_cluster, namespace, "job", "convert")), 30, description="Job end")
 
@@ -182,9 +191,8 @@ def test_deployment_becomes_available(kube_cluster: KubeCluster, namespace: str)
 
 
 def test_not_ready_annotation_keeps_a_server_unavailable(kube_cluster: KubeCluster, namespace: str) -> None:
-    if not kube_cluster.has_local_node:
-        pytest.skip("simulation annotations need the local cluster's kwok")
-    spec = tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)
+    spec = shell_pod_spec("sleep 3600")
+    spec["containers"][0]["readinessProbe"] = {"exec": {"command": ["false"]}, "periodSeconds": 2}
     create(kube_cluster, namespace, deployment("server", spec, {sim.READY_ANNOTATION: "false"}))
 
     (running,) = wait_for(
@@ -239,8 +247,7 @@ def test_deleting_a_namespace_with_running_workloads_completes(kube_cluster: Kub
         timeout=30,
         description="the default ServiceAccount",
     )
-    annotations = {sim.RUN_DURATION_ANNOTATION: "10m"} if kube_cluster.has_local_node else {}
-    create(kube_cluster, name, job("convert", cpu_pod_spec(), annotations))
+    create(kube_cluster, name, job("convert", shell_pod_spec("sleep 600"), {sim.RUN_DURATION_ANNOTATION: "10m"}))
     create(kube_cluster, name, deployment("server", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)))
     wait_for(
         lambda: (
