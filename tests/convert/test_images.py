@@ -166,3 +166,34 @@ def test_server_args_are_keys_the_server_image_accepts() -> None:
         args = server_args(InferenceServerSpec.model_validate(spec), "gs://bkt/out/unscanned/checkpoints/0/items")
         keys = {a.split("=", 1)[0] for a in args}
         assert keys <= accepted, (example, keys - accepted)
+
+
+def test_operator_rendered_bench_args_parse_with_the_full_cli() -> None:
+    """The BenchmarkRun examples' rendered `tpuserve bench run …` args parse with `tpuserve.cli.build_parser()`."""
+    import yaml
+    from tpuserve.api.benchmark import BenchmarkRunSpec
+    from tpuserve.cli import build_parser
+    from tpuserve.controllers.render import bench_args
+
+    parser = build_parser()
+    examples = sorted((ROOT / "manifests/examples").glob("*/benchmark.yaml"))
+    assert examples
+    for example in examples:
+        spec = BenchmarkRunSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
+        argv = bench_args(spec, "svc.ns.svc.cluster.local:9000", model="llama2-7b", tokenizer="assets/tokenizer.llama2")
+        args = parser.parse_args(argv)
+        assert callable(args.func) and args.target == "svc.ns.svc.cluster.local:9000", example
+
+
+def test_operator_rendered_converter_args_parse_with_the_full_cli() -> None:
+    from tpuserve.api.checkpoint import LlamaCheckpointSpec
+    from tpuserve.cli import build_parser
+    from tpuserve.controllers.render import converter_args
+
+    parser = build_parser()
+    for example in sorted((ROOT / "manifests/examples").glob("*/checkpoint.yaml")):
+        import yaml
+
+        spec = LlamaCheckpointSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
+        args = parser.parse_args(converter_args(spec))
+        assert args.model == spec.model and args.output == spec.output
