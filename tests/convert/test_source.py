@@ -95,3 +95,42 @@ def test_crc32c_matches_gcs(gcs_client: Any, gcs_bucket: str, tmp_path: Path) ->
     blob.upload_from_filename(str(path))
     blob.reload()
     assert crc32c_of_file(path) == blob.crc32c
+
+
+def _checklist(directory: Path, names: list[str], *, wrong: str | None = None) -> None:
+    import hashlib
+
+    lines = []
+    for name in names:
+        md5 = hashlib.md5((directory / name).read_bytes()).hexdigest()
+        lines.append(f"{'0' * 32 if name == wrong else md5}  {name}")
+    (directory / "checklist.chk").write_text("\n".join(lines) + "\n")
+
+
+def test_gcs_md5_checked_against_meta_checklist(gcs_client: Any, gcs_bucket: str, tmp_path: Path) -> None:
+    arch = llama.arch("llama2-7b")
+    write_meta_source(tmp_path / "good", arch)
+    _checklist(tmp_path / "good", ["consolidated.00.pth", "params.json"])
+    write_meta_source(tmp_path / "bad", arch)
+    _checklist(tmp_path / "bad", ["consolidated.00.pth", "params.json"], wrong="consolidated.00.pth")
+    upload_dir(gcs_client, gcs_bucket, tmp_path / "good", "good")
+    upload_dir(gcs_client, gcs_bucket, tmp_path / "bad", "bad")
+    assert check_source(f"gs://{gcs_bucket}/good", "llama2-7b", client=gcs_client).complete
+    bad = check_source(f"gs://{gcs_bucket}/bad", "llama2-7b", client=gcs_client)
+    assert bad.status is SourceStatus.INCOMPLETE and bad.corrupt == ["consolidated.00.pth"]
+    assert "MD5 differs from checklist.chk for consolidated.00.pth" in bad.message
+
+
+def test_staging_checks_md5_against_checklist(gcs_client: Any, gcs_bucket: str, tmp_path: Path) -> None:
+    write_meta_source(tmp_path / "src", TINY)
+    _checklist(tmp_path / "src", ["params.json"], wrong="params.json")
+    upload_dir(gcs_client, gcs_bucket, tmp_path / "src", "meta")
+    with pytest.raises(OSError, match=r"params\.json: MD5 \w+ differs from checklist\.chk"):
+        stage_source(GcsStore(f"gs://{gcs_bucket}/meta", gcs_client), TINY, tmp_path / "staged")
+
+
+def test_files_one_level_down_are_pointed_at(tmp_path: Path) -> None:
+    write_meta_source(tmp_path / "llama-2-7b", llama.arch("llama2-7b"))
+    check = check_source(str(tmp_path), "llama2-7b")
+    assert check.status is SourceStatus.INCOMPLETE
+    assert "under llama-2-7b/: point source at that directory" in check.message

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tpuserve import llama
-from tpuserve.convert.storage import ObjectInfo, Progress, Store, crc32c_of_file, open_store
+from tpuserve.convert.storage import ObjectInfo, Progress, Store, checksums_of_file, open_store
 
 OPTIONAL_FILES = ("tokenizer.model", "checklist.chk")
+CHECKLIST = "checklist.chk"  # Meta's download: "<md5>  <file>" per line
 _SHARD = re.compile(r"^consolidated\.(\d+)\.pth$")
 
 
@@ -46,6 +47,7 @@ class SourceCheck(BaseModel):
     present: dict[str, int] = Field(default_factory=dict, description="Files found (name -> bytes).")
     missing: list[str] = Field(default_factory=list, description="Required files not found.")
     unexpected: list[str] = Field(default_factory=list, description="Extra .pth shards MaxText would also read.")
+    corrupt: list[str] = Field(default_factory=list, description="Files whose MD5 differs from checklist.chk.")
     message: str
 
     @property
@@ -62,8 +64,25 @@ def _direct_files(listing: dict[str, ObjectInfo]) -> dict[str, ObjectInfo]:
     return {name: info for name, info in listing.items() if "/" not in name}
 
 
-def evaluate_source(uri: str, arch: llama.LlamaArch, listing: dict[str, ObjectInfo]) -> SourceCheck:
-    """Pure: judge a directory listing against the architecture."""
+def parse_checklist(text: str) -> dict[str, str]:
+    """Meta's checklist.chk (md5sum output): file name -> MD5 hex."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.strip().split()
+        if len(parts) == 2 and re.fullmatch(r"[0-9a-fA-F]{32}", parts[0]):
+            out[parts[1].lstrip("*").removeprefix("./")] = parts[0].lower()
+    return out
+
+
+def checklist_mismatches(checklist: dict[str, str], md5s: dict[str, str | None]) -> list[str]:
+    """Files whose known MD5 differs from Meta's checklist."""
+    return sorted(n for n, md5 in md5s.items() if md5 is not None and n in checklist and checklist[n] != md5)
+
+
+def evaluate_source(
+    uri: str, arch: llama.LlamaArch, listing: dict[str, ObjectInfo], checklist: dict[str, str] | None = None
+) -> SourceCheck:
+    """Pure: judge a directory listing (and, when the store reports MD5s, Meta's checklist) against the model."""
     files = _direct_files(listing)
     required = required_files(arch)
     if not listing:
@@ -85,11 +104,20 @@ def evaluate_source(uri: str, arch: llama.LlamaArch, listing: dict[str, ObjectIn
         problems.append(f"missing {', '.join(missing)}")
     if empty:
         problems.append(f"empty {', '.join(empty)}")
+    corrupt = checklist_mismatches(checklist or {}, {n: files[n].md5_hex for n in required if n in files})
+    if corrupt:
+        problems.append(f"MD5 differs from {CHECKLIST} for {', '.join(corrupt)} (re-upload them)")
     if unexpected:
         problems.append(
             f"unexpected {', '.join(unexpected)} ({arch.name} has {arch.meta_shards} shard(s); MaxText would read "
             "every *.pth in the directory)"
         )
+    if missing:
+        nested = sorted({n.rsplit("/", 1)[0] for n in listing if "/" in n and n.rsplit("/", 1)[1] in missing})
+        if nested:
+            problems.append(
+                f"found {', '.join(missing)} under {', '.join(d + '/' for d in nested)}: point source at that directory"
+            )
     if problems:
         return SourceCheck(
             uri=uri,
@@ -98,6 +126,7 @@ def evaluate_source(uri: str, arch: llama.LlamaArch, listing: dict[str, ObjectIn
             present=present,
             missing=missing + empty,
             unexpected=unexpected,
+            corrupt=corrupt,
             message=f"source {uri} is incomplete for {arch.name}: {'; '.join(problems)}. "
             f"Required: {', '.join(required)}.",
         )
@@ -122,7 +151,8 @@ def check_source(uri: str, model: str, *, client: Any = None, arch: llama.LlamaA
         listing = store.list()
     except gcs_errors.NotFound:  # the bucket does not exist; 403 and network errors propagate
         listing = {}
-    return evaluate_source(uri, arch, listing)
+    checklist = parse_checklist(store.read(CHECKLIST).decode("utf-8", "replace")) if CHECKLIST in listing else None
+    return evaluate_source(uri, arch, listing, checklist)
 
 
 def stage_source(
@@ -140,9 +170,12 @@ def stage_source(
     total = sum(listing[n].size for n in names)
     progress = Progress("staging source", total, interval=progress_interval)
     files: list[SourceFile] = []
+    checklist = parse_checklist(store.read(CHECKLIST).decode("utf-8", "replace")) if CHECKLIST in listing else {}
     for name in names:
         info = store.download(name, dest / name, workers=workers, progress=progress)
-        local_crc = crc32c_of_file(dest / name)
+        local_crc, local_md5 = checksums_of_file(dest / name, md5=name in checklist)
+        if checklist_mismatches(checklist, {name: local_md5}):
+            raise OSError(f"{name}: MD5 {local_md5} differs from {CHECKLIST} ({checklist[name]}); re-upload it")
         remote_crc = info.crc32c or listing[name].crc32c
         if remote_crc is not None and remote_crc != local_crc:
             raise OSError(f"checksum mismatch for {name}: source crc32c {remote_crc}, downloaded {local_crc}")
@@ -156,4 +189,11 @@ def describe_local_source(store: Store, arch: llama.LlamaArch) -> list[SourceFil
     """Sizes and checksums of a local source used in place (not copied)."""
     listing = _direct_files(store.list())
     names = [n for n in required_files(arch) if n in listing] + [n for n in OPTIONAL_FILES if n in listing]
-    return [SourceFile(name=n, bytes=listing[n].size, crc32c=store.checksum(n, listing[n])) for n in names]
+    checklist = parse_checklist(store.read(CHECKLIST).decode("utf-8", "replace")) if CHECKLIST in listing else {}
+    files = []
+    for name in names:
+        crc, md5 = checksums_of_file(Path(store.uri) / name, md5=name in checklist)
+        if checklist_mismatches(checklist, {name: md5}):
+            raise OSError(f"{name}: MD5 {md5} differs from {CHECKLIST} ({checklist[name]})")
+        files.append(SourceFile(name=name, bytes=listing[name].size, crc32c=crc))
+    return files

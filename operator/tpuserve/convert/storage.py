@@ -8,6 +8,7 @@ Downloads of large objects are split into byte ranges fetched by a thread pool a
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import sys
@@ -29,6 +30,7 @@ _HASH_BLOCK = 8 * 1024 * 1024
 class ObjectInfo:
     size: int
     crc32c: str | None = None  # base64 of the big-endian CRC32C, as GCS reports it
+    md5_hex: str | None = None  # GCS's MD5 (absent for composite objects), hex
     generation: int | None = None
 
 
@@ -48,11 +50,23 @@ def split_gcs(uri: str) -> tuple[str, str]:
 
 
 def crc32c_of_file(path: Path) -> str:
+    return checksums_of_file(path)[0]
+
+
+def checksums_of_file(path: Path, *, md5: bool = False) -> tuple[str, str | None]:
+    """(CRC32C as GCS's base64, MD5 hex or None) in one pass over the file."""
     checksum = google_crc32c.Checksum()
+    digest = hashlib.md5(usedforsecurity=False) if md5 else None
     with path.open("rb") as handle:
         while block := handle.read(_HASH_BLOCK):
             checksum.update(block)
-    return base64.b64encode(checksum.digest()).decode("ascii")
+            if digest is not None:
+                digest.update(block)
+    return base64.b64encode(checksum.digest()).decode("ascii"), digest.hexdigest() if digest else None
+
+
+def _md5_hex(b64: str | None) -> str | None:
+    return base64.b64decode(b64).hex() if b64 else None
 
 
 class Progress:
@@ -259,7 +273,7 @@ class GcsStore:
             _run_parallel(fetch, ranges, workers)
         finally:
             os.close(fd)
-        return ObjectInfo(size=size, crc32c=blob.crc32c, generation=generation)
+        return ObjectInfo(size=size, crc32c=blob.crc32c, md5_hex=_md5_hex(blob.md5_hash), generation=generation)
 
     def upload_tree(self, local_dir: Path, prefix: str, *, workers: int = 8, progress: Progress | None = None) -> int:
         files = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
@@ -287,7 +301,9 @@ class GcsStore:
 
 
 def _info(blob: Any) -> ObjectInfo:
-    return ObjectInfo(size=int(blob.size or 0), crc32c=blob.crc32c, generation=blob.generation)
+    return ObjectInfo(
+        size=int(blob.size or 0), crc32c=blob.crc32c, md5_hex=_md5_hex(blob.md5_hash), generation=blob.generation
+    )
 
 
 def _run_parallel(func: Callable[[Any], None], items: Iterable[Any], workers: int) -> None:
