@@ -10,6 +10,8 @@ import pytest
 from tpuserve.api import KINDS
 from tpuserve.api.generate import crd_name
 
+from tests.cluster.wait import WaitTimeout, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
 
@@ -17,7 +19,19 @@ CRD_DIR = REPO / "crds"
 @pytest.fixture(scope="session")
 def crds(kube_cluster: Any) -> Any:
     """Apply crds/ (server-side, so re-applying on a shared cluster is harmless) and wait until served."""
-    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    errors: list[str] = []
+
+    def applied() -> bool:
+        result = kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR), check=False)
+        errors.append(result.stderr.strip())
+        return result.returncode == 0
+
+    # A just-started API server can refuse the first apply for a moment; an invalid CRD keeps failing, and the
+    # failure then carries the API server's own words.
+    try:
+        wait_for(applied, timeout=30, interval=1, description="the API server to accept crds/")
+    except WaitTimeout as timeout:
+        raise AssertionError(f"{timeout}: {errors[-1]}") from None
     names = [f"crd/{crd_name(kind)}" for kind in KINDS]
     kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     return kube_cluster
