@@ -64,11 +64,9 @@ def rate_per_second(rate: int | str) -> float:
     """A RequestRate as a float (math.inf for "inf")."""
     if rate == INFINITE_RATE:
         return math.inf
-    if isinstance(rate, bool):
-        raise ValueError(f"request rate {rate!r} is not a number or 'inf'")
+    if isinstance(rate, bool) or (isinstance(rate, str) and not re.fullmatch(RATE_STRING_PATTERN, rate)):
+        raise ValueError(f"request rate {rate!r} is not a positive number or 'inf'")
     value = float(rate)
-    if isinstance(rate, str) and not re.fullmatch(RATE_STRING_PATTERN, rate):
-        raise ValueError(f"request rate {rate!r} is not a number or 'inf'")
     if value <= 0:
         raise ValueError(f"request rate {rate!r} must be positive")
     return value
