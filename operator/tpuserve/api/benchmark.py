@@ -182,7 +182,9 @@ class BenchmarkRunSpec(ApiModel):
         default=None, ge=1, le=131072, description="Drop prompts longer than this many tokens."
     )
     request_rate: RequestRate | None = Field(
-        default=None, description='Constant Poisson request rate; default "inf" when no load shape is set.'
+        default=None,
+        description='Constant Poisson request rate (req/s): an integer, a quoted decimal ("2.5") or "inf"; '
+        'default "inf" when no load shape is set.',
     )
     sweep: SweepSpec | None = Field(default=None, description="A stage per request rate, instead of requestRate.")
     concurrency: int | None = Field(
