@@ -284,7 +284,8 @@ def render_docs() -> str:
         "",
         f"Three namespaced kinds, category `{CATEGORY}` (`kubectl get {CATEGORY}` lists them all). Fields are",
         "camelCase; every rule below is enforced by the API server itself (OpenAPI schema and CEL), so a bad",
-        "object is refused at `kubectl apply` with a message naming the field.",
+        "object is refused at `kubectl apply` with a message naming the field. Worked examples:",
+        "`manifests/examples/` (the Llama2-7B manual's scenario on v5e 2x4, and a v4 2x2x1 variant).",
         "",
     ]
     for kind in KINDS:
