@@ -114,7 +114,7 @@ class Dashboard:
 # --- rendering to Grafana's JSON model -----------------------------------------------------------------------------
 
 
-def _target_json(target: Target, ref: str) -> dict[str, Any]:
+def _target_json(target: Target, ref: str, panel_kind: str) -> dict[str, Any]:
     return {
         "refId": ref,
         "datasource": DATASOURCE,
@@ -122,7 +122,8 @@ def _target_json(target: Target, ref: str) -> dict[str, Any]:
         "legendFormat": target.legend or "__auto",
         "instant": target.instant,
         "range": not target.instant,
-        **({"format": "table"} if target.instant else {}),
+        # Tables merge instant queries as rows; other panels keep one series per run (named by the legend).
+        "format": "table" if panel_kind == "table" else "time_series",
     }
 
 
@@ -137,7 +138,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "description": panel.description,
         "datasource": DATASOURCE,
         "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
-        "targets": [_target_json(t, chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
+        "targets": [_target_json(t, chr(ord("A") + i), panel.kind) for i, t in enumerate(panel.targets)],
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": panel.options,
         "transformations": panel.transformations,
@@ -263,7 +264,6 @@ def _bars(title: str, description: str, expr: str, unit: str, *, width: int = 8,
             "showUnfilled": True,
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
         },
-        transformations=[{"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}}],
     )
 
 
