@@ -40,6 +40,7 @@ CHILDREN_CREATED = "tpuserve_children_created_total"  # counter; labels kind, ch
 STATUS_UPDATES = "tpuserve_status_updates_total"  # counter; label kind
 WAKEUPS = "tpuserve_dependency_wakeups_total"  # counter; label kind
 GCS_ERRORS = "tpuserve_gcs_errors_total"  # counter; label operation
+OPERATOR_INFO = "tpuserve_operator_info"  # gauge 1; label version
 PROCESS_RSS = "process_resident_memory_bytes"  # prometheus_client's default process collector
 PROCESS_CPU = "process_cpu_seconds_total"
 # The JetStream server (v0.2.2 names first; newer MaxText servers add the rest).
@@ -497,8 +498,8 @@ def operator_dashboard() -> Dashboard:
         title="tpuserve / Operator",
         description="The operator's health: reconciles, errors, durations, objects by phase, process resources.",
         time_from="now-6h",
-        # The scrape job(s) of the operator: the ones that export its reconcile counter.
-        variables=[Variable("job", "Operator scrape job", f"label_values({RECONCILES}, job)")],
+        # The scrape job(s) of the operator: the ones that export its info metric (present from start-up).
+        variables=[Variable("job", "Operator scrape job", f"label_values({OPERATOR_INFO}, job)")],
         rows=[
             Row(
                 "Objects",
@@ -535,11 +536,10 @@ def operator_dashboard() -> Dashboard:
                     Panel(
                         "Reconcile errors (last hour)",
                         "Reconciles that raised, by kind.",
-                        # `or ... * 0`: a kind without errors shows 0, not "No data".
+                        # The operator pre-initialises every (kind, result): no errors shows 0, not "No data".
                         [
                             Target(
-                                f'sum by (kind) (increase({RECONCILES}{{result=~"error|invalid"}}[1h]))'
-                                f" or sum by (kind) ({RECONCILES}) * 0",
+                                f'sum by (kind) (increase({RECONCILES}{{result=~"error|invalid"}}[1h]))',
                                 "{{kind}}",
                             )
                         ],
@@ -583,12 +583,7 @@ def operator_dashboard() -> Dashboard:
                     Panel(
                         "GCS retries (last hour)",
                         "GCS calls that failed transiently and were retried; 0 is normal.",
-                        [
-                            Target(
-                                f"sum by (operation) (increase({GCS_ERRORS}[1h])) or sum({RECONCILES}) * 0",
-                                "{{operation}}",
-                            )
-                        ],
+                        [Target(f"sum by (operation) (increase({GCS_ERRORS}[1h]))", "{{operation}}")],
                         width=6,
                     ),
                 ],
@@ -601,7 +596,15 @@ def operator_dashboard() -> Dashboard:
                         "1 when Prometheus can scrape the operator.",
                         [Target('up{job=~"$job"}', "{{instance}}", instant=True)],
                         kind="stat",
-                        width=8,
+                        width=4,
+                    ),
+                    Panel(
+                        "Version",
+                        "The operator version running.",
+                        [Target(f'{OPERATOR_INFO}{{job=~"$job"}}', "{{version}}", instant=True)],
+                        kind="stat",
+                        width=4,
+                        options={"textMode": "name", "reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
                     ),
                     Panel(
                         "Resident memory",
