@@ -12,8 +12,11 @@ SIGKILL after the grace period) and removes the pod with grace 0.
 Simulated cluster DNS: `<svc>.<ns>.svc[.cluster.local]:<port>` in args and env values becomes the Service's
 `sim.tpuserve.dev/address` annotation ("host:port") when the Service has one.
 
+emptyDir volumes: each becomes a directory of the pod, and paths under its mountPath in args and env values
+point there (so two pods never share /var/tmp/...).
+
 What it does not do: probes (containers are Ready once started), restarts (restartPolicy is treated as Never),
-volumes, resource limits, init or sidecar containers, `kubectl logs` (logs are files under --work-dir).
+other volume kinds, resource limits, init or sidecar containers, `kubectl logs` (logs are files under --work-dir).
 It authenticates as system:node:tpuserve-local, so the Node authorizer limits it exactly as a kubelet.
 """
 
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -321,14 +325,15 @@ class LocalNode:
             )
         if not self.tpuserve.exists():
             raise UnsupportedPod("StartError", f"{self.tpuserve} does not exist: install the project (make setup)")
-        pod_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        pod_dir = self.pod_dir(meta["namespace"], meta["name"], meta["uid"])
         pod_dir.mkdir(parents=True, exist_ok=True)
         termination_path = pod_dir / "termination-log"
         termination_path.write_text("")
-        env = self.environment(pod, container)
+        mounts = empty_dir_mounts(pod, container, pod_dir / "volumes")
+        env = self.environment(pod, container, mounts)
         env["TPUSERVE_TERMINATION_MESSAGE_PATH"] = str(termination_path)
         argv = [str(self.tpuserve)] + [
-            self.resolve_services(expand(arg, env), meta["namespace"])
+            remap_mounts(self.resolve_services(expand(arg, env), meta["namespace"]), mounts)
             for arg in [*command[1:], *container.get("args", [])]
         ]
         log_path = pod_dir / f"{container['name']}.log"
@@ -361,7 +366,7 @@ class LocalNode:
         self.patch_status(running, self.running_status(running))
         threading.Thread(target=self.watch_exit, args=(running,), daemon=True).start()
 
-    def environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    def environment(self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
         """The process environment: a minimal base (like an image's ENV), the env file, then the pod's env."""
         env = {key: os.environ[key] for key in ("HOME", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
         env["PATH"] = f"{self.tpuserve.parent}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
@@ -381,7 +386,7 @@ class LocalNode:
                 else expand(item.get("value", ""), env)
             )
             if value is not None:  # None: an optional key that is absent
-                env[name] = self.resolve_services(value, namespace)
+                env[name] = remap_mounts(self.resolve_services(value, namespace), mounts)
         return env
 
     def value_from(self, pod: dict[str, Any], source: dict[str, Any], name: str) -> str | None:
@@ -477,7 +482,12 @@ class LocalNode:
             if running.deleting:
                 self.delete_pod(running.namespace, running.name, running.uid)
 
+    def pod_dir(self, namespace: str, name: str, uid: str) -> Path:
+        return self.work_dir / "pods" / f"{namespace}_{name}_{uid[:8]}"
+
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        # emptyDir contents go with the pod, as with kubelet; the log and termination file stay for debugging.
+        shutil.rmtree(self.pod_dir(namespace, name, uid) / "volumes", ignore_errors=True)
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
             self.api.call("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body)
@@ -597,6 +607,28 @@ class LocalNode:
                 if not running.done.is_set():
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(running.process.pid, signal.SIGKILL)
+
+
+def empty_dir_mounts(pod: dict[str, Any], container: dict[str, Any], volumes_dir: Path) -> dict[str, Path]:
+    """mountPath -> a fresh directory of this pod, for each emptyDir the container mounts (as kubelet gives every
+    pod its own emptyDir); other volume kinds are not provided on the local node."""
+    empty_dirs = {v["name"] for v in pod["spec"].get("volumes") or [] if "emptyDir" in v}
+    mounts: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        if mount["name"] in empty_dirs:
+            directory = volumes_dir / mount["name"]
+            directory.mkdir(parents=True, exist_ok=True)
+            mounts[mount["mountPath"].rstrip("/") or "/"] = directory
+    return mounts
+
+
+def remap_mounts(value: str, mounts: dict[str, Path]) -> str:
+    """Point paths under an emptyDir's mountPath (a whole value, or after `=`, `:` or `,`) at the pod's directory."""
+    for mount_path in sorted(mounts, key=len, reverse=True):
+        pattern = re.compile(r"(?:^|(?<=[=:,]))" + re.escape(mount_path) + r"(?=/|$|[:,])")
+        # Split and join rather than re.sub: the replacement is a path, not a template.
+        value = str(mounts[mount_path]).join(pattern.split(value))
+    return value
 
 
 def expand(value: str, env: dict[str, str]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.harness import ClusterError, LocalCluster
-from tests.cluster.local_node import SERVICE_ADDRESS, expand
+from tests.cluster.local_node import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
 from tests.cluster.wait import WaitTimeout, wait_for
 
 
@@ -67,3 +67,32 @@ def test_harness_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> 
         LocalCluster(tmp_path, bin_dir=tmp_path).start()
 
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_empty_dirs_become_directories_of_the_pod(tmp_path: Path) -> None:
+    pod = {"spec": {"volumes": [{"name": "work", "emptyDir": {}}, {"name": "conf", "configMap": {"name": "c"}}]}}
+    container = {
+        "volumeMounts": [{"name": "work", "mountPath": "/var/tmp/work/"}, {"name": "conf", "mountPath": "/etc/c"}]
+    }
+
+    mounts = empty_dir_mounts(pod, container, tmp_path)
+
+    assert mounts == {"/var/tmp/work": tmp_path / "work"}
+    assert (tmp_path / "work").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/var/tmp/work", "{d}"),
+        ("/var/tmp/work/a/b", "{d}/a/b"),
+        ("--work-dir=/var/tmp/work", "--work-dir={d}"),
+        ("a:/var/tmp/work/x,/var/tmp/work", "a:{d}/x,{d}"),
+        ("/var/tmp/workers", "/var/tmp/workers"),
+        ("/srv/var/tmp/work", "/srv/var/tmp/work"),
+    ],
+)
+def test_paths_under_an_empty_dir_point_at_the_pod_directory(value: str, expected: str, tmp_path: Path) -> None:
+    directory = tmp_path / "work"
+
+    assert remap_mounts(value, {"/var/tmp/work": directory}) == expected.format(d=directory)

@@ -93,6 +93,24 @@ def test_pod_env_field_refs_and_variable_expansion(kube_cluster: KubeCluster, na
     assert f"invalid choice: 'x-{namespace}/echo-$(WHO)'" in terminated_state(done)["message"]
 
 
+def test_empty_dir_is_a_directory_of_the_pod(kube_cluster: KubeCluster, namespace: str) -> None:
+    spec = local_spec(["/var/tmp/tpuserve-work/sub"], "FallbackToLogsOnError")
+    spec["containers"][0]["volumeMounts"] = [{"name": "work", "mountPath": "/var/tmp/tpuserve-work"}]
+    spec["volumes"] = [{"name": "work", "emptyDir": {}}]
+    create(kube_cluster, namespace, pod("scratch", spec))
+
+    done = wait_for(
+        lambda: (p := get(kube_cluster, namespace, "pod", "scratch"))["status"].get("phase") == "Failed" and p,
+        timeout=60,
+        description="the pod finished",
+    )
+
+    # argparse echoes the rejected argument: the path now lies in the pod's own directory on this machine.
+    message = terminated_state(done)["message"]
+    assert "/var/tmp/tpuserve-work" not in message
+    assert f"/local-node/pods/{namespace}_scratch_" in message and "/volumes/work/sub'" in message
+
+
 def service(name: str, address: str | None) -> dict[str, Any]:
     annotations = {sim.ADDRESS_ANNOTATION: address} if address else {}
     return {
