@@ -107,7 +107,15 @@ class DelayServer:
 
 
 async def serve(behaviour: Behaviour, port: int, ready: asyncio.Future[int] | None = None) -> None:
-    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 1 << 20), ("grpc.so_reuseport", 0)])
+    # gRPC core cancels calls beyond its pending-request limits (default 1000 / hard 3000): a burst of
+    # requests sent at once would then see CANCELLED from the test server itself, so lift them.
+    options = [
+        ("grpc.max_concurrent_streams", 1 << 20),
+        ("grpc.so_reuseport", 0),
+        ("grpc.server.max_pending_requests", 1 << 20),
+        ("grpc.server.max_pending_requests_hard_limit", 1 << 20),
+    ]
+    server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((DelayServer(behaviour).handler(),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()

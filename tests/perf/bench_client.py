@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -65,12 +66,30 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+FASTSERVER = REPO / "tests" / "jetstream" / "fastserver"
+
+
+def go_server_binary() -> Path:
+    """Build tests/jetstream/fastserver (Go) once into the tools cache, keyed by its sources."""
+    digest = hashlib.sha256(b"".join((FASTSERVER / n).read_bytes() for n in ("main.go", "go.mod", "go.sum")))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tpuserve-tools"
+    binary = cache / f"fastserver-{digest.hexdigest()[:12]}"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=FASTSERVER, check=True)
+    return binary
+
+
+SERVER_KIND = {"kind": "python"}
+
+
 @contextlib.contextmanager
 def server(*args: str) -> Iterator[str]:
-    process = subprocess.Popen(
-        ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "tests.jetstream.delay_server", "--uvloop", *args],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    if SERVER_KIND["kind"] == "go":
+        command = [str(go_server_binary()), *(a for a in args)]
+    else:
+        command = [sys.executable, "-m", "tests.jetstream.delay_server", "--uvloop", *args]
+    process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert process.stdout is not None
     line = process.stdout.readline()
     try:
@@ -155,7 +174,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
     parser.add_argument("--runs", type=int, default=2, help="repetitions per scenario (best is kept)")
+    parser.add_argument(
+        "--server", choices=["python", "go"], default="python",
+        help="test server: tests/jetstream/delay_server.py, or tests/jetstream/fastserver (Go, needs `go`)",
+    )  # fmt: skip
     args = parser.parse_args()
+    SERVER_KIND["kind"] = args.server
     scale = 0.2 if args.quick else 1.0
     python = jetstream_python()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,158 @@
+// fastserver: a JetStream-protocol (jetstream_proto.Orchestrator) test server in Go, for client performance
+// runs (tests/perf/bench_client.py), where a Python server would be the bottleneck.
+//
+// Same behaviour as tests/jetstream/delay_server.py: Decode answers max_tokens tokens, one stream message per
+// token, the first after -ttft-ms, then one every -itl-ms (absolute schedule); HealthCheck says live.
+// Messages are encoded by hand (raw-bytes codec), so no generated code is needed. Listens on 127.0.0.1 only;
+// prints "PORT <n>" when serving.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+)
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+func varint(b []byte, x uint64) []byte {
+	for x >= 0x80 {
+		b = append(b, byte(x)|0x80)
+		x >>= 7
+	}
+	return append(b, byte(x))
+}
+
+// maxTokens reads field 4 (varint) of a DecodeRequest.
+func maxTokens(msg []byte) int {
+	i := 0
+	readVarint := func() uint64 {
+		var x uint64
+		var s uint
+		for i < len(msg) {
+			c := msg[i]
+			i++
+			x |= uint64(c&0x7f) << s
+			if c < 0x80 {
+				break
+			}
+			s += 7
+		}
+		return x
+	}
+	for i < len(msg) {
+		key := readVarint()
+		field, wire := key>>3, key&7
+		switch wire {
+		case 0:
+			v := readVarint()
+			if field == 4 {
+				return int(int32(v))
+			}
+		case 2:
+			n := int(readVarint())
+			i += n
+		case 5:
+			i += 4
+		case 1:
+			i += 8
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+// response encodes DecodeResponse{stream_content: {samples: [{token_ids: [id]}]}}.
+func response(id int) []byte {
+	ids := varint(nil, uint64(id))
+	sample := append([]byte{0x12}, varint(nil, uint64(len(ids)))...) // token_ids = 2, packed
+	sample = append(sample, ids...)
+	stream := append([]byte{0x0a}, varint(nil, uint64(len(sample)))...) // samples = 1
+	stream = append(stream, sample...)
+	out := append([]byte{0x1a}, varint(nil, uint64(len(stream)))...) // stream_content = 3
+	return append(out, stream...)
+}
+
+func main() {
+	port := flag.Int("port", 0, "port (0 = any free port)")
+	ttftMs := flag.Float64("ttft-ms", 0, "delay before the first token")
+	itlMs := flag.Float64("itl-ms", 0, "delay between tokens")
+	vocab := flag.Int("vocab-size", 32000, "token ids are below this")
+	flag.Parse()
+	encoding.RegisterCodec(rawCodec{})
+	ttft := time.Duration(*ttftMs * float64(time.Millisecond))
+	itl := time.Duration(*itlMs * float64(time.Millisecond))
+	messages := make([][]byte, 4096)
+	for i := range messages {
+		messages[i] = response(3 + (i*7919)%(*vocab-3))
+	}
+
+	decode := func(srv any, stream grpc.ServerStream) error {
+		var req []byte
+		if err := stream.RecvMsg(&req); err != nil {
+			return err
+		}
+		start := time.Now()
+		n := maxTokens(req)
+		for k := 0; k < n; k++ {
+			if ttft > 0 || itl > 0 {
+				if d := time.Until(start.Add(ttft + time.Duration(k)*itl)); d > 0 {
+					time.Sleep(d)
+				}
+			}
+			msg := messages[k%len(messages)]
+			if err := stream.SendMsg(&msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	health := func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		var req []byte
+		if err := dec(&req); err != nil {
+			return nil, err
+		}
+		live := []byte{0x08, 0x01} // is_live = true
+		return &live, nil
+	}
+	desc := grpc.ServiceDesc{
+		ServiceName: "jetstream_proto.Orchestrator",
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "HealthCheck", Handler: health}},
+		Streams:     []grpc.StreamDesc{{StreamName: "Decode", Handler: decode, ServerStreams: true}},
+	}
+	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	server := grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
+	server.RegisterService(&desc, struct{}{})
+	fmt.Printf("PORT %d\n", lis.Addr().(*net.TCPAddr).Port)
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		server.Stop()
+	}()
+	if err := server.Serve(lis); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
