@@ -301,3 +301,16 @@ def test_api_client_reaches_the_cluster(kube_cluster: KubeCluster) -> None:
         nodes = k8s_client.CoreV1Api(api_client).list_node(label_selector=f"{tpu.TOPOLOGY_LABEL}=2x4")
 
     assert {n.metadata.labels[tpu.ACCELERATOR_LABEL] for n in nodes.items} >= {"tpu-v5-lite-podslice"}
+
+
+def test_non_integer_exit_code_annotation_fails_with_a_reason(kube_cluster: KubeCluster, namespace: str) -> None:
+    if not kube_cluster.has_local_node:
+        pytest.skip("kwok's simulation annotations exist only on the local cluster")
+    create(kube_cluster, namespace, job("convert", cpu_pod_spec(), {sim.EXIT_CODE_ANNOTATION: "three"}))
+
+    wait_for(lambda: job_condition(get(kube_cluster, namespace, "job", "convert")), 30, description="Job end")
+
+    (failed,) = list_items(kube_cluster, namespace, "pod", "app=convert")
+    terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 128
+    assert 'sim.tpuserve.dev/exit-code="three" is not an integer' in terminated["message"]
