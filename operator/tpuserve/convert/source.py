@@ -92,7 +92,7 @@ def evaluate_source(
             status=SourceStatus.NOT_FOUND,
             missing=list(required),
             message=f"source {uri} not found: no files there. Upload the Meta {arch.name} checkpoint directory "
-            f"({', '.join(required)}) or fix spec.source.",
+            f"({', '.join(required)}) or fix the source location.",
         )
     missing = [name for name in required if name not in files]
     expected_shards = {n for n in required if _SHARD.match(n)}

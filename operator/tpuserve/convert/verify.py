@@ -66,7 +66,11 @@ def compare(meta: CheckpointMeta, arch: llama.LlamaArch, layout: Layout, dtype: 
     report = VerifyReport(meta.path, arch.name, layout, found_layout, dtype, checkpoint_bytes=meta.total_bytes)
     report.mismatches += meta.problems
     report.warnings += meta.warnings
-    if meta.arrays and not params:
+    if not meta.arrays:
+        # Nothing readable: the integrity problems say why; listing every expected key would only add noise.
+        report.mismatches += [] if meta.problems else ["no arrays found in the checkpoint"]
+        return report
+    if not params:
         roots = sorted({n.split(".", 1)[0] for n in meta.arrays})
         report.mismatches.append(
             f"no parameters under '{PARAMS_ROOT}' (top-level keys: {', '.join(roots)}); not a MaxText Linen checkpoint"
@@ -99,10 +103,17 @@ def compare(meta: CheckpointMeta, arch: llama.LlamaArch, layout: Layout, dtype: 
         report.params_checked += 1
         _compare_one(report, name, spec, array, meta.stores_fill_value_chunks)
     layer_param_count = len(expected) and sum(1 for n in expected if n.startswith("decoder.layers_0."))
-    for index, names in sorted(missing_layers.items()):
-        if len(names) == layer_param_count:
-            report.mismatches.append(f"missing layer decoder.layers_{index} (all {len(names)} of its params)")
+    whole = [i for i, names in sorted(missing_layers.items()) if len(names) == layer_param_count]
+    for first, last in _runs(whole):
+        if first == last:
+            report.mismatches.append(f"missing layer decoder.layers_{first} (all {layer_param_count} of its params)")
         else:
+            report.mismatches.append(
+                f"missing layers decoder.layers_{first} … decoder.layers_{last} ({last - first + 1} layers, "
+                f"all {layer_param_count} params of each)"
+            )
+    for index, names in sorted(missing_layers.items()):
+        if len(names) != layer_param_count:
             report.mismatches += [f"missing decoder.layers_{index}.{n}" for n in sorted(names)]
     unexpected = sorted(set(params) - set(expected))
     for name in unexpected:
@@ -115,6 +126,17 @@ def compare(meta: CheckpointMeta, arch: llama.LlamaArch, layout: Layout, dtype: 
                 report.mismatches.append(f"{name} is listed in _METADATA but its array is absent")
     report.parameter_count = sum(_numel(a.shape) for a in params.values())
     return report
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """[0, 1, 2, 5] -> [(0, 2), (5, 5)]"""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _numel(shape: tuple[int, ...]) -> int:
