@@ -75,3 +75,12 @@ app.kubernetes.io/component: operator
 {{- prepend .Values.workloads.serviceAccount.namespaces .Release.Namespace | uniq | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A map as "k1=v1, k2=v2" (sorted by key). */}}
+{{- define "tpuserve.labelList" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join ", " $pairs -}}
+{{- end -}}
