@@ -10,6 +10,8 @@ What the emulator (2026.7.x) does, read from its source: simple, multipart and r
 `Blob.upload_from_filename` of any size works); listing with `prefix` and `delimiter` (returns `prefixes`);
 `Range: bytes=a-b` downloads (206); md5/crc32c computed on upload and returned on objects. It serves one
 request at a time (`http.server.HTTPServer`, not threading), so parallel clients are correct but not faster.
+It does not paginate listings (no maxResults/pageToken: one page holds everything) and ignores generation
+preconditions (`ifGenerationMatch`), so tests cannot observe a 412 from it.
 
 `running_gcs_emulator()` is the same thing as a context manager for scripts (tests/perf).
 """
