@@ -15,7 +15,6 @@ KWOK_VERSION="${KWOK_VERSION:-0.8.0}"
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
 CACHE_ROOT="${TPUSERVE_TOOLS_CACHE:-$HOME/.cache/tpuserve-tools}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin"
-mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 ALL_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
@@ -27,6 +26,7 @@ if [ "${1:-}" = "--check" ]; then
   echo "$BIN"
   exit 0
 fi
+mkdir -p "$BIN"
 
 build_k8s() {
   local need=()
