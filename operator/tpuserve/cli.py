@@ -27,9 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tpuserve {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES.values():
-        importlib.import_module(module_name).register(subparsers)
+    for command, module_name in SUBCOMMAND_MODULES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # one broken subcommand must not take the others down with it
+            _register_unavailable(subparsers, command, module_name, exc)
+        else:
+            module.register(subparsers)
     return parser
+
+
+def _register_unavailable(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], command: str, module_name: str, exc: Exception
+) -> None:
+    reason = f"{type(exc).__name__}: {exc}"
+    sub = subparsers.add_parser(command, help=f"(unavailable: {reason})", add_help=False)
+    sub.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def fail(_args: argparse.Namespace) -> int:
+        print(f"tpuserve {command}: cannot load {module_name}: {reason}", file=sys.stderr)
+        return 1
+
+    sub.set_defaults(func=fail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
