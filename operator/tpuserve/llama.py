@@ -35,7 +35,7 @@ class LlamaArch:
 
     @property
     def meta_checkpoint_files(self) -> tuple[str, ...]:
-        return tuple(f"consolidated.{i:02d}.pth" for i in range(self.meta_shards)) + ("params.json",)
+        return (*(f"consolidated.{i:02d}.pth" for i in range(self.meta_shards)), "params.json")
 
 
 MODELS: dict[str, LlamaArch] = {
