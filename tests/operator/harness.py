@@ -34,7 +34,14 @@ def free_port() -> int:
 class OperatorProcess:
     """`tpuserve operator --standalone -A` in a subprocess with its own metrics and liveness ports."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        launcher: list[str] | None = None,
+    ) -> None:
+        self.launcher = launcher or [str(TPUSERVE)]  # e.g. [python, -m, tests.perf._counting_operator]
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.env = dict(env or {})
@@ -52,7 +59,7 @@ class OperatorProcess:
         log.flush()
         self.process = subprocess.Popen(
             [
-                str(TPUSERVE),
+                *self.launcher,
                 "operator",
                 "--standalone",
                 "--all-namespaces",

@@ -65,6 +65,21 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     job_name = naming.job_name_bench(name)
     job = kube.get_or_none(ctx.batch.read_namespaced_job, job_name, ns)
 
+    if job is None and status.job_name and status.phase == BenchmarkPhase.RUNNING:
+        # The Job was started and is gone before its results were read (deleted by hand, or a Job TTL while the
+        # operator was down): running it again would measure twice under one name. A re-run is a new object.
+        status.phase = BenchmarkPhase.FAILED
+        status.message = (
+            f"benchmark Job {job_name} disappeared before its results were recorded; create a new BenchmarkRun "
+            "to run again"
+        )
+        status.completion_time = now
+        status.conditions = set_condition(
+            status.conditions, BenchmarkConditionType.FAILED, True, Reason.JOB_FAILED, status.message, generation, now
+        )
+        write_status(ctx, KIND, body, status, event_reason=Reason.JOB_FAILED, warning=True)
+        ctx.metrics.reconciles.labels(KIND, "ok").inc()
+        return
     if job is None:
         # 1. The target.
         if spec.target is not None:
