@@ -1,0 +1,102 @@
+"""Pure parts of the controllers: Job/Pod readings, conditions, and the cost and roofline figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from tpuserve import llama, tpu
+from tpuserve.api import BenchmarkRunStatus, Condition, MeasuredServer
+from tpuserve.controllers import benchmark, kube, observe
+from tpuserve.controllers.status import Reason, set_condition
+from tpuserve.metrics import OperatorMetrics
+from tpuserve.results import BenchmarkSummary, LatencyStats
+from tpuserve.settings import OperatorSettings
+
+
+def pod(
+    *, container: str = "bench", terminated: dict[str, Any] | None = None, scheduled: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": [scheduled] if scheduled else []}
+    if terminated is not None:
+        status["containerStatuses"] = [{"name": container, "state": {"terminated": terminated}}]
+    return {"metadata": {"name": "p"}, "spec": {}, "status": status}
+
+
+def test_job_state_reads_complete_and_failed_conditions() -> None:
+    assert observe.job_state({"status": {}}).outcome is observe.JobOutcome.RUNNING
+    done = observe.job_state(
+        {"status": {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"}}
+    )
+    assert done.outcome is observe.JobOutcome.SUCCEEDED and done.completion_time == "t"
+    failed = observe.job_state(
+        {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "m"}]}}
+    )
+    assert (failed.outcome, failed.reason, failed.message) == (observe.JobOutcome.FAILED, "DeadlineExceeded", "m")
+
+
+def test_terminations_and_scheduler_verdicts() -> None:
+    pods = [
+        pod(terminated={"exitCode": 1, "message": "first", "finishedAt": "2026-01-01T00:00:01Z"}),
+        pod(terminated={"exitCode": 0, "message": "last", "finishedAt": "2026-01-01T00:00:09Z"}),
+        pod(container="other", terminated={"exitCode": 0, "message": "no"}),
+    ]
+    assert [t.message for t in observe.terminations(pods, "bench")] == ["first", "last"]
+    refused = pod(
+        scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
+    )
+    assert observe.unschedulable_message([pod(), refused]) == "0/3 nodes"
+    assert observe.unschedulable_message([pod()]) is None
+    assert not observe.all_scheduled([pod()])
+    assert observe.all_scheduled([{"metadata": {}, "spec": {"nodeName": "n"}, "status": {}}])
+
+
+def test_condition_transition_time_moves_only_with_the_status() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = t0 + timedelta(minutes=5)
+    conds: list[Condition] = set_condition([], "Ready", False, Reason.CONVERTING, "a", 1, t0)
+    conds = set_condition(conds, "Ready", False, Reason.CONVERTING, "b", 1, t1)
+    assert conds[0].last_transition_time == t0 and conds[0].message == "b"
+    conds = set_condition(conds, "Ready", True, Reason.CONVERTED, "c", 2, t1)
+    assert conds[0].last_transition_time == t1 and conds[0].observed_generation == 2 and len(conds) == 1
+
+
+def test_cost_and_roofline_follow_the_catalog() -> None:
+    stats = LatencyStats(mean=1, median=1, p90=1, p95=1, p99=1, max=1)
+    summary = BenchmarkSummary(
+        successful_requests=1000,
+        failed_requests=0,
+        duration_seconds=100,
+        total_input_tokens=200_000,
+        total_output_tokens=300_000,
+        request_throughput=10,
+        input_throughput=2000,
+        output_throughput=3000,
+        ttft_ms=stats,
+    )
+    status = BenchmarkRunStatus(
+        server=MeasuredServer(
+            name="s",
+            model="llama2-7b",
+            accelerator="tpu-v5-lite-podslice",
+            topology="2x4",
+            chips=8,
+            replicas=1,
+            engine_args=["per_device_batch_size=11", "weight_dtype=bfloat16"],
+        )
+    )
+    ctx = kube.Context(
+        api=None, settings=OperatorSettings(tpu_prices={"v5e": 1.0}), metrics=OperatorMetrics(CollectorRegistry())
+    )  # type: ignore[arg-type]
+    cost, roofline = benchmark._derived(ctx, "s", status, summary)
+    slice_ = tpu.resolve("v5e", "2x4")
+    assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-5)
+    arch = llama.arch("llama2-7b")
+    ceiling = tpu.decode_roofline_tokens_per_second(
+        slice_, arch.weight_bytes(), arch.kv_bytes_per_token(), 88, 200 + 150
+    )
+    assert roofline == pytest.approx(3000 / ceiling, rel=1e-4)
+    # An external target has no known slice: no cost, no roofline.
+    assert benchmark._derived(ctx, None, status, summary) == (None, None)
