@@ -141,3 +141,12 @@ def test_tokenizer_assets_path_and_termination_env(
     monkeypatch.setenv("TPUSERVE_MAXTEXT_DIR", str(tmp_path / "elsewhere"))
     assert main(["run", *synthetic(server.target, 3), "--tokenizer", "assets/tokenizer.tiny"]) == 2
     assert "elsewhere/assets/tokenizer.tiny" in json.loads((tmp_path / "tm").read_text())["message"]
+
+
+def test_transient_unavailable_does_not_stop_the_run(delay_server: Callable[..., Any], run_bench: Run) -> None:
+    """UNAVAILABLE from a server that still answers HealthCheck is counted; the run goes on."""
+    server = delay_server("--unavailable-every", "5", "--ttft-ms", "5", "--itl-ms", "2")
+    run = run_bench(*synthetic(server.target, 40, out_len=3), "--request-rate", "200")
+    assert run.code == 0, run.stdout
+    assert run.summary["errors"] == {"UNAVAILABLE": 8}
+    assert run.summary["successfulRequests"] == 32

@@ -3,7 +3,8 @@
 Each Decode answers `max_tokens` tokens, one stream message per `--tokens-per-message` tokens: the first
 message `--ttft-ms` after the request arrives, then one every `--itl-ms` (absolute schedule, so no drift).
 Faults it produces for real: `--max-inflight N` answers RESOURCE_EXHAUSTED beyond N streams in flight (as a
-full JetStream prefill queue does); `--hang` never answers (deadline tests); `--vocab-size` bounds token ids
+full JetStream prefill queue does); `--unavailable-every K` fails every K-th Decode with UNAVAILABLE while
+staying up (a transient error); `--hang` never answers (deadline tests); `--vocab-size` bounds token ids
 (`--out-of-vocab` emits ids past it, as JetStream's mock engine does).
 
 Run: python -m tests.jetstream.delay_server --port 0 --ttft-ms 50 --itl-ms 10   (prints "PORT <n>" when serving)
@@ -36,6 +37,7 @@ class Behaviour:
     vocab_size: int = 32000
     out_of_vocab: bool = False
     live: bool = True
+    unavailable_every: int = 0  # 0 = never; else every k-th Decode ends with UNAVAILABLE (a live server)
 
 
 def _message(ids: list[int]) -> bytes:
@@ -75,6 +77,8 @@ class DelayServer:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "The driver prefill queue is full and more requests cannot be handled. You may retry this request.",
             )
+        if self.b.unavailable_every and self.requests % self.b.unavailable_every == 0:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "injected: try again")
         parsed = jetstream_pb2.DecodeRequest.FromString(request)
         self.inflight += 1
         try:
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=32000)
     parser.add_argument("--out-of-vocab", action="store_true")
     parser.add_argument("--not-live", action="store_true")
+    parser.add_argument("--unavailable-every", type=int, default=0, help="every k-th Decode answers UNAVAILABLE")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (faster, for performance runs)")
     args = parser.parse_args(argv)
     behaviour = Behaviour(
@@ -154,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         vocab_size=args.vocab_size,
         out_of_vocab=args.out_of_vocab,
         live=not args.not_live,
+        unavailable_every=args.unavailable_every,
     )
     if args.uvloop:
         import uvloop

@@ -102,6 +102,14 @@ class Client:
         response: Any = await self._health(jetstream_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
         return bool(response.is_live)
 
+    async def answers(self, timeout: float) -> bool:
+        """Whether the server answers a HealthCheck now (no waiting for a connection: a dead server fails fast)."""
+        try:
+            await self._health(jetstream_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
     async def wait_until_live(self, budget_s: float) -> None:
         """Poll HealthCheck until the server says it is live; raise TimeoutError with the last reason."""
         deadline = time.monotonic() + budget_s

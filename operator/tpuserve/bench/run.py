@@ -126,8 +126,10 @@ class Session:
         if args.warmup != "none":
             warm = requests if args.warmup == "full" else ds.sampled_warmup(requests)
             if warm:
-                rate = args.request_rate if args.request_rate is not None else math.inf
-                run = await runner.run_stage(Stage("warmup", request_rate=rate), warm, warmup=True)
+                # Warm up under the load shape measured first (a sweep's first rate, or the concurrency).
+                first = stages(args)[0]
+                stage = Stage("warmup", request_rate=first.request_rate, concurrency=first.concurrency)
+                run = await runner.run_stage(stage, warm, warmup=True)
                 self.warmup = stage_report(run, parse_run(run))
                 print(
                     f"Warmup ({args.warmup}): {self.warmup.successful_requests} ok, "

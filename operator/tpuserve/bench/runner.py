@@ -102,12 +102,22 @@ class Runner:
         label = f"{'warmup' if warmup else stage.name}"
         stop = asyncio.Event()
 
+        checking: set[asyncio.Task[None]] = set()
+
+        async def confirm_gone(reason: str) -> None:
+            # One UNAVAILABLE can be transient (a GOAWAY, a reconnect): the run stops only if the server
+            # does not answer a HealthCheck either (no wait_for_ready, so a dead server fails at once).
+            if not await self.client.answers(timeout=2.0) and self.server_gone is None:
+                self.server_gone = reason
+                stop.set()
+
         def finished(record: Record) -> None:
             nonlocal done
             done += 1
-            if record.code in FATAL_CODES and self.server_gone is None:
-                self.server_gone = f"{record.code}: {record.detail}"
-                stop.set()
+            if record.code in FATAL_CODES and self.server_gone is None and not checking:
+                task = asyncio.ensure_future(confirm_gone(f"{record.code}: {record.detail}"))
+                checking.add(task)
+                task.add_done_callback(checking.discard)
             self.progress.update(label, done, len(requests))
 
         # No cyclic garbage is made on the hot path, and a collection pause would show up as client-added TTFT
@@ -123,6 +133,8 @@ class Runner:
                 rate = stage.request_rate if stage.request_rate is not None else math.inf
                 offsets = arrival_offsets(len(requests), rate, self.seed)
                 await self._open_loop(offsets, payloads, records, finished, stop, run)
+            if checking:
+                await asyncio.gather(*checking, return_exceptions=True)
         finally:
             gc.enable()
         run.cpu_seconds = time.process_time() - cpu_start
