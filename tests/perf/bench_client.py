@@ -6,9 +6,13 @@ client is the google-jetstream 0.2.2 wheel's own benchmarks/benchmark_serving.py
 (tests/jetstream/setup-venv.sh) with a stand-in for its unused `eval_accuracy` import (nltk/evaluate).
 Each figure is read from the client's own summary (same definitions: duration = first send to last answer).
 
-    .venv/bin/python -m tests.perf.bench_client [--quick]
+    .venv/bin/python -m tests.perf.bench_client [--server go|python] [--runs N] [--quick]
 
-Prints one line per scenario and the ratios. Figures depend on the machine and its load: run on a quiet box.
+`--server go` uses tests/jetstream/fastserver (built once with `go build` into ~/.cache/tpuserve-tools), fast
+enough that the clients, not the server, are measured; `python` (default) needs nothing but this venv.
+Prints one line per scenario: req/s, output tok/s, TTFT p50/p99, successes, the client's CPU seconds during
+its measured window (read from /proc for JetStream's client, from our results.json for ours) and requests per
+CPU-second, then the ratios. Figures depend on the machine and its load: run on a quiet box.
 """
 
 from __future__ import annotations
