@@ -68,6 +68,8 @@ def demo_objects(jetstream: str) -> list[dict[str, Any]]:
     srv = load("server.yaml")  # unchanged: v5e 2x4, the manual's engine settings
     srv["spec"].pop("serviceAccountName", None)
     run = load("benchmark.yaml")
+    # Renamed: the seed's run is openorca; this one is synthetic (see "ADAPTED" above).
+    run["metadata"]["name"] = "llama2-7b-v5e-synthetic"
     run["spec"] = {
         "serverRef": run["spec"]["serverRef"],
         "dataset": {"name": "synthetic", "synthetic": {"inputLength": 16, "outputLength": 8}},

@@ -239,7 +239,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             status.parameter_count = summary.parameter_count
         status.scanned_path, status.unscanned_path = scanned, unscanned
         status.completion_time = now
-        outcome = f" ({summary.outcome})" if summary is not None else ""
+        outcome = (
+            " (verified output reused by the converter)" if summary is not None and summary.outcome == "reused" else ""
+        )
         done(
             CheckpointPhase.READY,
             Reason.CONVERTED,
