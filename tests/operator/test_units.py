@@ -100,3 +100,21 @@ def test_cost_and_roofline_follow_the_catalog() -> None:
     assert roofline == pytest.approx(3000 / ceiling, rel=1e-4)
     # An external target has no known slice: no cost, no roofline.
     assert benchmark._derived(ctx, None, status, summary) == (None, None)
+
+
+def test_container_problem_names_the_stuck_container() -> None:
+    stuck = {
+        "metadata": {"name": "srv-1"},
+        "status": {
+            "containerStatuses": [
+                {"name": "jetstream-http", "state": {"running": {}}},
+                {"name": "jetstream", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m"}}},
+            ]
+        },
+    }
+    assert observe.container_problem([stuck]) == "srv-1/jetstream: CrashLoopBackOff: back-off 5m"
+    starting = {
+        "metadata": {"name": "p"},
+        "status": {"containerStatuses": [{"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}]},
+    }
+    assert observe.container_problem([starting]) is None

@@ -87,3 +87,26 @@ def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
 def all_scheduled(pods: list[dict[str, Any]]) -> bool:
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     return bool(live) and all((p.get("spec") or {}).get("nodeName") for p in live)
+
+
+# Container states that will not fix themselves without a change (image, config) or that repeat (crashes).
+STUCK_WAITING_REASONS = (
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+)
+
+
+def container_problem(pods: list[dict[str, Any]]) -> str | None:
+    """'<pod>/<container>: <reason>: <message>' for the first container stuck in a failing waiting state."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_WAITING_REASONS:
+                name = (pod.get("metadata") or {}).get("name")
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                return f"{name}/{cs.get('name')}: {waiting['reason']}{detail}"[:1000]
+    return None

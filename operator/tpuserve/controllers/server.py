@@ -196,9 +196,16 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         reason = Reason.AVAILABLE
     else:
         status.phase = ServerPhase.DEPLOYING
+        problem = observe.container_problem(pods)
         if unschedulable:
             status.message = f"Unschedulable: {unschedulable}"
             reason = Reason.UNSCHEDULABLE
+        elif problem:
+            status.message = (
+                f"a server container is failing ({problem}); check the image, engine.extraArgs and "
+                f"`kubectl logs deploy/{deploy_name} -c jetstream`"
+            )
+            reason = Reason.CONTAINER_FAILING
         else:
             status.message = (
                 f"{ready}/{desired} replica(s) ready; the server loads weights and compiles (minutes)" + monitor_notes
@@ -207,7 +214,8 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         status.conditions = set_condition(
             status.conditions, ServerConditionType.AVAILABLE, ready > 0, reason, status.message, generation, now
         )
-    write_status(ctx, KIND, body, status, event_reason=reason, warning=reason == Reason.UNSCHEDULABLE)
+    warning = reason in (Reason.UNSCHEDULABLE, Reason.CONTAINER_FAILING)
+    write_status(ctx, KIND, body, status, event_reason=reason, warning=warning)
     ctx.metrics.reconciles.labels(KIND, "ok").inc()
 
 

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     PODS_PENDING = "PodsPending"  # server pods not bound yet (no scheduler verdict yet)
     DEPLOYING = "Deploying"  # pods are starting (image pull, weight load, XLA compile)
     AVAILABLE = "MinimumReplicasAvailable"  # replicas are ready to serve
+    CONTAINER_FAILING = "ContainerFailing"  # a server container crash-loops or its image cannot be pulled
     MONITORING_UNAVAILABLE = "MonitoringUnavailable"  # PodMonitoring/ServiceMonitor CRD missing or forbidden
     # BenchmarkRun
     WAITING_FOR_SERVER = "WaitingForServer"  # the referenced InferenceServer is not Ready yet
