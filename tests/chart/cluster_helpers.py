@@ -302,3 +302,30 @@ def rbac_denials(log: str) -> list[str]:
     "verb resource.group" strings."""
     found = {f"{verb} {resource}{'.' + group if group else ''}" for verb, resource, group in _DENIAL.findall(log)}
     return sorted(found)
+
+
+def audited_requests(audit_log: Path, username: str) -> set[tuple[str, str, str]]:
+    """(verb, group, resource[/subresource]) of every request `username` made, from a kube-apiserver JSON audit log
+    (level Metadata or higher). Non-resource requests (discovery: /api, /apis, /version) are left out."""
+    used: set[tuple[str, str, str]] = set()
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef")
+        if event.get("user", {}).get("username") != username or not ref or event.get("stage") != "ResponseComplete":
+            continue
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        used.add((event["verb"], ref.get("apiGroup", ""), resource))
+    return used
+
+
+def granted_rules(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) of every Role/ClusterRole rule in rendered chart objects."""
+    return {
+        (verb, group, resource)
+        for obj in objects
+        if obj["kind"] in ("Role", "ClusterRole")
+        for rule in obj["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }

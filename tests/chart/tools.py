@@ -49,7 +49,10 @@ def helm(*args: str, check: bool = True, env: Mapping[str, str] | None = None) -
         "HELM_DATA_HOME": str(helm_home / "data"),
         **(env or {}),
     }
-    return subprocess.run([str(helm_binary()), *args], check=check, capture_output=True, text=True, env=full_env)
+    result = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, env=full_env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 def set_args(values: Mapping[str, Any] | None) -> list[str]:
