@@ -23,16 +23,11 @@ INSTALL_NAMESPACE = "tpuserve-system"
 
 @functools.cache
 def tools_bin_dir() -> Path:
-    """The test-cluster binaries directory (helm, kubectl, ...): TPUSERVE_TOOLS_BIN, else build-tools.sh's answer."""
-    if env := os.environ.get("TPUSERVE_TOOLS_BIN"):
-        return Path(env)
-    out = subprocess.run(
-        ["bash", str(REPO / "tests" / "cluster" / "build-tools.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return Path(out.strip().splitlines()[-1])
+    """The test-cluster binaries directory (helm, kubectl, ...): TPUSERVE_TOOLS_BIN, else the cached build
+    (`make tools`); a clear error when they are missing (the test-cluster harness decides)."""
+    from tests.cluster.harness import tools_bin_dir as cluster_tools_bin_dir
+
+    return cluster_tools_bin_dir()
 
 
 def helm_binary() -> Path:
