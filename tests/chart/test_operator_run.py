@@ -59,6 +59,9 @@ def _phase(cluster: Cluster, namespace: str, kind: str, name: str) -> str | None
     return None if obj is None else obj.get("status", {}).get("phase")
 
 
+MIRRORED_SERVER_IMAGE = "europe-docker.pkg.dev/my-project/mirror/maxengine-server:v0.2.2"
+V5E_PRICE = 0.84  # $/chip-hour (the catalog's on-demand price is 1.20)
+
 # Grants a successful first run does not exercise, each with the reason it is granted anyway.
 GRANTED_BUT_NOT_USED_BY_ONE_RUN = {
     # Checked by the OwnerReferencesPermissionEnforcement admission plugin when a child with blockOwnerDeletion is
@@ -118,6 +121,9 @@ def test_operator_under_the_chart_service_account_runs_the_cycle_and_every_dashb
             "workloads.benchmark.nodeSelector": placement["nodeSelector"],
             "workloads.benchmark.tolerations": placement["tolerations"],
             "gcs.project": "tpuserve-test",
+            # Non-default image and price, to see the chart's values reach the operator's decisions.
+            "workloads.images.server": MIRRORED_SERVER_IMAGE,
+            "tpuPrices.v5e": V5E_PRICE,
         },
     )
     try:
@@ -232,7 +238,14 @@ def _run_cycle(
         assert run is not None
         assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
         assert run["status"]["results"]["successfulRequests"] > 0
-        assert run["status"]["costPerMillionOutputTokens"] > 0
+        # The chart's values reached the operator: the server runs the image the chart names, and the cost uses
+        # the chart's v5e price for the 8 chips of a 2x4 slice at the measured output rate.
+        deployment = _get(cluster, namespace, "deployments", naming.server_name("llama2-7b-v5e"))
+        assert deployment is not None
+        images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+        assert MIRRORED_SERVER_IMAGE in images
+        expected_cost = V5E_PRICE * 8 / 3600 / run["status"]["results"]["outputThroughput"] * 1e6
+        assert run["status"]["costPerMillionOutputTokens"] == pytest.approx(expected_cost, rel=1e-3)
 
         # The chart's RBAC was enough: the API server refused nothing the operator asked for.
         assert not rbac_denials(operator.log_text())
