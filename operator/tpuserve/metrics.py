@@ -81,6 +81,7 @@ class OperatorMetrics:
         )
         self._runs: dict[tuple[str, str], tuple[str, ...]] = {}
         self._phases: dict[tuple[str, str, str], str] = {}  # (kind, namespace, name) -> phase
+        self._deleted: set[str] = set()  # uids of deleted objects
         self._lock = threading.Lock()
 
     def started(self) -> None:
@@ -171,9 +172,15 @@ class OperatorMetrics:
                     gauge.remove(*values, stat)
 
     # --- objects by phase -------------------------------------------------------------------------------
-    def set_phase(self, kind: str, namespace: str, name: str, phase: str | None) -> None:
+    def set_phase(self, kind: str, namespace: str, name: str, phase: str | None, uid: str | None = None) -> None:
+        """Count the object under its phase; phase None (deletion) forgets it. A late reconcile of an object
+        already deleted (same uid) does not bring it back."""
         key = (kind, namespace, name)
         with self._lock:
+            if phase is not None and uid is not None and uid in self._deleted:
+                return
+            if phase is None and uid is not None:
+                self._deleted.add(uid)
             old = self._phases.pop(key, None)
             if phase is not None:
                 self._phases[key] = phase

@@ -249,9 +249,16 @@ def test_child_deleted_by_hand_is_recreated_and_owner_deletion_collects_children
         timeout=60,
         description="the garbage collector removing the server's children",
     )
-    text = operator.metrics()
-    assert not metric_value(
-        text, "tpuserve_objects", {"kind": "InferenceServer", "namespace": namespace, "phase": "Ready"}
+    wait_for(
+        lambda: (
+            not metric_value(
+                operator.metrics(),
+                "tpuserve_objects",
+                {"kind": "InferenceServer", "namespace": namespace, "phase": "Ready"},
+            )
+        ),
+        timeout=30,
+        description="the deleted server gone from tpuserve_objects",
     )
 
 

@@ -46,7 +46,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     status.observed_generation = generation
     if status.phase in TERMINAL:
         export_metrics(ctx, body, status)
-        ctx.metrics.set_phase(KIND, ns, name, str(status.phase))
+        ctx.metrics.set_phase(KIND, ns, name, str(status.phase), meta.get("uid"))
         ctx.metrics.reconciles.labels(KIND, "ok").inc()
         return
     try:

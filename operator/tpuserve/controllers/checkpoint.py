@@ -106,7 +106,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     status = old.model_copy(deep=True)
     current = old.observed_generation == generation
     if current and old.phase in (CheckpointPhase.READY, CheckpointPhase.FAILED):
-        ctx.metrics.set_phase(KIND, meta["namespace"], meta["name"], str(old.phase))
+        ctx.metrics.set_phase(KIND, meta["namespace"], meta["name"], str(old.phase), meta.get("uid"))
         ctx.metrics.reconciles.labels(KIND, "ok").inc()
         return  # terminal for this generation; a spec change starts over
 

@@ -113,11 +113,18 @@ def servers_by_checkpoint(namespace: str, name: str, spec: Any, status: Any, **_
 
 @kopf.on.event(GROUP, VERSION, CHECKPOINTS)
 def checkpoint_event(
-    type: str, namespace: str, name: str, status: Any, memo: Any, servers_by_checkpoint: kopf.Index, **_: Any
+    type: str,
+    namespace: str,
+    name: str,
+    meta: Any,
+    status: Any,
+    memo: Any,
+    servers_by_checkpoint: kopf.Index,
+    **_: Any,
 ) -> None:
     ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.metrics.set_phase("LlamaCheckpoint", namespace, name, None)
+        ctx.metrics.set_phase("LlamaCheckpoint", namespace, name, None, meta.get("uid"))
         ctx.forget_lock("LlamaCheckpoint", namespace, name)
         return
     if status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED):
@@ -151,11 +158,11 @@ def runs_by_server(namespace: str, name: str, spec: Any, status: Any, **_: Any) 
 
 @kopf.on.event(GROUP, VERSION, SERVERS)
 def server_event(
-    type: str, namespace: str, name: str, status: Any, memo: Any, runs_by_server: kopf.Index, **_: Any
+    type: str, namespace: str, name: str, meta: Any, status: Any, memo: Any, runs_by_server: kopf.Index, **_: Any
 ) -> None:
     ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.metrics.set_phase("InferenceServer", namespace, name, None)
+        ctx.metrics.set_phase("InferenceServer", namespace, name, None, meta.get("uid"))
         ctx.forget_lock("InferenceServer", namespace, name)
         return
     if status.get("phase") != ServerPhase.READY:
@@ -188,11 +195,11 @@ def run_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, RUNS, value=kopf.PRESENT, field="metadata.name")
-def run_event(type: str, namespace: str, name: str, memo: Any, **_: Any) -> None:
+def run_event(type: str, namespace: str, name: str, meta: Any, memo: Any, **_: Any) -> None:
     if type == "DELETED":
         ctx = _ctx(memo)
         ctx.metrics.forget_run(namespace, name)
-        ctx.metrics.set_phase("BenchmarkRun", namespace, name, None)
+        ctx.metrics.set_phase("BenchmarkRun", namespace, name, None, meta.get("uid"))
         ctx.forget_lock("BenchmarkRun", namespace, name)
 
 

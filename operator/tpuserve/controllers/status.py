@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
+
 from tpuserve.api import Condition, ConditionStatus
 from tpuserve.controllers import kube
 
@@ -115,15 +117,27 @@ def write_status(
     meta = body["metadata"]
     old: dict[str, Any] = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
     wire = new.to_wire()
-    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], str(new.phase) if new.phase else "Pending")
+    phase = str(new.phase) if new.phase else "Pending"
     if wire == old:
+        ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, meta.get("uid"))
         return False
     patch: dict[str, Any] = dict(wire)
     for key in old:
         if key not in wire:
             patch[key] = None
-    if old.get("phase") != wire.get("phase"):
-        # The Event goes first: whoever sees the new phase can also find the Event that explains it.
+    if old.get("phase") != wire.get("phase") or _verdicts(old) != _verdicts(wire):
+        # The Event goes first: whoever sees the new state can also find the Event that explains it.
         kube.post_event(ctx, body, "Warning" if warning else "Normal", str(event_reason), new.message or str(new.phase))
-    kube.patch_status(ctx, kind, meta["namespace"], meta["name"], patch)
+    try:
+        kube.patch_status(ctx, kind, meta["namespace"], meta["name"], patch)
+    except ApiException as exc:
+        if exc.status == 404:  # deleted meanwhile: nothing to write, nothing to count
+            return False
+        raise
+    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, meta.get("uid"))
     return True
+
+
+def _verdicts(status: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each condition's (status, reason): a change of either is worth an Event, a new message alone is not."""
+    return {c.get("type"): (c.get("status"), c.get("reason")) for c in status.get("conditions") or []}
