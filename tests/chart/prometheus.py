@@ -84,15 +84,30 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def running_prometheus(jobs: Mapping[str, list[str]], workdir: Path) -> Iterator[Prometheus]:
-    """Start /usr/bin/prometheus scraping `jobs` (job name -> host:port targets) every second; stop it after."""
+def running_prometheus(
+    jobs: Mapping[str, list[str]],
+    workdir: Path,
+    *,
+    target_labels: Mapping[str, str] | None = None,
+    honor_labels: bool = False,
+) -> Iterator[Prometheus]:
+    """Start /usr/bin/prometheus scraping `jobs` (job name -> host:port targets) every second; stop it after.
+
+    `target_labels` are attached to every target the way Kubernetes service discovery attaches `namespace`, `pod`,
+    `service` (so label conflicts behave as in a cluster); `honor_labels` is the scrape option a ServiceMonitor's
+    `honorLabels` sets."""
     if not shutil.which(PROMETHEUS) and not Path(PROMETHEUS).exists():
         raise RuntimeError(f"{PROMETHEUS} not found: run `make system-deps` (tests/system-deps.sh)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in jobs.items()
+            {
+                "job_name": job,
+                "honor_labels": honor_labels,
+                "static_configs": [{"targets": targets, "labels": dict(target_labels or {})}],
+            }
+            for job, targets in jobs.items()
         ],
     }
     config_path = workdir / "prometheus.yml"

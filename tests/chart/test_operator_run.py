@@ -35,7 +35,7 @@ from tests.chart.cluster_helpers import (
     rbac_denials,
 )
 from tests.chart.prometheus import running_prometheus
-from tests.chart.tools import REPO
+from tests.chart.tools import REPO, render_objects
 from tests.cluster import sim
 from tests.cluster.wait import wait_for
 
@@ -59,6 +59,8 @@ def _phase(cluster: Cluster, namespace: str, kind: str, name: str) -> str | None
     return None if obj is None else obj.get("status", {}).get("phase")
 
 
+BENCH_METRIC = dashboards.BENCH_OUTPUT_TPS
+OPERATOR_POD_NAMESPACE = "tpuserve-system"  # what service discovery would put on the scrape target
 MIRRORED_SERVER_IMAGE = "europe-docker.pkg.dev/my-project/mirror/maxengine-server:v0.2.2"
 V5E_PRICE = 0.84  # $/chip-hour (the catalog's on-demand price is 1.20)
 
@@ -145,9 +147,17 @@ def _run_cycle(
     for name in ("consolidated.00.pth", "params.json", "tokenizer.model"):
         gcs_client.bucket(bucket).blob(f"meta/{name}").upload_from_string(b"x" * 16)
 
+    # Scrape as the chart's ServiceMonitor makes the Prometheus Operator scrape: service discovery puts the
+    # operator pod's namespace on the target, and honorLabels decides whose `namespace` wins.
+    monitor = next(o for o in render_objects({"metrics.serviceMonitor.enabled": True}) if o["kind"] == "ServiceMonitor")
     with (
         operator_as_installed(cluster, release, namespace, tmp_path / "operator") as operator,
-        running_prometheus({"tpuserve-operator": [operator.metrics]}, tmp_path / "prometheus") as prometheus,
+        running_prometheus(
+            {"tpuserve-operator": [operator.metrics]},
+            tmp_path / "prometheus",
+            target_labels={"namespace": OPERATOR_POD_NAMESPACE, "service": f"{release}-tpuserve-metrics"},
+            honor_labels=monitor["spec"]["endpoints"][0].get("honorLabels", False),
+        ) as prometheus,
     ):
         prometheus.wait_for_targets_up()
         _apply(
@@ -259,6 +269,9 @@ def _run_cycle(
         while missing and time.monotonic() < deadline:
             time.sleep(2)
             missing = [e for e in missing if not prometheus.query(e.expr)]
+        # The runs are filed under their own namespace (what the dashboards' Namespace filter lists).
+        namespaces = {r["metric"].get("namespace") for r in prometheus.query(f"count by (namespace) ({BENCH_METRIC})")}
+        assert namespaces == {namespace}, namespaces
         assert not missing, "no data for:\n" + "\n".join(f"{e.dashboard} / {e.panel}: {e.expr}" for e in missing)
         print(f"{len(expressions)} dashboard expressions answered by a real Prometheus scraping the operator")
 

@@ -134,7 +134,9 @@ def test_workload_identity_annotations_and_monitors() -> None:
         }
     monitor = the(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
+    ]
     podmon = the(objects, "PodMonitoring")
     assert podmon["spec"]["endpoints"][0]["port"] == "metrics"
     rules = the(objects, "ClusterRole")["rules"]
