@@ -61,6 +61,10 @@ def test_jetstream_tpot_is_latency_over_tokens_exactly(delayed_run: Any) -> None
     assert stage["tpotMs"]["p99"] == pytest.approx(float(np.percentile(tpot_ms, 99)), rel=1e-12)
     # and it is not the decode TPOT: it includes the TTFT.
     assert stage["tpotMs"]["median"] > stage["decodeTpotMs"]["median"] * 1.2
+    # every message's arrival and token count is kept per request
+    assert all(r["tokens_per_message"] == [1] * TOKENS and len(r["arrivals_ms"]) == TOKENS for r in rows)
+    assert all(r["arrivals_ms"][0] == pytest.approx(r["ttft_sec"] * 1000, abs=1e-3) for r in rows)
+    assert sorted(r["send_time_sec"] for r in rows)[-1] > 0.2  # Poisson arrivals at 20 req/s spread over ~1 s
     js = json.loads((delayed_run.output / "stage-00.jetstream.json").read_text())
     assert js["metrics"]["median_tpot_ms"] == stage["tpotMs"]["median"] == js["metrics"]["median_TPOT_ms"]
 

@@ -121,9 +121,10 @@ def jetstream_result(
 
 
 def request_outputs(
-    requests: list[Request], results: list[RequestResult], tokenizer: Tokenizer | None
+    requests: list[Request], results: list[RequestResult], tokenizer: Tokenizer | None, stage_start: float = 0.0
 ) -> list[dict[str, Any]]:
-    """JetStream's outputs file entries (0.2.2 keys, the newer *_sec keys) plus output_len and error."""
+    """JetStream's outputs file entries (0.2.2 keys, the newer *_sec keys) plus ours: output_len, error, the send
+    time (seconds after the stage started), every stream message's arrival (ms after send) and its token count."""
     rows = []
     for request, result in zip(requests, results, strict=False):
         text = tokenizer.decode(result.output_ids)[0] if tokenizer is not None else ""
@@ -141,6 +142,9 @@ def request_outputs(
                 "output_len": result.output_len,
                 "sample_idx": request.sample_idx,
                 "error": None if result.ok else f"{result.record.code}: {result.record.detail}",
+                "send_time_sec": result.record.send - stage_start,
+                "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.record.arrivals],
+                "tokens_per_message": result.counts,
             }
         )
     return rows

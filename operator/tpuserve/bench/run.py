@@ -162,7 +162,7 @@ class Session:
             js = jetstream_result(report, args.num_prompts, args.model, tokenizer_id, metadata, _now())
             storage.write_text(stage_file(args.output, index, "jetstream"), dump(js))
             if args.save_request_outputs:
-                rows = request_outputs(run.requests, results, self.tokenizer)
+                rows = request_outputs(run.requests, results, self.tokenizer, run.start)
                 storage.write_text(stage_file(args.output, index, "request-outputs"), dump(rows))
 
     def write_results(self, message: str | None) -> None:
