@@ -150,3 +150,32 @@ def test_transient_unavailable_does_not_stop_the_run(delay_server: Callable[...,
     assert run.code == 0, run.stdout
     assert run.summary["errors"] == {"UNAVAILABLE": 8}
     assert run.summary["successfulRequests"] == 32
+
+
+def test_sigterm_ends_with_partial_results(delay_server: Callable[..., Any], tmp_path: Path) -> None:
+    """Kubernetes stops a pod with SIGTERM: the run stops, writes what it measured and says why."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = delay_server("--ttft-ms", "10", "--itl-ms", "20")
+    tm, out = tmp_path / "tm.json", tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "tpuserve.bench.cli", "run", *synthetic(server.target, 200, out_len=5),
+         "--request-rate", "20", "--termination-message-path", str(tm), "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:  # "Prepared 200 requests ..." comes just before the server wait and the stage
+        if line.startswith("Prepared"):
+            break
+    time.sleep(2.0)  # ~40 requests sent at 20 req/s, 160 still to send
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    summary = json.loads(tm.read_text())
+    assert "terminated by SIGTERM" in summary["message"]
+    assert 0 < summary["successfulRequests"] < 200
+    stage = json.loads((out / "results.json").read_text())["stages"][0]
+    assert stage["unsentRequests"] > 0 and "SIGTERM" in stage["message"]

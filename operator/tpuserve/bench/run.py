@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -136,7 +137,7 @@ class Session:
                     f"{self.warmup.failed_requests} failed; not counted in the results",
                     flush=True,
                 )
-                if runner.server_gone:
+                if runner.server_gone or runner.terminated:
                     return
                 await asyncio.sleep(args.warmup_pause)
         plan = stages(args)
@@ -195,7 +196,27 @@ async def _main(session: Session, requests: list[ds.Request]) -> str | None:
         progress = Progress(args.progress == "always" or (args.progress == "auto" and tty))
         deadline = time.monotonic() + args.timeout if args.timeout else None
         runner = Runner(client, args.request_timeout or None, args.seed, progress, deadline)
-        await session.measure(runner, requests)
+        main_task = asyncio.current_task()
+        assert main_task is not None
+
+        def terminate(name: str) -> None:
+            if runner.terminated is None:
+                runner.terminated = f"terminated by {name}"
+                main_task.cancel()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, terminate, sig.name)
+        try:
+            await session.measure(runner, requests)
+        except asyncio.CancelledError:
+            if runner.terminated is None:
+                raise
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if runner.terminated:
+            return f"{runner.terminated}; results are partial"
         if runner.server_gone:
             return f"server became unavailable mid-run ({runner.server_gone}); results are partial"
         ended = next((r.message for r in session.reports if r.message), None)

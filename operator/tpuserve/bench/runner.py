@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,8 @@ class Runner:
         self.progress = progress
         self.run_deadline = run_deadline  # time.monotonic() value, or None
         self.server_gone: str | None = None
+        self.terminated: str | None = None  # set (with a task cancel) by a signal handler: stop, keep results
+        self._inflight: set[asyncio.Future[Any]] = set()
 
     async def run_stage(self, stage: Stage, requests: list[Request], warmup: bool = False) -> StageRun:
         payloads = [encode_request(r.prompt_ids, r.max_tokens) for r in requests]
@@ -127,12 +130,24 @@ class Runner:
         cpu_start = time.process_time()
         try:
             run.start = time.perf_counter()
-            if stage.concurrency is not None:
-                await self._closed_loop(stage.concurrency, payloads, records, finished, stop, run)
-            else:
-                rate = stage.request_rate if stage.request_rate is not None else math.inf
-                offsets = arrival_offsets(len(requests), rate, self.seed)
-                await self._open_loop(offsets, payloads, records, finished, stop, run)
+            try:
+                if stage.concurrency is not None:
+                    await self._closed_loop(stage.concurrency, payloads, records, finished, stop, run)
+                else:
+                    rate = stage.request_rate if stage.request_rate is not None else math.inf
+                    offsets = arrival_offsets(len(requests), rate, self.seed)
+                    await self._open_loop(offsets, payloads, records, finished, stop, run)
+            except asyncio.CancelledError:
+                if self.terminated is None:
+                    raise
+                # Terminated (SIGTERM from Kubernetes): cancel what is in flight and report what was measured.
+                pending = [t for t in self._inflight if not t.done()]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                run.aborted = f"{self.terminated}: in-flight requests cancelled, the rest not sent"
+            finally:
+                self._inflight.clear()
             if checking:
                 await asyncio.gather(*checking, return_exceptions=True)
         finally:
@@ -186,6 +201,7 @@ class Runner:
             task = asyncio.ensure_future(decode(records[i], payloads[i], timeout))
             task.add_done_callback(lambda t: None if t.cancelled() else finished(t.result()))
             tasks.add(task)
+            self._inflight.add(task)
             run.sent = i + 1
         await self._wait_or_stop(tasks, stop, run)
 
@@ -211,6 +227,7 @@ class Runner:
                 finished(await decode(records[i], payloads[i], timeout))
 
         workers = {asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(payloads)))}
+        self._inflight.update(workers)
         timeout_s = None if self.run_deadline is None else max(0.0, self.run_deadline - time.monotonic())
         _, pending = await asyncio.wait(workers, timeout=timeout_s)
         if pending:
