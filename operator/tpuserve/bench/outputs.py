@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -206,13 +207,15 @@ def summary(stages: list[StageReport], results_uri: str | None, message: str | N
 
 
 def write_termination_message(path: str, text: str) -> None:
-    """Best effort: a missing /dev/termination-log off Kubernetes must not fail a run."""
+    """Write the summary; a missing /dev/termination-log (off Kubernetes) is not an error, other failures warn."""
+    target = Path(path)
     try:
-        target = Path(path)
-        if target.parent.exists():
-            target.write_text(text, encoding="utf-8")
-    except OSError:
-        pass
+        if path == DEFAULT_TERMINATION_PATH and not target.parent.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"warning: cannot write the termination message to {path}: {exc}", file=sys.stderr)
 
 
 def failure_summary(message: str) -> str:
