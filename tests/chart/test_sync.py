@@ -120,3 +120,18 @@ def test_dashboard_metric_names_are_documented() -> None:
     # histogram series (_bucket/_sum/_count) are documented under the histogram's name
     missing = sorted(m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in documented)
     assert used and not missing, f"not in docs/metrics.md: {missing}"
+
+
+def test_pod_user_and_args_match_the_operator_image() -> None:
+    """The chart runs the image as the user its Dockerfile declares, and its args suit the image's entrypoint."""
+    dockerfile = (REPO / "images" / "operator.Dockerfile").read_text()
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    assert user, "images/operator.Dockerfile declares no numeric USER"
+    assert re.search(r'^ENTRYPOINT \["tpuserve"\]$', dockerfile, re.MULTILINE)
+    deployment = next(o for o in render_objects() if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        int(user.group(1)),
+        int(user.group(2)),
+    )
+    assert pod["containers"][0]["args"][0] == "operator"
