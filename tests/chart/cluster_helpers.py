@@ -131,6 +131,20 @@ def servicemonitor_crd_path() -> Path:
     return Path(json.loads(out)["Dir"]) / SERVICEMONITOR_CRD
 
 
+MONITORING_CRDS = ("crd/servicemonitors.monitoring.coreos.com", "crd/podmonitorings.monitoring.googleapis.com")
+
+
+@contextmanager
+def monitoring_crds_installed(cluster: Cluster) -> Iterator[None]:
+    """The ServiceMonitor and PodMonitoring CRDs for the duration of a test. CRDs are cluster-wide and the session
+    cluster is shared, so they are removed afterwards: other tests check how the operator behaves without them."""
+    install_monitoring_crds(cluster)
+    try:
+        yield
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=60s", *MONITORING_CRDS, check=False)
+
+
 def install_monitoring_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(servicemonitor_crd_path()))
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(PODMONITORING_CRD))
@@ -138,8 +152,7 @@ def install_monitoring_crds(cluster: Cluster) -> None:
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/podmonitorings.monitoring.googleapis.com",
+        *MONITORING_CRDS,
     )
 
 

@@ -4,6 +4,7 @@ real `helm install` / upgrade / uninstall, and the installed RBAC allowing what 
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from tests.chart.cluster_helpers import (
     can_i,
     cluster_helm,
     helm_install,
-    install_monitoring_crds,
+    monitoring_crds_installed,
     namespaces,
     render_with,
 )
@@ -110,9 +111,10 @@ def test_api_server_accepts_every_rendered_object(kube_cluster: Cluster, namespa
     crds, objects = _split(render_with(values, release, namespace))
     assert {c["metadata"]["name"] for c in crds} == {f"{cr}.tpuserve.dev" for cr in CRS}
     _apply_crds(kube_cluster)
-    if variant == "monitors-and-workload-identity":
-        install_monitoring_crds(kube_cluster)
-    with namespaces(kube_cluster, *extra):
+    monitoring = (
+        monitoring_crds_installed(kube_cluster) if variant == "monitors-and-workload-identity" else nullcontext()
+    )
+    with monitoring, namespaces(kube_cluster, *extra):
         # CRDs first (above), then everything in one server-side dry run: admission, schema, RBAC escalation checks.
         result = kube_cluster.kubectl(
             "apply",

@@ -3,6 +3,7 @@ unavailable. Each test runs its own operator process (it kills it), against the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -100,12 +101,29 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
 ) -> None:
     """The operator's GCS is an emulator on a port where nothing listens at first, then starts (a real outage
     as the client sees it: connection refused), then the source appears."""
+    # The source is staged first into an on-disk emulator store on another port, so that when GCS "comes
+    # back" on the operator's port it serves the complete source at once (no upload racing the retry).
+    storage_base = tmp_path / "gcs-store"
+    storage_base.mkdir()
+    staging = _Emulator(free_port(), storage_base)
+    try:
+        staging_client = wait_for(
+            lambda: _client_when_up(staging.endpoint), timeout=30, description="the staging emulator answering"
+        )
+        staging_client.create_bucket("outage-bucket")
+        from tests.convert.conftest import TINY, upload_dir, write_meta_source
+
+        write_meta_source(tmp_path / "meta", TINY)
+        upload_dir(staging_client, "outage-bucket", tmp_path / "meta", "meta")
+    finally:
+        staging.stop()
+
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = operator_env(endpoint, tiny_arch_file, TPUSERVE_GCS_TIMEOUT_SECONDS="3")
     process = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
     process.start()
-    emulator: subprocess.Popen[bytes] | None = None
+    emulator: _Emulator | None = None
     try:
         objects.apply(namespace, checkpoint("ckpt", "gs://outage-bucket/meta", "gs://outage-bucket/out"))
 
@@ -117,28 +135,8 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
         status = wait_for(unavailable, timeout=60, description="Ready=False/GcsUnavailable")
         assert status["phase"] == "Pending"
         assert "retrying" in condition(status, "Ready")["message"]
-        emulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gcp_storage_emulator",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--in-memory",
-                "--quiet",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = wait_for(lambda: _client_when_up(endpoint), timeout=30, description="the emulator answering")
-        client.create_bucket("outage-bucket")
-        from tests.convert.conftest import TINY, upload_dir, write_meta_source
-
-        write_meta_source(tmp_path / "meta", TINY)
-        upload_dir(client, "outage-bucket", tmp_path / "meta", "meta")
+        emulator = _Emulator(port, storage_base)
+        wait_for(lambda: _client_when_up(endpoint), timeout=30, description="the emulator answering")
         status = objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Converting", "Ready", "Failed", timeout=60)
         assert status["phase"] in ("Converting", "Ready"), status
         assert job_names(objects, namespace) == ["ckpt-convert"]
@@ -147,8 +145,24 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
     finally:
         process.stop()
         if emulator is not None:
-            emulator.terminate()
-            emulator.wait(timeout=10)
+            emulator.stop()
+
+
+class _Emulator:
+    """A gcp-storage-emulator process storing on disk under `storage_base`, so data outlives a restart."""
+
+    def __init__(self, port: int, storage_base: Path) -> None:
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "-q"],
+            env={**os.environ, "STORAGE_BASE": str(storage_base)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
 
 
 def _client_when_up(endpoint: str) -> Any:
