@@ -83,3 +83,40 @@ def test_closed_loop_throughput(
     # 4 in flight, each taking ~latency_s: about 4 / latency_s requests per second, never more.
     assert 0.5 * 4 / latency_s < stage["requestThroughput"] <= 4 / latency_s * 1.02
     assert stage["concurrency"] == 4
+
+
+def test_no_hidden_cap_on_streams_in_flight() -> None:
+    """300 streams on the one channel run at once against a gRPC server with default options (as JetStream's
+    server_lib builds it): nothing queues them client-side (a cap of 100 would take >= 3 s here)."""
+    import asyncio
+    import time
+
+    import grpc
+    from tpuserve.bench.client import Client, Record, encode_request
+
+    async def decode(request: bytes, context: Any) -> Any:
+        await asyncio.sleep(1.0)
+        yield b"\x1a\x04\x0a\x02\x12\x00"  # one stream message with no token
+
+    async def scenario() -> tuple[float, set[str]]:
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            "jetstream_proto.Orchestrator", {"Decode": grpc.unary_stream_rpc_method_handler(decode)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        client = Client(f"127.0.0.1:{port}")
+        try:
+            start = time.perf_counter()
+            records = await asyncio.gather(
+                *(client.decode(Record(i), encode_request([1, 2, 3], 1), 30) for i in range(300))
+            )
+            return time.perf_counter() - start, {r.code for r in records}
+        finally:
+            await client.close()
+            await server.stop(0)
+
+    elapsed, codes = asyncio.run(scenario())
+    assert codes == {"OK"}
+    assert elapsed < 2.5
