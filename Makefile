@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: system-deps setup tools jetstream lint test test-unit cluster-up cluster-down crds demo clean
+.PHONY: system-deps setup tools jetstream lint test test-unit cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ cluster-down: setup
 
 demo: system-deps setup tools jetstream
 	$(PY) -m tests.demo
+
+# Performance scripts (they print figures; they are not tests). Figures are recorded in docs/.
+perf-bench: setup jetstream
+	$(PY) -m tests.perf.bench_client
+
+perf-convert: setup
+	$(PY) -m tests.perf.convert_perf
+
+perf-scale: setup tools
+	$(PY) -m tests.perf.scale_operator --runs 200 1000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
