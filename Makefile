@@ -55,7 +55,7 @@ demo: system-deps setup tools jetstream
 
 # Performance scripts (they print figures; they are not tests). Figures are recorded in docs/.
 perf-bench: setup jetstream
-	$(PY) -m tests.perf.bench_client
+	$(PY) -m tests.perf.bench_client --server go
 
 perf-convert: setup
 	$(PY) -m tests.perf.convert_perf
