@@ -71,6 +71,17 @@ def test_bench_image_carries_maxtext_assets() -> None:
     assert "test -s /opt/maxtext/assets/tokenizer.llama2" in text
 
 
+def test_bench_image_carries_the_default_openorca_set() -> None:
+    """`dataset: {name: openorca}` without a path reads the bench's default file: the image must put it there."""
+    from tpuserve.bench import datasets
+
+    text = (IMAGES / "bench.Dockerfile").read_text()
+    file_name = datasets.DEFAULT_FILES["openorca"]
+    assert f"ARG OPENORCA_FILE={file_name}" in text
+    assert f"{datasets.DEFAULT_DATASETS_DIR}/${{OPENORCA_FILE}}" in text
+    assert f"COPY --from=build {datasets.DEFAULT_DATASETS_DIR} {datasets.DEFAULT_DATASETS_DIR}" in text
+
+
 def test_constraints_pin_every_core_dependency() -> None:
     import tomllib
 
