@@ -319,12 +319,13 @@ def rbac_denials(log: str) -> list[str]:
 
 def audited_requests(audit_log: Path, username: str) -> set[tuple[str, str, str]]:
     """(verb, group, resource[/subresource]) of every request `username` made, from a kube-apiserver JSON audit log
-    (level Metadata or higher). Non-resource requests (discovery: /api, /apis, /version) are left out."""
+    (level Metadata or higher). Non-resource requests (discovery: /api, /apis, /version) are left out. Every stage
+    counts: a watch still open when the log is read has RequestReceived/ResponseStarted but no ResponseComplete."""
     used: set[tuple[str, str, str]] = set()
     for line in audit_log.read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef")
-        if event.get("user", {}).get("username") != username or not ref or event.get("stage") != "ResponseComplete":
+        if event.get("user", {}).get("username") != username or not ref:
             continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         used.add((event["verb"], ref.get("apiGroup", ""), resource))

@@ -166,10 +166,11 @@ def test_rbac_rules_are_exactly_the_operator_needs() -> None:
     want = {("tpuserve.dev", r, v) for r in crs for v in ("get", "list", "watch", "patch")}
     want |= {("tpuserve.dev", f"{r}/status", "patch") for r in crs}
     want |= {("tpuserve.dev", f"{r}/finalizers", "update") for r in crs}
-    for group, resource in (("batch", "jobs"), ("apps", "deployments"), ("", "services")):
+    for group, resource in (("batch", "jobs"), ("apps", "deployments")):
         want |= {(group, resource, v) for v in ("get", "list", "watch", "create", "patch")}
+    want |= {("", "services", v) for v in ("get", "create", "patch")}  # never listed or watched
     want.add(("batch", "jobs", "delete"))
-    want |= {("", "pods", v) for v in ("get", "list", "watch")}
+    want |= {("", "pods", v) for v in ("list", "watch")}  # by label; no single-pod get
     want.add(("", "events", "create"))
     want |= {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
     assert granted == want

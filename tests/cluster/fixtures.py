@@ -36,6 +36,11 @@ class KubeCluster:
     local: LocalCluster | None  # None when running against an existing cluster
 
     @property
+    def audit_log(self) -> Path | None:
+        """The apiserver's ServiceAccount audit log (JSON lines); None on an existing cluster."""
+        return self.local.audit_log if self.local is not None else None
+
+    @property
     def has_local_node(self) -> bool:
         """Whether pods on node `tpuserve-local` really run (only on the local cluster)."""
         return self.local is not None

@@ -155,6 +155,15 @@ class LocalCluster:
         return self.state_dir / "admin.kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log: JSON lines, one per request made by a ServiceAccount (Metadata level)."""
+        return self.state_dir / "audit.log"
+
+    @property
+    def _audit_policy(self) -> Path:
+        return self.state_dir / "audit-policy.yaml"
+
+    @property
     def local_node_env_file(self) -> Path:
         """Extra environment for processes on the local node (JSON object), read at every pod start."""
         return self.state_dir / "local-node-env.json"
@@ -220,6 +229,12 @@ class LocalCluster:
                 ],
             )
         )
+        # Requests by ServiceAccounts only (the operator under the chart's RBAC), so tests can check that a role is
+        # exactly as wide as what its user does; components and test kubectl traffic are not logged.
+        self._audit_policy.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n"
+            '- level: Metadata\n  userGroups: ["system:serviceaccounts"]\n- level: None\n'
+        )
         self._launch(
             Component(
                 "kube-apiserver",
@@ -234,6 +249,9 @@ class LocalCluster:
                     f"--client-ca-file={ca.cert}",
                     "--authorization-mode=Node,RBAC",
                     "--enable-admission-plugins=NodeRestriction",
+                    f"--audit-policy-file={self._audit_policy}",
+                    f"--audit-log-path={self.audit_log}",
+                    "--audit-log-maxsize=100",
                     f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                     f"--service-account-key-file={sa.cert}",
                     f"--service-account-signing-key-file={sa.key}",
