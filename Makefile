@@ -35,14 +35,17 @@ lint: setup
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
 
-test-unit: setup
+test-unit: system-deps setup tools
 	$(VENV)/bin/pytest -m "not cluster and not jetstream" tests
 
 test: system-deps setup tools jetstream lint
 	$(VENV)/bin/pytest tests
 
-crds: setup
+# Everything generated from the models and the chart: crds/, docs/api.md, the chart's crds/ and dashboards,
+# manifests/install.yaml. Tests fail when any of them is stale.
+crds: setup tools
 	$(VENV)/bin/tpuserve crds --output crds --docs docs/api.md
+	$(PY) -m tests.chart.generate
 
 cluster-up: setup tools
 	$(PY) -m tests.cluster.harness up

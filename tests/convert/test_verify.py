@@ -218,12 +218,13 @@ def test_multi_level_ocdbt_index_is_walked(tmp_path: Path) -> None:
             kv.with_transaction(txn)[f"{name}/c/0/0"] = b"x" * 2000
             expected[name] = (8, 4)
     (items / "_METADATA").write_text(json.dumps({"tree_metadata": {}, "use_ocdbt": True, "use_zarr3": True}))
+    assert kv.base is not None
     assert ts.ocdbt.dump(kv.base).result()["versions"][-1]["root_height"] > 0
-    meta = orbax_meta.read_checkpoint_meta(str(items))
-    assert {n: a.shape for n, a in meta.arrays.items()} == expected
-    assert all(a.chunks_found == 1 for a in meta.arrays.values())
+    checkpoint = orbax_meta.read_checkpoint_meta(str(items))
+    assert {n: a.shape for n, a in checkpoint.arrays.items()} == expected
+    assert all(a.chunks_found == 1 for a in checkpoint.arrays.values())
     listed = {k.decode().split("/")[0] for k in kv.list().result()}
-    assert listed == set(meta.arrays)
+    assert listed == set(checkpoint.arrays)
 
 
 @pytest.mark.parametrize("zarr3", [False, True])

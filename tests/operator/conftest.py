@@ -15,7 +15,7 @@ from tests.cluster import sim
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
 from tests.operator.harness import Objects, OperatorProcess, install_crds
 
-LOCAL = sim.local_node_placement()  # {"nodeSelector": ..., "tolerations": ...}
+LOCAL: dict[str, Any] = dict(sim.local_node_placement())  # {"nodeSelector": ..., "tolerations": ...}
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,12 @@ from tpuserve.settings import OperatorSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 K8S_VERSION = "1.35"
-OWNER = {"name": "llama2-7b-v5e", "namespace": "team-a", "uid": "0b4c3f9e-1111-2222-3333-444455556666", "generation": 3}
+OWNER: dict[str, Any] = {
+    "name": "llama2-7b-v5e",
+    "namespace": "team-a",
+    "uid": "0b4c3f9e-1111-2222-3333-444455556666",
+    "generation": 3,
+}
 CHECKPOINT = "gs://bucket/llama2-7b/maxtext/unscanned/checkpoints/0/items"
 
 

@@ -89,7 +89,7 @@ def test_cost_and_roofline_follow_the_catalog() -> None:
     )
     ctx = kube.Context(
         api=None, settings=OperatorSettings(tpu_prices={"v5e": 1.0}), metrics=OperatorMetrics(CollectorRegistry())
-    )  # type: ignore[arg-type]
+    )
     cost, roofline = benchmark._derived(ctx, "s", status, summary)
     slice_ = tpu.resolve("v5e", "2x4")
     assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-5)

@@ -74,7 +74,7 @@ def random_params(arch: llama.LlamaArch, layout: Layout, *, seed: int = 0) -> di
 
 
 def _orbax() -> Any:
-    import orbax.checkpoint as ocp  # type: ignore[import-untyped]
+    import orbax.checkpoint as ocp
 
     return ocp
 
