@@ -65,11 +65,7 @@ def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
-    with ctx.lock(KIND, namespace, name), kube.reconciling(ctx, KIND):
-        body = kube.get_custom(ctx, KIND, namespace, name)
-        if body is None:
-            return
-        _reconcile(ctx, body)
+    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:

@@ -140,6 +140,17 @@ def get_or_none(call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         raise
 
 
+def reconcile_latest(
+    ctx: Context, kind: str, namespace: str, name: str, reconcile: Callable[[Context, dict[str, Any]], None]
+) -> None:
+    """Reconcile one object from a fresh read, one reconcile per object at a time (events, timers and
+    dependency wake-ups may arrive together), timed and counted; an object already gone is a no-op."""
+    with ctx.lock(kind, namespace, name), reconciling(ctx, kind):
+        body = get_custom(ctx, kind, namespace, name)
+        if body is not None:
+            reconcile(ctx, body)
+
+
 def get_custom(ctx: Context, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     obj: dict[str, Any] | None = get_or_none(
         ctx.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURALS[kind], name

@@ -30,11 +30,7 @@ MONITORS = (
 
 
 def reconcile_server(ctx: kube.Context, namespace: str, name: str) -> None:
-    with ctx.lock(KIND, namespace, name), kube.reconciling(ctx, KIND):
-        body = kube.get_custom(ctx, KIND, namespace, name)
-        if body is None:
-            return
-        _reconcile(ctx, body)
+    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
