@@ -27,6 +27,14 @@ GOOGLE_CHECKPOINT_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/inference-checkpoint:v0.
 TPUSERVE_WORKLOAD_REPOSITORIES = (f"{PROJECT_REGISTRY}/bench", f"{PROJECT_REGISTRY}/converter")
 
 
+def image_repository(image: str) -> str:
+    """`registry/path/name` of an image reference, without its tag or digest (a registry port is kept)."""
+    without_digest = image.split("@", 1)[0]
+    registry_and_path, _, last = without_digest.rpartition("/")
+    name = last.split(":", 1)[0]
+    return f"{registry_and_path}/{name}" if registry_and_path else name
+
+
 def is_tpuserve_workload_image(image: str) -> bool:
-    repository = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@", 1)[0]
-    return repository in TPUSERVE_WORKLOAD_REPOSITORIES
+    """Whether the image runs `tpuserve` itself (bench or converter), whatever its tag or digest."""
+    return image_repository(image) in TPUSERVE_WORKLOAD_REPOSITORIES
