@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,13 +61,20 @@ def _wait_until_serving(endpoint: str, process: subprocess.Popen[bytes], deadlin
 
 
 @contextlib.contextmanager
-def running_gcs_emulator() -> Iterator[str]:
-    """Start the emulator in a subprocess, set STORAGE_EMULATOR_HOST, yield its endpoint; undo both after."""
-    port = _free_port()
+def running_gcs_emulator(port: int | None = None, storage_base: Path | None = None) -> Iterator[str]:
+    """Start the emulator in a subprocess, set STORAGE_EMULATOR_HOST, yield its endpoint; undo both after.
+
+    In memory on a free port by default; with `storage_base`, stored on disk there, so that data outlives a
+    restart of the emulator (an outage test restarts it on the same `port` with the same store).
+    """
+    port = _free_port() if port is None else port
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
+    if storage_base is None:
+        command.append("--in-memory")
     process = subprocess.Popen(
-        [*command, "--in-memory", "--quiet"],
+        [*command, "--quiet"],
+        env={**os.environ, "STORAGE_BASE": str(storage_base)} if storage_base is not None else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

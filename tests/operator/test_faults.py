@@ -3,9 +3,7 @@ unavailable. Each test runs its own operator process (it kills it), against the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 
 from tests.cluster import sim
 from tests.cluster.wait import wait_for
-from tests.gcs_fixtures import make_client
+from tests.gcs_fixtures import make_client, running_gcs_emulator
 from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
 from tests.operator.harness import Objects, OperatorProcess, condition, free_port, metric_value
 
@@ -105,26 +103,21 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
     # back" on the operator's port it serves the complete source at once (no upload racing the retry).
     storage_base = tmp_path / "gcs-store"
     storage_base.mkdir()
-    staging = _Emulator(free_port(), storage_base)
-    try:
-        staging_client = wait_for(
-            lambda: _client_when_up(staging.endpoint), timeout=30, description="the staging emulator answering"
-        )
+    with running_gcs_emulator(storage_base=storage_base) as staging_endpoint:
+        staging_client = make_client(staging_endpoint)
         staging_client.create_bucket("outage-bucket")
         from tests.convert.conftest import TINY, upload_dir, write_meta_source
 
         write_meta_source(tmp_path / "meta", TINY)
         upload_dir(staging_client, "outage-bucket", tmp_path / "meta", "meta")
-    finally:
-        staging.stop()
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = operator_env(endpoint, tiny_arch_file, TPUSERVE_GCS_TIMEOUT_SECONDS="3")
     process = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
     process.start()
-    emulator: _Emulator | None = None
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(process.stop)
         objects.apply(namespace, checkpoint("ckpt", "gs://outage-bucket/meta", "gs://outage-bucket/out"))
 
         def unavailable() -> dict[str, Any] | None:
@@ -135,40 +128,10 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
         status = wait_for(unavailable, timeout=60, description="Ready=False/GcsUnavailable")
         assert status["phase"] == "Pending"
         assert "retrying" in condition(status, "Ready")["message"]
-        emulator = _Emulator(port, storage_base)
-        wait_for(lambda: _client_when_up(endpoint), timeout=30, description="the emulator answering")
+        # GCS comes back on the operator's port, serving the store staged above.
+        cleanup.enter_context(running_gcs_emulator(port=port, storage_base=storage_base))
         status = objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Converting", "Ready", "Failed", timeout=60)
         assert status["phase"] in ("Converting", "Ready"), status
         assert job_names(objects, namespace) == ["ckpt-convert"]
         errors = metric_value(process.metrics(), "tpuserve_gcs_errors_total", {"operation": "check_source"})
         assert errors is not None and errors >= 1
-    finally:
-        process.stop()
-        if emulator is not None:
-            emulator.stop()
-
-
-class _Emulator:
-    """A gcp-storage-emulator process storing on disk under `storage_base`, so data outlives a restart."""
-
-    def __init__(self, port: int, storage_base: Path) -> None:
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "-q"],
-            env={**os.environ, "STORAGE_BASE": str(storage_base)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=10)
-
-
-def _client_when_up(endpoint: str) -> Any:
-    client = make_client(endpoint)
-    try:
-        list(client.list_buckets())
-    except Exception:
-        return None
-    return client
