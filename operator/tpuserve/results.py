@@ -108,6 +108,11 @@ class StageReport(StageResults):
     ttst_ms: LatencyStats | None = Field(default=None, description="Time to second stream message (JetStream).")
     unsent_requests: int = Field(default=0, ge=0, description="Requests never sent (run ended early).")
     undecodable_tokens: int = Field(default=0, ge=0, description="Output token ids outside the tokenizer.")
+    empty_responses: int = Field(
+        default=0,
+        ge=0,
+        description="Successful requests that returned no token (JetStream's client does not count them completed).",
+    )
     message: str | None = Field(default=None, description="Why the stage ended early, if it did.")
     client_cpu_seconds: float = Field(
         default=0, ge=0, description="CPU time the benchmark process used during the stage (all threads)."

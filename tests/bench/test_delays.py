@@ -18,10 +18,17 @@ ITL_MS = 20.0
 TOKENS = 10
 
 
-@pytest.fixture
-def delayed_run(delay_server: Callable[..., Any], run_bench: Callable[..., Any], bench_data: dict[str, Path]) -> Any:
+@pytest.fixture(params=["cq", "aio"])
+def delayed_run(
+    request: pytest.FixtureRequest,
+    delay_server: Callable[..., Any],
+    run_bench: Callable[..., Any],
+    bench_data: dict[str, Path],
+) -> Any:
+    """One run per client engine: both must measure the same injected delays."""
     server = delay_server("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--vocab-size", "200")
     return run_bench(
+        "--engine", request.param,
         "--target", server.target, "--dataset", "sharegpt", "--dataset-path", str(bench_data["sharegpt"]),
         "--tokenizer", str(bench_data["tokenizer"]), "--num-prompts", "24", "--request-rate", "20",
         "--max-output-length", str(TOKENS), "--warmup", "sampled", "--warmup-pause", "0",
@@ -63,18 +70,18 @@ def test_jetstream_tpot_is_latency_over_tokens_exactly(delayed_run: Any) -> None
     assert stage["tpotMs"]["median"] > stage["decodeTpotMs"]["median"] * 1.2
     # every message's arrival and token count is kept per request
     assert all(r["tokens_per_message"] == [1] * TOKENS and len(r["arrivals_ms"]) == TOKENS for r in rows)
+    assert all(len(r["output_token_ids"]) == TOKENS and all(0 <= i < 200 for i in r["output_token_ids"]) for r in rows)
     assert all(r["arrivals_ms"][0] == pytest.approx(r["ttft_sec"] * 1000, abs=1e-3) for r in rows)
     assert sorted(r["send_time_sec"] for r in rows)[-1] > 0.2  # Poisson arrivals at 20 req/s spread over ~1 s
     js = json.loads((delayed_run.output / "stage-00.jetstream.json").read_text())
     assert js["metrics"]["median_tpot_ms"] == stage["tpotMs"]["median"] == js["metrics"]["median_TPOT_ms"]
 
 
-def test_closed_loop_throughput(
-    delay_server: Callable[..., Any], run_bench: Callable[..., Any], bench_data: dict[str, Path]
-) -> None:
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+def test_closed_loop_throughput(engine: str, delay_server: Callable[..., Any], run_bench: Callable[..., Any]) -> None:
     server = delay_server("--ttft-ms", "50", "--itl-ms", "10", "--vocab-size", "200")
     run = run_bench(
-        "--target", server.target, "--dataset", "synthetic", "--synthetic-input-length", "16",
+        "--engine", engine, "--target", server.target, "--dataset", "synthetic", "--synthetic-input-length", "16",
         "--synthetic-output-length", "6", "--num-prompts", "40", "--concurrency", "4", "--warmup", "none",
     )  # fmt: skip
     assert run.code == 0, run.stdout
@@ -85,14 +92,16 @@ def test_closed_loop_throughput(
     assert stage["concurrency"] == 4
 
 
-def test_no_hidden_cap_on_streams_in_flight() -> None:
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+def test_no_hidden_cap_on_streams_in_flight(engine: str) -> None:
     """300 streams on the one channel run at once against a gRPC server with default options (as JetStream's
     server_lib builds it): nothing queues them client-side (a cap of 100 would take >= 3 s here)."""
     import asyncio
     import time
 
     import grpc
-    from tpuserve.bench.client import Client, Record, encode_request
+    from tpuserve.bench.client import Record, encode_request
+    from tpuserve.bench.streams import decode_one, open_streams
 
     async def decode(request: bytes, context: Any) -> Any:
         await asyncio.sleep(1.0)
@@ -106,17 +115,21 @@ def test_no_hidden_cap_on_streams_in_flight() -> None:
         server.add_generic_rpc_handlers((handler,))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        client = Client(f"127.0.0.1:{port}")
+        streams = open_streams(f"127.0.0.1:{port}", engine=engine)
         try:
             start = time.perf_counter()
             records = await asyncio.gather(
-                *(client.decode(Record(i), encode_request([1, 2, 3], 1), 30) for i in range(300))
+                *(decode_one(streams, Record(i), encode_request([1, 2, 3], 1), 30) for i in range(300))
             )
             return time.perf_counter() - start, {r.code for r in records}
         finally:
-            await client.close()
+            await streams.close()
             await server.stop(0)
 
     elapsed, codes = asyncio.run(scenario())
     assert codes == {"OK"}
     assert elapsed < 2.5
+    # close() ends the completion-queue engine's receiver thread (nothing left polling a closed channel)
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("tpuserve-cq")]

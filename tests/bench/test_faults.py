@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.jetstream.server import free_port
 
 Run = Callable[..., Any]
@@ -21,12 +23,17 @@ def synthetic(target: str, n: int, out_len: int = 8) -> list[str]:
     ]  # fmt: skip
 
 
-def test_server_killed_mid_run_gives_partial_results(delay_server: Callable[..., Any], run_bench: Run) -> None:
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+def test_server_killed_mid_run_gives_partial_results(
+    engine: str, delay_server: Callable[..., Any], run_bench: Run
+) -> None:
     server = delay_server("--ttft-ms", "20", "--itl-ms", "20")
     killer = threading.Timer(1.0, server.kill)  # SIGKILL: no goodbye on the connection
     killer.start()
     try:
-        run = run_bench(*synthetic(server.target, 60, out_len=10), "--request-rate", "20", "--seed", "1")
+        run = run_bench(
+            *synthetic(server.target, 60, out_len=10), "--request-rate", "20", "--seed", "1", "--engine", engine
+        )
     finally:
         killer.cancel()
     assert run.code == 1, run.stdout
@@ -116,9 +123,12 @@ def test_bad_input_is_refused_with_reason(run_bench: Run, tmp_path: Path, bench_
         assert reason in run.stdout
 
 
-def test_run_timeout_cancels_in_flight_and_reports(delay_server: Callable[..., Any], run_bench: Run) -> None:
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+def test_run_timeout_cancels_in_flight_and_reports(
+    engine: str, delay_server: Callable[..., Any], run_bench: Run
+) -> None:
     server = delay_server("--ttft-ms", "10", "--itl-ms", "200")
-    run = run_bench(*synthetic(server.target, 5, out_len=20), "--timeout", "0.6")
+    run = run_bench(*synthetic(server.target, 5, out_len=20), "--timeout", "0.6", "--engine", engine)
     assert run.code == 1
     assert "run timeout" in run.summary["message"]
     assert run.summary["errors"] == {"CANCELLED": 5}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from tpuserve.bench.client import Client, Record, encode_request, parse_messages
+from tpuserve.bench.streams import decode_one, open_streams
 
 pytestmark = pytest.mark.jetstream
 HERE = Path(__file__).resolve().parent.parent / "jetstream"
@@ -45,10 +46,12 @@ def _start(python: str, script: Path) -> tuple[subprocess.Popen[str], str]:
 
 async def _decode(target: str, prompt: list[int], max_tokens: int) -> tuple[bool, Record]:
     client = Client(target)
+    streams = open_streams(target)
     try:
         live = await client.health(timeout=10)
-        record = await client.decode(Record(0), encode_request(prompt, max_tokens), timeout=30)
+        record = await decode_one(streams, Record(0), encode_request(prompt, max_tokens), timeout=30)
     finally:
+        await streams.close()
         await client.close()
     return live, record
 

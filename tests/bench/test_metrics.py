@@ -60,3 +60,22 @@ def test_definitions_exactly() -> None:
     # goodput: request 0 meets TTFT 150 and decode TPOT 200 (133 ms); request 1 misses TTFT (200 ms)
     assert report.goodput is not None and report.goodput.requests == 1 and report.goodput.share == 0.5
     assert report.request_rate is None  # all at once
+
+
+def test_an_empty_answer_is_successful_but_not_completed_as_jetstream_counts() -> None:
+    """Status OK with no token: ours counts it successful (and reports it apart); JetStream's `completed` and
+    request_throughput leave it out, while its input tokens still count, as in JetStream 0.2.2's calculate_metrics."""
+    from datetime import UTC, datetime
+
+    from tpuserve.bench.outputs import jetstream_result
+
+    requests = [Request("", [1] * 10, "", 4, 4, 0), Request("", [1] * 7, "", 4, 4, 1)]
+    records = [record(0, 1.0, [1.1], [message(5)], 1.2), record(1, 1.0, [], [], 1.5)]
+    run = StageRun(Stage("rate=inf", request_rate=float("inf")), requests, records, start=1.0, end=2.0, sent=2)
+    report = stage_report(run, parse_run(run))
+    assert report.successful_requests == 2 and report.empty_responses == 1
+    assert report.ttft_ms is not None and report.ttft_ms.max == pytest.approx(100.0)  # only the answer with a token
+    metrics = jetstream_result(report, 2, "m", "t", {}, datetime.now(UTC))["metrics"]
+    assert metrics["completed"] == 1
+    assert metrics["request_throughput"] == pytest.approx(1.0)
+    assert metrics["total_input_tokens"] == 17

@@ -5,6 +5,14 @@ to one CPU core (the server to the other), on the same ShareGPT file and tokeniz
 client is the google-jetstream 0.2.2 wheel's own benchmarks/benchmark_serving.py, run from its venv
 (tests/jetstream/setup-venv.sh) with a stand-in for its unused `eval_accuracy` import (nltk/evaluate).
 Each figure is read from the client's own summary (same definitions: duration = first send to last answer).
+Ours runs with each engine (`--engine cq`, the default, and `aio`).
+
+The TTFT scenarios (50 ms TTFT, 10 ms per token) need `--server go`: the server then readies each first token on
+time (`-spin-us`) and stamps how late it still was into that token's id (`-stamp-lateness`), so each request's
+TTFT splits exactly into the injected 50 ms, the server's own lateness, and what is left: the client and the
+loopback transport. The same binary's native Go client (`-client`, one connection, same arrival process) runs
+alongside as the reference for what any client on this machine sees; JetStream's client (which decodes every id
+and so cannot take stamped ids) runs against an unstamped twin of the server.
 
     .venv/bin/python -m tests.perf.bench_client [--server go|python] [--runs N] [--quick]
 
@@ -58,6 +66,7 @@ class Figures:
     ok: int
     cpu_s: float  # client CPU time during the measured window (all threads)
     duration_s: float
+    split: Split | None = None  # TTFT scenarios against a stamping server
 
     @property
     def capacity(self) -> float:
@@ -75,7 +84,8 @@ FASTSERVER = REPO / "tests" / "jetstream" / "fastserver"
 
 def go_server_binary() -> Path:
     """Build tests/jetstream/fastserver (Go) once into the tools cache, keyed by its sources."""
-    digest = hashlib.sha256(b"".join((FASTSERVER / n).read_bytes() for n in ("main.go", "go.mod", "go.sum")))
+    sources = [*sorted(FASTSERVER.glob("*.go")), FASTSERVER / "go.mod", FASTSERVER / "go.sum"]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources))
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tpuserve-tools"
     binary = cache / f"fastserver-{digest.hexdigest()[:12]}"
     if not binary.exists():
@@ -103,20 +113,76 @@ def server(*args: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def ours(target: str, data: dict[str, Path], n: int, tokens: int, rate: str, work: Path) -> Figures:
+@dataclass
+class Split:
+    """Per-request TTFT minus the injected TTFT (ms), whole and with the server's own lateness taken out."""
+
+    total_p50: float
+    total_p99: float
+    server_p99: float
+    client_p50: float  # client + loopback transport
+    client_p99: float
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def split_from_outputs(path: Path, injected_ms: float) -> Split:
+    """From our request-outputs file, against a -stamp-lateness server (first token id = its lateness in µs)."""
+    rows = [r for r in json.loads(path.read_text()) if r["success"]]
+    total = [r["ttft_sec"] * 1000 - injected_ms for r in rows]
+    server = [r["output_token_ids"][0] / 1000 for r in rows]
+    client = [t - s for t, s in zip(total, server, strict=True)]
+    return Split(_pct(total, 0.5), _pct(total, 0.99), _pct(server, 0.99), _pct(client, 0.5), _pct(client, 0.99))
+
+
+def ours(
+    target: str, data: dict[str, Path], n: int, tokens: int, rate: str, work: Path, engine: str = "cq",
+    injected_ms: float | None = None,
+) -> Figures:  # fmt: skip
     out = work / f"ours-{time.monotonic_ns()}"
     cmd = [
         "taskset", "-c", CLIENT_CPU, sys.executable, "-m", "tpuserve.bench.cli", "run", "--target", target,
         "--dataset", "sharegpt", "--dataset-path", str(data["sharegpt"]), "--tokenizer", str(data["tokenizer"]),
         "--num-prompts", str(n), "--max-output-length", str(tokens), "--request-rate", rate, "--warmup", "none",
-        "--output", str(out), "--termination-message-path", str(work / "tm.json"),
+        "--output", str(out), "--termination-message-path", str(work / "tm.json"), "--engine", engine,
+        *(["--save-request-outputs"] if injected_ms is not None else []),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
     stage = json.loads((out / "results.json").read_text())["stages"][0]
-    return Figures(
+    figures = Figures(
         stage["requestThroughput"], stage["outputThroughput"], stage["ttftMs"]["median"], stage["ttftMs"]["p99"],
         stage["successfulRequests"], stage["clientCpuSeconds"], stage["durationSeconds"],
     )  # fmt: skip
+    if injected_ms is not None:
+        figures.split = split_from_outputs(out / "stage-00.request-outputs.json", injected_ms)
+    return figures
+
+
+def native(target: str, n: int, tokens: int, rate: str, injected_ms: float) -> Figures:
+    """The Go reference client (tests/jetstream/fastserver -client): TTFT split only, no summary figures."""
+    cmd = [
+        "taskset", "-c", CLIENT_CPU, str(go_server_binary()), "-client", target, "-rate", rate,
+        "-requests", str(n), "-tokens", str(tokens), "-ttft-ms", str(injected_ms),
+    ]  # fmt: skip
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    found = {
+        name: dict(re.findall(r"(p50|p90|p99|max)=([0-9.]+)", line))
+        for name, line in re.findall(r"^ADDED (\w+) (.*)$", text, re.M)
+    }
+    ok = int(re.search(r"ok=(\d+)", text).group(1))  # type: ignore[union-attr]
+    req_s = float(re.search(r"rate=([0-9.]+)", text).group(1))  # type: ignore[union-attr]
+    split = Split(
+        float(found["total"]["p50"]), float(found["total"]["p99"]), float(found["server"]["p99"]),
+        float(found["client"]["p50"]), float(found["client"]["p99"]),
+    )  # fmt: skip
+    figures = Figures(
+        req_s, float("nan"), injected_ms + split.total_p50, injected_ms + split.total_p99, ok, float("nan"), n / req_s
+    )
+    figures.split = split
+    return figures
 
 
 def jetstream(python: str, target: str, data: dict[str, Path], n: int, tokens: int, rate: str) -> Figures:
@@ -163,61 +229,116 @@ def make_data(work: Path) -> dict[str, Path]:
     return {"tokenizer": tokenizer, "sharegpt": corpus.write_sharegpt(work / "sharegpt.json", 6000, max_words=20)}
 
 
-def best(runs: int, fn: object, *args: object) -> Figures | None:
-    """The best of `runs` runs; None when every run failed (JetStream 0.2.2 aborts on its first RPC error)."""
+def runs_of(runs: int, fn: object, *args: object, **kwargs: object) -> list[Figures]:
+    """`runs` runs; the failed ones are reported and left out (JetStream 0.2.2 aborts on its first RPC error)."""
     results = []
     for _ in range(runs):
         try:
-            results.append(fn(*args))  # type: ignore[operator]
+            results.append(fn(*args, **kwargs))  # type: ignore[operator]
         except (RuntimeError, subprocess.CalledProcessError) as exc:
-            print(f"run failed: {str(exc).strip().splitlines()[-1][:200]}", file=sys.stderr)
-    return max(results, key=lambda f: f.req_s) if results else None
+            detail = getattr(exc, "stderr", None) or str(exc)
+            print(f"run failed: {str(detail).strip().splitlines()[-1][:200]}", file=sys.stderr)
+    return results
+
+
+Row = tuple[str, str, list[Figures]]  # scenario, client, its runs
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'scenario':58} {'client':16} {'req/s':>9} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} {'ok':>5}"
+    print(head + f" {'cpu s':>6} {'req/cpu-s':>10}")
+    best: dict[tuple[str, str], Figures] = {}
+    for scenario, client, results in rows:
+        if not results:
+            print(f"{scenario:58} {client:16} {'failed or not run':>9}")
+        for f in results:
+            print(f"{scenario:58} {client:16} {f.req_s:9.1f} {f.out_tok_s:10.1f} {f.ttft_median_ms:9.2f} "
+                  f"{f.ttft_p99_ms:9.2f} {f.ok:5d} {f.cpu_s:6.2f} {f.capacity:10.1f}")  # fmt: skip
+        if results:
+            best[(scenario, client)] = max(results, key=lambda f: f.req_s)
+    print("\nratios, best run of each (tpuserve cq / JetStream 0.2.2):")
+    for scenario in dict.fromkeys(r[0] for r in rows):
+        o, j = best.get((scenario, "tpuserve cq")), best.get((scenario, "jetstream 0.2.2"))
+        if o and j:
+            print(f"  {scenario:58} req/s {o.req_s / j.req_s:5.2f}x  out tok/s {o.out_tok_s / j.out_tok_s:5.2f}x  "
+                  f"req per CPU-s {o.capacity / j.capacity:5.2f}x")  # fmt: skip
+
+
+def print_splits(rows: list[Row], injected_ms: float) -> None:
+    print(f"\nTTFT above the injected {injected_ms:g} ms, per request (ms): 'total' as any client reports it; "
+          "'client+loopback' with the server's own lateness (stamped per request) taken out")  # fmt: skip
+    print(f"{'scenario':58} {'client':16} {'total p50':>9} {'total p99':>9} {'server p99':>10} "
+          f"{'c+l p50':>8} {'c+l p99':>8}")  # fmt: skip
+    for scenario, client, results in rows:
+        for f in results:
+            if f.split is not None:
+                x = f.split
+                print(f"{scenario:58} {client:16} {x.total_p50:9.3f} {x.total_p99:9.3f} {x.server_p99:10.3f} "
+                      f"{x.client_p50:8.3f} {x.client_p99:8.3f}")  # fmt: skip
+            else:
+                print(f"{scenario:58} {client:16} {f.ttft_median_ms - injected_ms:9.3f} "
+                      f"{f.ttft_p99_ms - injected_ms:9.3f} {'(unstamped server: no split)':>28}")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
-    parser.add_argument("--runs", type=int, default=2, help="repetitions per scenario (best is kept)")
+    parser.add_argument("--runs", type=int, default=2, help="repetitions per scenario (all are printed)")
     parser.add_argument(
         "--server", choices=["python", "go"], default="python",
         help="test server: tests/jetstream/delay_server.py, or tests/jetstream/fastserver (Go, needs `go`)",
     )  # fmt: skip
+    parser.add_argument("--only", choices=["throughput", "ttft"], help="run one group of scenarios")
     args = parser.parse_args()
     SERVER_KIND["kind"] = args.server
     scale = 0.2 if args.quick else 1.0
     python = jetstream_python()
+    engines = ("cq", "aio")
+    rows: list[Row] = []
+    ttft_rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = make_data(work)
-        rows: list[tuple[str, Figures | None, Figures | None]] = []
-        with server("--vocab-size", "200") as target:
-            for label, n, tokens in (("instant, 4-token answers, all at once", 1500, 4),
-                                     ("instant, 64-token answers, all at once", 1000, 64),
-                                     ("instant, 500 requests at once, 16 tokens", 500, 16)):  # fmt: skip
-                n = max(50, int(n * scale))
-                o = best(args.runs, ours, target, data, n, tokens, "inf", work)
-                j = best(args.runs, jetstream, python, target, data, n, tokens, "inf")
-                rows.append((f"{label} (n={n})", o, j))
-        with server("--vocab-size", "200", "--ttft-ms", "50", "--itl-ms", "10") as target:
-            for rate, seconds in ((100, 5), (400, 5), (1000, 3)):
-                n = max(50, int(rate * seconds * scale))
-                tokens = 16
-                o = best(args.runs, ours, target, data, n, tokens, str(rate), work)
-                j = None if rate > 400 else best(args.runs, jetstream, python, target, data, n, tokens, str(rate))
-                rows.append((f"TTFT 50 ms + 10 ms/token, {rate} req/s, 16 tokens (n={n})", o, j))
-    print(f"load average before the last scenario: {os.getloadavg()[0]:.1f} (2 cores: figures are noisy above ~2)")
-    head = f"{'scenario':62} {'client':10} {'req/s':>9} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} {'ok':>5}"
-    print(head + f" {'cpu s':>7} {'req/cpu-s':>10}")
-    for label, o, j in rows:
-        for name, f in (("tpuserve", o), ("jetstream", j)):
-            if f is None:
-                print(f"{label:62} {name:10} {'failed or not run':>9}")
-                continue
-            print(f"{label:62} {name:10} {f.req_s:9.1f} {f.out_tok_s:10.1f} {f.ttft_median_ms:9.2f} "
-                  f"{f.ttft_p99_ms:9.2f} {f.ok:5d} {f.cpu_s:7.2f} {f.capacity:10.1f}")  # fmt: skip
-        if o is not None and j is not None:
-            print(f"{'':62} {'ratio':10} {o.req_s / j.req_s:9.2f} {o.out_tok_s / j.out_tok_s:10.2f}"
-                  f"{'':37} {o.capacity / j.capacity:10.2f}")  # fmt: skip
+        if args.only != "ttft":
+            with server("--vocab-size", "200") as target:
+                for label, n, tokens in (("instant, 4-token answers, all at once", 1500, 4),
+                                         ("instant, 64-token answers, all at once", 1000, 64),
+                                         ("instant, 500 requests at once, 16 tokens", 500, 16)):  # fmt: skip
+                    n = max(50, int(n * scale))
+                    scenario = f"{label} (n={n})"
+                    for engine in engines:
+                        runs = runs_of(args.runs, ours, target, data, n, tokens, "inf", work, engine)
+                        rows.append((scenario, f"tpuserve {engine}", runs))
+                    rows.append((scenario, "jetstream 0.2.2", runs_of(args.runs, jetstream, python, target, data, n,
+                                                                      tokens, "inf")))  # fmt: skip
+        if args.only != "throughput":
+            injected = 50.0
+            timing = ("--vocab-size", "200", "--ttft-ms", str(injected), "--itl-ms", "10")
+            go = args.server == "go"
+            stamped = (*timing, "--spin-us", "300", "--stamp-lateness") if go else timing
+            unstamped = (*timing, "--spin-us", "300") if go else timing
+            with server(*stamped) as target, server(*unstamped) as plain_target:
+                for rate, seconds in ((100, 5), (400, 5), (1000, 3)):
+                    n = max(50, int(rate * seconds * scale))
+                    scenario = f"TTFT {injected:g} ms + 10 ms/token, {rate} req/s, 16 tokens (n={n})"
+                    split_ms = injected if go else None
+                    for engine in engines:
+                        runs = runs_of(args.runs, ours, target, data, n, 16, str(rate), work, engine, split_ms)
+                        ttft_rows.append((scenario, f"tpuserve {engine}", runs))
+                    if go:
+                        ttft_rows.append((scenario, "native Go", runs_of(args.runs, native, target, n, 16, str(rate),
+                                                                         injected)))  # fmt: skip
+                    # JetStream 0.2.2's client aborts the whole run on its first RPC error: not run at 1000 req/s.
+                    theirs = (
+                        runs_of(args.runs, jetstream, python, plain_target, data, n, 16, str(rate))
+                        if rate <= 400
+                        else []
+                    )
+                    ttft_rows.append((scenario, "jetstream 0.2.2", theirs))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores: figures are noisy above ~2)")
+    print_table(rows + [r for r in ttft_rows if r[1] != "native Go"])
+    if ttft_rows:
+        print_splits(ttft_rows, 50.0)
     return 0
 
 

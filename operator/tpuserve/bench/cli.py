@@ -119,6 +119,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", choices=["none", "sampled", "full"], default="sampled")
     g.add_argument("--warmup-pause", type=non_negative, default=5.0, metavar="SECONDS")
     g.add_argument("--channels", type=positive_int, default=1, help="gRPC connections (a small pool)")
+    g.add_argument(
+        "--engine",
+        choices=["cq", "aio"],
+        default="cq",
+        help="cq: gRPC core completion queue on a receiver thread (fast); aio: grpc.aio tasks (portable)",
+    )
     g = p.add_argument_group("limits")
     g.add_argument("--server-wait", type=non_negative, default=600.0, metavar="SECONDS", help="HealthCheck budget")
     g.add_argument("--request-timeout", type=non_negative, default=600.0, metavar="SECONDS", help="0 = none")

@@ -1,8 +1,8 @@
-"""The gRPC side: one long-lived grpc.aio channel (or a small pool), raw bytes on the hot path.
+"""The gRPC side: request encoding, per-request records, and the HealthCheck client.
 
 Requests are serialized once before the run and responses are kept as raw bytes with their arrival time;
-parsing (token counts and ids) happens after the run, so each stream message costs the event loop one
-`perf_counter()` and two list appends.
+parsing (token counts and ids) happens after the run, so each stream message costs one `perf_counter()` and two
+list appends. The Decode streams themselves run on an engine from `tpuserve.bench.streams`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ HEALTH_METHOD = "/jetstream_proto.Orchestrator/HealthCheck"
 OK = "OK"
 # Any non-gRPC failure inside a request (never expected; counted rather than crashing the run).
 CLIENT_ERROR = "CLIENT_ERROR"
-
-
-def _identity(data: bytes) -> bytes:
-    return data
 
 
 def encode_request(prompt_ids: list[int], max_tokens: int) -> bytes:
@@ -69,34 +65,32 @@ def parse_messages(messages: list[bytes]) -> tuple[list[int], list[int]]:
     return counts, ids
 
 
-class Client:
-    """Streams Decode calls over `channels` long-lived HTTP/2 connections to one target."""
+def channel_options() -> list[tuple[str, int]]:
+    """Channel arguments shared by every engine (long-lived connections that survive idle stretches)."""
+    return [
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Separate connections for a pool (otherwise gRPC shares one subchannel between equal channels).
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
 
-    def __init__(self, target: str, channels: int = 1) -> None:
-        options = [
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.max_pings_without_data", 0),
-            # Separate connections for a pool (otherwise gRPC shares one subchannel between equal channels).
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
+
+class Client:
+    """HealthCheck over one grpc.aio channel (its own connection, apart from the Decode streams)."""
+
+    def __init__(self, target: str) -> None:
         self.target = target
-        self._channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(channels)]
-        self._decode = [
-            ch.unary_stream(DECODE_METHOD, request_serializer=_identity, response_deserializer=_identity)
-            for ch in self._channels
-        ]
-        self._health = self._channels[0].unary_unary(
+        self._channel = grpc.aio.insecure_channel(target, options=channel_options())
+        self._health = self._channel.unary_unary(
             HEALTH_METHOD,
             request_serializer=jetstream_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=jetstream_pb2.HealthCheckResponse.FromString,
         )
-        self._next = 0
 
     async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
+        await self._channel.close()
 
     async def health(self, timeout: float) -> bool:
         response: Any = await self._health(jetstream_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
@@ -125,32 +119,3 @@ class Client:
             except grpc.aio.AioRpcError as exc:
                 reason = f"HealthCheck failed: {exc.code().name}: {exc.details()}"
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-
-    async def decode(self, record: Record, payload: bytes, timeout: float | None) -> Record:
-        """Run one Decode stream to its end, filling `record` (never raises for RPC failures)."""
-        stub = self._decode[self._next]
-        self._next = (self._next + 1) % len(self._decode)
-        arrivals = record.arrivals
-        messages = record.messages
-        clock = time.perf_counter
-        record.send = clock()
-        try:
-            call = stub(payload, timeout=timeout)
-            async for message in call:
-                arrivals.append(clock())
-                messages.append(message)
-            record.end = clock()
-        except grpc.aio.AioRpcError as exc:
-            record.end = clock()
-            record.code = exc.code().name
-            record.detail = exc.details() or ""
-        except asyncio.CancelledError:
-            record.end = clock()
-            record.code = grpc.StatusCode.CANCELLED.name
-            record.detail = "cancelled by the benchmark (run ended)"
-            raise
-        except Exception as exc:  # a bug or a broken message: count it, keep the run going
-            record.end = clock()
-            record.code = CLIENT_ERROR
-            record.detail = f"{type(exc).__name__}: {exc}"
-        return record

@@ -140,6 +140,7 @@ def stage_report(
         goodput=goodput,
         errors=dict(sorted(errors.items())),
         undecodable_tokens=undecodable,
+        empty_responses=len(ok) - len(with_tokens),
         message=run.aborted,
         client_cpu_seconds=run.cpu_seconds,
     )

@@ -48,6 +48,8 @@ def print_summary(stage: StageReport, out: TextIO) -> None:
     p("---- tpuserve extras (TPOT above is JetStream's: latency / tokens, TTFT included) ----\n")
     p(f"Failed requests: {stage.failed_requests}")
     p(f"  {stage.errors}\n" if stage.errors else "\n")
+    if stage.empty_responses:
+        p(f"Empty responses: {stage.empty_responses} (status OK, no token; JetStream does not count them completed)\n")
     if stage.unsent_requests:
         p(f"Unsent requests: {stage.unsent_requests}\n")
     p(f"Total token throughput: {stage.total_throughput:.2f} tokens/s\n")
@@ -99,14 +101,16 @@ def jetstream_result(
     elsewhere); values that do not exist (no successful request) are null rather than NaN.
     """
     rate: float | str = stage.request_rate if stage.request_rate is not None else "inf"
+    # JetStream counts a request completed only if it returned a token (an empty answer adds its input tokens).
+    completed = stage.successful_requests - stage.empty_responses
     metrics: dict[str, Any] = {
         "num_prompts": num_prompts,
         "request_rate": rate if stage.concurrency is None else f"concurrency={stage.concurrency}",
         "duration": stage.duration_seconds,
-        "completed": stage.successful_requests,
+        "completed": completed,
         "total_input_tokens": stage.total_input_tokens,
         "total_output_tokens": stage.total_output_tokens,
-        "request_throughput": stage.request_throughput,
+        "request_throughput": completed / stage.duration_seconds if stage.duration_seconds else 0.0,
         "input_throughput": stage.input_throughput,
         "output_throughput": stage.output_throughput,
     }
@@ -125,7 +129,8 @@ def request_outputs(
     requests: list[Request], results: list[RequestResult], tokenizer: Tokenizer | None, stage_start: float = 0.0
 ) -> list[dict[str, Any]]:
     """JetStream's outputs file entries (0.2.2 keys, the newer *_sec keys) plus ours: output_len, error, the send
-    time (seconds after the stage started), every stream message's arrival (ms after send) and its token count."""
+    time (seconds after the stage started), every stream message's arrival (ms after send), its token count, and
+    the token ids as received (also those the tokenizer cannot decode)."""
     rows = []
     for request, result in zip(requests, results, strict=False):
         text = tokenizer.decode(result.output_ids)[0] if tokenizer is not None else ""
@@ -146,6 +151,7 @@ def request_outputs(
                 "send_time_sec": result.record.send - stage_start,
                 "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.record.arrivals],
                 "tokens_per_message": result.counts,
+                "output_token_ids": result.output_ids,
             }
         )
     return rows

@@ -29,6 +29,7 @@ from tpuserve.bench.outputs import (
     write_termination_message,
 )
 from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
+from tpuserve.bench.streams import open_streams
 from tpuserve.bench.tokenizer import Tokenizer
 from tpuserve.results import BenchmarkResults, StageReport
 
@@ -186,7 +187,8 @@ class Session:
 async def _main(session: Session, requests: list[ds.Request]) -> str | None:
     """Run everything; return why the run failed or ended early (None = it completed)."""
     args = session.args
-    client = Client(args.target, channels=args.channels)
+    client = Client(args.target)
+    streams = open_streams(args.target, args.channels, args.engine)
     try:
         try:
             await client.wait_until_live(args.server_wait)
@@ -195,7 +197,7 @@ async def _main(session: Session, requests: list[ds.Request]) -> str | None:
         tty = sys.stderr.isatty()
         progress = Progress(args.progress == "always" or (args.progress == "auto" and tty))
         deadline = time.monotonic() + args.timeout if args.timeout else None
-        runner = Runner(client, args.request_timeout or None, args.seed, progress, deadline)
+        runner = Runner(client, streams, args.request_timeout or None, args.seed, progress, deadline)
         main_task = asyncio.current_task()
         assert main_task is not None
 
@@ -227,6 +229,7 @@ async def _main(session: Session, requests: list[ds.Request]) -> str | None:
             return f"no request succeeded (errors by code: {codes})"
         return None
     finally:
+        await streams.close()
         await client.close()
 
 

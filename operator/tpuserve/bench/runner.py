@@ -1,6 +1,9 @@
 """Load generation: stages (Poisson rate, all-at-once, or closed-loop concurrency), warmup, deadlines, aborts.
 
 No hidden client-side caps: at a rate every request is sent on its schedule however many are in flight.
+Requests are started from the event loop (open loop) or straight from the engine's completion callback (closed
+loop); completions are counted from whichever thread the engine reports them on, and the loop is woken only
+when everything sent has finished or the server looks gone, never once per request.
 Arrival times follow JetStream's draw (`np.random.seed(seed)` then one `exponential(1 / rate)` gap after each
 request), but on an absolute schedule, so a slow event loop does not stretch later gaps.
 """
@@ -11,15 +14,16 @@ import asyncio
 import gc
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from tpuserve.bench.client import Client, Record, encode_request
 from tpuserve.bench.datasets import Request
+from tpuserve.bench.streams import Streams
 
 # Codes that mean the server is gone rather than that one request failed: the run stops sending.
 FATAL_CODES = frozenset({"UNAVAILABLE"})
@@ -79,32 +83,83 @@ def arrival_offsets(n: int, rate: float, seed: int) -> list[float]:
     return [float(x) for x in offsets]
 
 
+class _Completions:
+    """Finished requests of one stage, counted from any thread; wakes the event loop when all sent are done."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_fatal: Callable[[Record], None]) -> None:
+        self._lock = threading.Lock()
+        self._loop = loop
+        self._on_fatal = on_fatal
+        self._idle: asyncio.Future[None] = loop.create_future()
+        self.sent = 0
+        self.done = 0
+        self.sending = True
+
+    def started(self) -> None:
+        with self._lock:
+            self.sent += 1
+
+    def finished(self, record: Record) -> None:
+        """The engine's on_done (any thread)."""
+        with self._lock:
+            self.done += 1
+            idle = not self.sending and self.done == self.sent
+        if record.code in FATAL_CODES:
+            self._loop.call_soon_threadsafe(self._on_fatal, record)
+        if idle:
+            self._loop.call_soon_threadsafe(self._set_idle)
+
+    def stop_sending(self) -> None:
+        """No more starts (loop thread): from now on the last completion wakes the loop."""
+        with self._lock:
+            self.sending = False
+            idle = self.done == self.sent
+        if idle:
+            self._set_idle()
+
+    def _set_idle(self) -> None:
+        if not self._idle.done():
+            self._idle.set_result(None)
+
+    async def wait(self, timeout: float | None, tick: Callable[[], None]) -> bool:
+        """Wait until everything sent has finished (True) or `timeout` passes (False); `tick` every 0.2 s."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._idle.done():
+            step = 0.2 if end is None else min(0.2, end - time.monotonic())
+            if step <= 0:
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(self._idle), step)
+            except TimeoutError:
+                tick()
+        return True
+
+
 class Runner:
     def __init__(
         self,
         client: Client,
+        streams: Streams,
         request_timeout: float | None,
         seed: int,
         progress: Progress,
         run_deadline: float | None = None,
     ) -> None:
         self.client = client
+        self.streams = streams
         self.request_timeout = request_timeout
         self.seed = seed
         self.progress = progress
         self.run_deadline = run_deadline  # time.monotonic() value, or None
         self.server_gone: str | None = None
         self.terminated: str | None = None  # set (with a task cancel) by a signal handler: stop, keep results
-        self._inflight: set[asyncio.Future[Any]] = set()
 
     async def run_stage(self, stage: Stage, requests: list[Request], warmup: bool = False) -> StageRun:
         payloads = [encode_request(r.prompt_ids, r.max_tokens) for r in requests]
         records = [Record(i) for i in range(len(requests))]
         run = StageRun(stage, requests, records, warmup=warmup)
-        done = 0
         label = f"{'warmup' if warmup else stage.name}"
-        stop = asyncio.Event()
-
+        stop = threading.Event()
         checking: set[asyncio.Task[None]] = set()
 
         async def confirm_gone(reason: str) -> None:
@@ -114,14 +169,16 @@ class Runner:
                 self.server_gone = reason
                 stop.set()
 
-        def finished(record: Record) -> None:
-            nonlocal done
-            done += 1
-            if record.code in FATAL_CODES and self.server_gone is None and not checking:
+        def on_fatal(record: Record) -> None:
+            if self.server_gone is None and not checking:
                 task = asyncio.ensure_future(confirm_gone(f"{record.code}: {record.detail}"))
                 checking.add(task)
                 task.add_done_callback(checking.discard)
-            self.progress.update(label, done, len(requests))
+
+        completions = _Completions(asyncio.get_running_loop(), on_fatal)
+
+        def tick() -> None:
+            self.progress.update(label, completions.done, len(requests))
 
         # No cyclic garbage is made on the hot path, and a collection pause would show up as client-added TTFT
         # (newer JetStream clients gc.disable() too): collect between stages only.
@@ -132,46 +189,43 @@ class Runner:
             run.start = time.perf_counter()
             try:
                 if stage.concurrency is not None:
-                    await self._closed_loop(stage.concurrency, payloads, records, finished, stop, run)
+                    self._closed_loop(stage.concurrency, payloads, records, completions, stop, run)
                 else:
                     rate = stage.request_rate if stage.request_rate is not None else math.inf
                     offsets = arrival_offsets(len(requests), rate, self.seed)
-                    await self._open_loop(offsets, payloads, records, finished, stop, run)
+                    await self._open_loop(offsets, payloads, records, completions, stop, run, tick)
+                completions.stop_sending()
+                timeout = None if self.run_deadline is None else max(0.0, self.run_deadline - time.monotonic())
+                if not await completions.wait(timeout, tick):
+                    stop.set()
+                    run.aborted = run.aborted or "run timeout reached: in-flight requests cancelled"
+                    await self._cancel_in_flight(completions, "run timeout reached", tick)
             except asyncio.CancelledError:
                 if self.terminated is None:
                     raise
                 # Terminated (SIGTERM from Kubernetes): cancel what is in flight and report what was measured.
-                pending = [t for t in self._inflight if not t.done()]
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                stop.set()
+                completions.stop_sending()
+                await self._cancel_in_flight(completions, self.terminated, tick)
                 run.aborted = f"{self.terminated}: in-flight requests cancelled, the rest not sent"
-            finally:
-                self._inflight.clear()
             if checking:
                 await asyncio.gather(*checking, return_exceptions=True)
         finally:
             gc.enable()
         run.cpu_seconds = time.process_time() - cpu_start
+        run.sent = completions.sent
         ended = [r.end for r in records[: run.sent] if r.end]
         run.end = max(ended) if ended else time.perf_counter()
         run.unsent = len(requests) - run.sent
         if self.server_gone and run.aborted is None and run.unsent:
             run.aborted = f"server unavailable ({self.server_gone}); stopped after {run.sent} of {len(requests)} sent"
-        self.progress.update(label, done, len(requests), force=True)
+        self.progress.update(label, completions.done, len(requests), force=True)
         return run
 
-    async def _wait_or_stop(self, tasks: set[asyncio.Task[Record]], stop: asyncio.Event, run: StageRun) -> None:
-        """Wait for in-flight requests; at the run deadline cancel them (their records say CANCELLED)."""
-        if not tasks:
-            return
-        timeout = None if self.run_deadline is None else max(0.0, self.run_deadline - time.monotonic())
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            run.aborted = run.aborted or "run timeout reached: in-flight requests cancelled"
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+    async def _cancel_in_flight(self, completions: _Completions, why: str, tick: Callable[[], None]) -> None:
+        """Cancel every call still running; their records say CANCELLED (bounded wait for the engine)."""
+        self.streams.cancel_all(f"cancelled by the benchmark ({why})")
+        await completions.wait(10.0, tick)
 
     def _deadline_passed(self) -> bool:
         return self.run_deadline is not None and time.monotonic() >= self.run_deadline
@@ -181,12 +235,14 @@ class Runner:
         offsets: list[float],
         payloads: list[bytes],
         records: list[Record],
-        finished: Callable[[Record], None],
-        stop: asyncio.Event,
+        completions: _Completions,
+        stop: threading.Event,
         run: StageRun,
+        tick: Callable[[], None],
     ) -> None:
-        tasks: set[asyncio.Task[Record]] = set()
-        decode = self.client.decode
+        start_call = self.streams.start
+        started = completions.started
+        finished = completions.finished
         timeout = self.request_timeout
         start = run.start
         clock = time.perf_counter
@@ -194,46 +250,48 @@ class Runner:
             delay = start + offset - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+                tick()
             if stop.is_set() or self._deadline_passed():
                 if self._deadline_passed():
                     run.aborted = "run timeout reached before every request was sent"
                 break
-            task = asyncio.ensure_future(decode(records[i], payloads[i], timeout))
-            task.add_done_callback(lambda t: None if t.cancelled() else finished(t.result()))
-            tasks.add(task)
-            self._inflight.add(task)
-            run.sent = i + 1
-        await self._wait_or_stop(tasks, stop, run)
+            started()
+            start_call(records[i], payloads[i], timeout, finished)
 
-    async def _closed_loop(
+    def _closed_loop(
         self,
         concurrency: int,
         payloads: list[bytes],
         records: list[Record],
-        finished: Callable[[Record], None],
-        stop: asyncio.Event,
+        completions: _Completions,
+        stop: threading.Event,
         run: StageRun,
     ) -> None:
+        """Start `concurrency` requests; each completion starts the next (on the engine's thread)."""
+        lock = threading.Lock()
         position = 0
-        decode = self.client.decode
         timeout = self.request_timeout
+        start_call = self.streams.start
 
-        async def worker() -> None:
+        def start_next() -> bool:
             nonlocal position
-            while position < len(payloads) and not stop.is_set() and not self._deadline_passed():
+            with lock:
+                if position >= len(payloads) or stop.is_set():
+                    return False
+                if self._deadline_passed():
+                    run.aborted = run.aborted or "run timeout reached before every request was sent"
+                    return False
                 i = position
                 position += 1
-                run.sent = max(run.sent, i + 1)
-                finished(await decode(records[i], payloads[i], timeout))
+                # Counted before the previous request's completion is, so the stage never looks idle between.
+                completions.started()
+            start_call(records[i], payloads[i], timeout, on_done)
+            return True
 
-        workers = {asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(payloads)))}
-        self._inflight.update(workers)
-        timeout_s = None if self.run_deadline is None else max(0.0, self.run_deadline - time.monotonic())
-        _, pending = await asyncio.wait(workers, timeout=timeout_s)
-        if pending:
-            run.aborted = "run timeout reached: in-flight requests cancelled"
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._deadline_passed() and run.sent < len(payloads):
-            run.aborted = run.aborted or "run timeout reached before every request was sent"
+        def on_done(record: Record) -> None:
+            start_next()
+            completions.finished(record)
+
+        for _ in range(min(concurrency, len(payloads))):
+            if not start_next():
+                break

@@ -3,6 +3,14 @@
 //
 // Same behaviour as tests/jetstream/delay_server.py: Decode answers max_tokens tokens, one stream message per
 // token, the first after -ttft-ms, then one every -itl-ms (absolute schedule); HealthCheck says live.
+//
+// A Go timer wakes a few hundred microseconds late, which would count as client-added TTFT. -spin-us N sleeps
+// until N µs before the first token is due and then yields in a loop until it is, so the first token leaves on
+// time (later tokens keep plain timers). On SIGUSR1 the server prints "LATENESS n=.. p50=.. p90=.. p99=..
+// max=.." (ms by which each first token was late after the timer, since the last SIGUSR1) and starts again.
+// With -stamp-lateness the first token's id is that lateness in µs, so a client's per-request outputs can take
+// the server's own delay out of its TTFT exactly.
+// With -client HOST:PORT the same binary is a native reference load client instead (loadclient.go).
 // Messages are encoded by hand (raw-bytes codec), so no generated code is needed. Listens on 127.0.0.1 only;
 // prints "PORT <n>" when serving.
 package main
@@ -14,6 +22,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,12 +100,52 @@ func response(id int) []byte {
 	return append(out, stream...)
 }
 
+// lateness collects, per request, how late the first token was ready to send (ms after it was due).
+type lateness struct {
+	mu sync.Mutex
+	ms []float64
+}
+
+func (l *lateness) add(d time.Duration) {
+	l.mu.Lock()
+	l.ms = append(l.ms, float64(d)/float64(time.Millisecond))
+	l.mu.Unlock()
+}
+
+// report prints the percentiles since the last report and starts a new window.
+func (l *lateness) report() {
+	l.mu.Lock()
+	ms := l.ms
+	l.ms = nil
+	l.mu.Unlock()
+	if len(ms) == 0 {
+		fmt.Println("LATENESS n=0")
+		return
+	}
+	sort.Float64s(ms)
+	at := func(q float64) float64 { return ms[int(q*float64(len(ms)-1)+0.5)] }
+	fmt.Printf("LATENESS n=%d p50=%.3f p90=%.3f p99=%.3f max=%.3f\n", len(ms), at(0.5), at(0.9), at(0.99), ms[len(ms)-1])
+}
+
 func main() {
 	port := flag.Int("port", 0, "port (0 = any free port)")
 	ttftMs := flag.Float64("ttft-ms", 0, "delay before the first token")
 	itlMs := flag.Float64("itl-ms", 0, "delay between tokens")
 	vocab := flag.Int("vocab-size", 32000, "token ids are below this")
+	spin := flag.Int("spin-us", 0, "yield-wait the last N µs before each first token (0 = plain timer)")
+	stamp := flag.Bool("stamp-lateness", false, "first token id = µs the first token was late (see above)")
+	client := flag.String("client", "", "act as the reference load client against HOST:PORT (loadclient.go)")
+	rate := flag.Float64("rate", 100, "client: Poisson arrivals per second")
+	requests := flag.Int("requests", 1000, "client: how many Decode calls")
+	tokens := flag.Int("tokens", 16, "client: max_tokens per call")
+	seed := flag.Int64("seed", 0, "client: arrival-time seed")
 	flag.Parse()
+	if *client != "" {
+		encoding.RegisterCodec(rawCodec{})
+		os.Exit(runClient(*client, *rate, *requests, *tokens, *ttftMs, *seed))
+	}
+	spinFor := time.Duration(*spin) * time.Microsecond
+	late := &lateness{}
 	encoding.RegisterCodec(rawCodec{})
 	ttft := time.Duration(*ttftMs * float64(time.Millisecond))
 	itl := time.Duration(*itlMs * float64(time.Millisecond))
@@ -111,12 +162,27 @@ func main() {
 		start := time.Now()
 		n := maxTokens(req)
 		for k := 0; k < n; k++ {
+			due := start.Add(ttft + time.Duration(k)*itl)
 			if ttft > 0 || itl > 0 {
-				if d := time.Until(start.Add(ttft + time.Duration(k)*itl)); d > 0 {
+				if k == 0 && spinFor > 0 {
+					if d := time.Until(due) - spinFor; d > 0 {
+						time.Sleep(d)
+					}
+					for time.Now().Before(due) {
+						runtime.Gosched()
+					}
+				} else if d := time.Until(due); d > 0 {
 					time.Sleep(d)
 				}
 			}
 			msg := messages[k%len(messages)]
+			if k == 0 && (ttft > 0 || itl > 0) {
+				l := time.Since(due)
+				late.add(l)
+				if *stamp {
+					msg = response(int(l.Microseconds()))
+				}
+			}
 			if err := stream.SendMsg(&msg); err != nil {
 				return err
 			}
@@ -147,9 +213,15 @@ func main() {
 	fmt.Printf("PORT %d\n", lis.Addr().(*net.TCPAddr).Port)
 	go func() {
 		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-		<-sig
-		server.Stop()
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+		for s := range sig {
+			if s == syscall.SIGUSR1 {
+				late.report()
+				continue
+			}
+			server.Stop()
+			return
+		}
 	}()
 	if err := server.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, err)
