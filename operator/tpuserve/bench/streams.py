@@ -72,10 +72,12 @@ def available() -> bool:
 class _Stream:
     """One call in flight on the completion-queue engine; also the tag of its receive-message operations."""
 
-    __slots__ = ("call", "on_done", "open_parts", "record")
+    __slots__ = ("arrivals", "call", "messages", "on_done", "open_parts", "record")
 
     def __init__(self, record: Record, on_done: OnDone) -> None:
         self.record = record
+        self.arrivals = record.arrivals
+        self.messages = record.messages
         self.on_done = on_done
         self.call: Any = None
         # The message stream and the status both have to end before the request is finished (core may
@@ -178,6 +180,7 @@ class CompletionQueueStreams:
         clock = time.perf_counter
         while True:
             event = next_event()
+            arrived = clock()  # first thing after the event leaves the queue: the message's time of receipt
             if event.completion_type == queue_timeout:
                 continue
             tag = event.tag
@@ -186,11 +189,14 @@ class CompletionQueueStreams:
                 if kind is _Stream:
                     message = event.batch_operations[0].message()
                     if message is not None:
-                        tag.record.arrivals.append(clock())
-                        tag.record.messages.append(message)
-                        if self._receive_next(tag, receive_message):
-                            continue
-                    # End of the stream (or the call is over): this part is done.
+                        tag.arrivals.append(arrived)
+                        tag.messages.append(message)
+                        try:
+                            if tag.call.operate((receive_message(0),), tag):
+                                continue
+                        except Exception:  # core refused the batch: the call is over, as below
+                            pass
+                    # End of the stream, or the call is over (operate refused: no event will come): part done.
                     self._part_done(tag)
                 elif kind is _Status:
                     stream = tag.stream
@@ -212,14 +218,6 @@ class CompletionQueueStreams:
                 if stream.open_parts > 1 and stream.call is not None:
                     stream.call.cancel(cygrpc.StatusCode.cancelled, "client error")
                 self._part_done(stream)
-
-    @staticmethod
-    def _receive_next(stream: _Stream, receive_message: Any) -> bool:
-        """Ask for the next message; False when the call is already over (then no event will come for it)."""
-        try:
-            return bool(stream.call.operate((receive_message(0),), stream))
-        except Exception:  # core refused the batch: the call is over
-            return False
 
     def _part_done(self, stream: _Stream) -> None:
         stream.open_parts -= 1
