@@ -10,7 +10,7 @@ import pytest
 from tpuserve.api import KINDS
 from tpuserve.api.generate import crd_name
 
-from tests.cluster.wait import WaitTimeout, wait_for
+from tests.cluster.wait import WaitTimeout, wait_crds_established, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -33,7 +33,7 @@ def crds(kube_cluster: Any) -> Any:
     except WaitTimeout as timeout:
         raise AssertionError(f"{timeout}: {errors[-1]}") from None
     names = [f"crd/{crd_name(kind)}" for kind in KINDS]
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    wait_crds_established(kube_cluster.kubectl, *names)
     return kube_cluster
 
 

@@ -23,6 +23,7 @@ import yaml
 
 from tests.chart.prometheus import free_port
 from tests.chart.tools import CHART, KUBE_VERSION, helm, set_args
+from tests.cluster.wait import wait_crds_established
 
 # The Prometheus Operator's real ServiceMonitor CRD, from its Go module (the newest the module proxy serves).
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
@@ -148,12 +149,7 @@ def monitoring_crds_installed(cluster: Cluster) -> Iterator[None]:
 def install_monitoring_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(servicemonitor_crd_path()))
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(PODMONITORING_CRD))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        *MONITORING_CRDS,
-    )
+    wait_crds_established(cluster.kubectl, *MONITORING_CRDS)
 
 
 def cluster_helm(

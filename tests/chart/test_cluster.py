@@ -21,6 +21,7 @@ from tests.chart.cluster_helpers import (
     render_with,
 )
 from tests.chart.tools import REPO
+from tests.cluster.wait import wait_crds_established
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -63,7 +64,7 @@ FORBIDDEN: list[tuple[str, str]] = [
 def _apply_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     names = [f"crd/{cr}.tpuserve.dev" for cr in CRS]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    wait_crds_established(cluster.kubectl, *names)
 
 
 def _split(manifests: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

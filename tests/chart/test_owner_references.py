@@ -21,6 +21,7 @@ import pytest
 from tests.chart.cluster_helpers import helm_install, service_account_kubeconfig
 from tests.chart.prometheus import free_port
 from tests.chart.tools import REPO, tools_bin_dir
+from tests.cluster.wait import wait_crds_established
 
 # Needs the test cluster's binaries (its own apiserver, not the shared cluster).
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -167,7 +168,7 @@ def test_finalizers_rule_is_needed_and_enough_where_owner_references_are_enforce
         namespace, release = "tpuserve-system", "owners"
         server.kubectl("create", "namespace", namespace)
         server.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llamacheckpoints.tpuserve.dev")
+        wait_crds_established(server.kubectl, "crd/llamacheckpoints.tpuserve.dev")
         helm_install(server, release, namespace)
         owner = json.loads(
             server.kubectl(

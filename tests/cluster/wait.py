@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -35,3 +35,18 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {description} (last value: {last!r})")
         time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+
+
+def wait_crds_established(kubectl: Callable[..., Any], *names: str, timeout: float = 60.0) -> None:
+    """Wait until each CRD (`crd/<name>`, already created) is Established.
+
+    Not `kubectl wait --for=condition=Established`: on a CRD whose status.conditions the API server has not yet
+    written, kubectl 1.35 fails at once ('.status.conditions accessor error: <nil>') instead of waiting.
+    """
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    for name in names:
+        wait_for(
+            lambda name=name: kubectl("get", name, "-o", jsonpath).stdout.strip() == "True",  # type: ignore[misc]
+            timeout=timeout,
+            description=f"{name} to be Established",
+        )

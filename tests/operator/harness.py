@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.wait import wait_for
+from tests.cluster.wait import wait_crds_established, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -193,8 +193,7 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
 
 def install_crds(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    for plural in PLURAL.values():
-        kubectl("wait", "--for=condition=Established", f"crd/{plural}.tpuserve.dev", "--timeout=60s")
+    wait_crds_established(kubectl, *(f"crd/{plural}.tpuserve.dev" for plural in PLURAL.values()))
 
 
 def elapsed(start: float) -> float:
