@@ -5,7 +5,8 @@ to one CPU core (the server to the other), on the same ShareGPT file and tokeniz
 client is the google-jetstream 0.2.2 wheel's own benchmarks/benchmark_serving.py, run from its venv
 (tests/jetstream/setup-venv.sh) with a stand-in for its unused `eval_accuracy` import (nltk/evaluate).
 Each figure is read from the client's own summary (same definitions: duration = first send to last answer).
-Ours runs with each engine (`--engine cq`, the default, and `aio`).
+Ours runs with each engine (`--engine cq`, the default, and `aio`). Clients take turns, round by round, so a slow
+spell of this shared machine hits them alike; ratios are taken within a round and their median is reported.
 
 The TTFT scenarios (50 ms TTFT, 10 ms per token) need `--server go`: the server then readies each first token on
 time (`-spin-us`) and stamps how late it still was into that token's id (`-stamp-lateness`), so each request's
@@ -31,11 +32,12 @@ import hashlib
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,39 +231,56 @@ def make_data(work: Path) -> dict[str, Path]:
     return {"tokenizer": tokenizer, "sharegpt": corpus.write_sharegpt(work / "sharegpt.json", 6000, max_words=20)}
 
 
-def runs_of(runs: int, fn: object, *args: object, **kwargs: object) -> list[Figures]:
-    """`runs` runs; the failed ones are reported and left out (JetStream 0.2.2 aborts on its first RPC error)."""
-    results = []
+def one_run(fn: Callable[..., Figures], *args: object) -> Figures | None:
+    """One run; a failure is reported and gives None (JetStream 0.2.2 aborts on its first RPC error)."""
+    try:
+        return fn(*args)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        print(f"run failed: {str(detail).strip().splitlines()[-1][:200]}", file=sys.stderr)
+        return None
+
+
+def interleaved(
+    scenario: str, runs: int, clients: list[tuple[str, Callable[..., Figures], tuple[object, ...]]]
+) -> list[Row]:
+    """`runs` rounds, each running every client once in turn, so a slow spell of the machine hits them alike.
+    Each Row's list keeps one entry per round (None for a failed run), so rounds can be compared pairwise."""
+    results: dict[str, list[Figures | None]] = {name: [] for name, _, _ in clients}
     for _ in range(runs):
-        try:
-            results.append(fn(*args, **kwargs))  # type: ignore[operator]
-        except (RuntimeError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", None) or str(exc)
-            print(f"run failed: {str(detail).strip().splitlines()[-1][:200]}", file=sys.stderr)
-    return results
+        for name, fn, args in clients:
+            results[name].append(one_run(fn, *args))
+    return [(scenario, name, results[name]) for name, _, _ in clients]
 
 
-Row = tuple[str, str, list[Figures]]  # scenario, client, its runs
+Row = tuple[str, str, list[Figures | None]]  # scenario, client, its runs by round (None = failed)
 
 
 def print_table(rows: list[Row]) -> None:
     head = f"{'scenario':58} {'client':16} {'req/s':>9} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} {'ok':>5}"
     print(head + f" {'cpu s':>6} {'req/cpu-s':>10}")
-    best: dict[tuple[str, str], Figures] = {}
+    by_client: dict[tuple[str, str], list[Figures | None]] = {}
     for scenario, client, results in rows:
+        by_client[(scenario, client)] = results
         if not results:
-            print(f"{scenario:58} {client:16} {'failed or not run':>9}")
+            print(f"{scenario:58} {client:16} {'not run':>9}")
         for f in results:
+            if f is None:
+                print(f"{scenario:58} {client:16} {'failed':>9}")
+                continue
             print(f"{scenario:58} {client:16} {f.req_s:9.1f} {f.out_tok_s:10.1f} {f.ttft_median_ms:9.2f} "
                   f"{f.ttft_p99_ms:9.2f} {f.ok:5d} {f.cpu_s:6.2f} {f.capacity:10.1f}")  # fmt: skip
-        if results:
-            best[(scenario, client)] = max(results, key=lambda f: f.req_s)
-    print("\nratios, best run of each (tpuserve cq / JetStream 0.2.2):")
+    print("\nratios tpuserve cq / JetStream 0.2.2, round by round (same round = same spell of the machine):")
     for scenario in dict.fromkeys(r[0] for r in rows):
-        o, j = best.get((scenario, "tpuserve cq")), best.get((scenario, "jetstream 0.2.2"))
-        if o and j:
-            print(f"  {scenario:58} req/s {o.req_s / j.req_s:5.2f}x  out tok/s {o.out_tok_s / j.out_tok_s:5.2f}x  "
-                  f"req per CPU-s {o.capacity / j.capacity:5.2f}x")  # fmt: skip
+        ours_runs = by_client.get((scenario, "tpuserve cq"), [])
+        theirs_runs = by_client.get((scenario, "jetstream 0.2.2"), [])
+        pairs = [(o, j) for o, j in zip(ours_runs, theirs_runs, strict=False) if o is not None and j is not None]
+        if not pairs:
+            continue
+        for label, attr in (("req/s", "req_s"), ("out tok/s", "out_tok_s"), ("req per CPU-s", "capacity")):
+            ratios = sorted(getattr(o, attr) / getattr(j, attr) for o, j in pairs)
+            listed = " ".join(f"{r:.2f}" for r in ratios)
+            print(f"  {scenario:58} {label:13} median {statistics.median(ratios):5.2f}x  (rounds: {listed})")
 
 
 def print_splits(rows: list[Row], injected_ms: float) -> None:
@@ -271,6 +290,8 @@ def print_splits(rows: list[Row], injected_ms: float) -> None:
           f"{'c+l p50':>8} {'c+l p99':>8}")  # fmt: skip
     for scenario, client, results in rows:
         for f in results:
+            if f is None:
+                continue
             if f.split is not None:
                 x = f.split
                 print(f"{scenario:58} {client:16} {x.total_p50:9.3f} {x.total_p99:9.3f} {x.server_p99:10.3f} "
@@ -283,7 +304,7 @@ def print_splits(rows: list[Row], injected_ms: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
-    parser.add_argument("--runs", type=int, default=2, help="repetitions per scenario (all are printed)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds per scenario (all are printed)")
     parser.add_argument(
         "--server", choices=["python", "go"], default="python",
         help="test server: tests/jetstream/delay_server.py, or tests/jetstream/fastserver (Go, needs `go`)",
@@ -305,12 +326,12 @@ def main() -> int:
                                          ("instant, 64-token answers, all at once", 1000, 64),
                                          ("instant, 500 requests at once, 16 tokens", 500, 16)):  # fmt: skip
                     n = max(50, int(n * scale))
-                    scenario = f"{label} (n={n})"
-                    for engine in engines:
-                        runs = runs_of(args.runs, ours, target, data, n, tokens, "inf", work, engine)
-                        rows.append((scenario, f"tpuserve {engine}", runs))
-                    rows.append((scenario, "jetstream 0.2.2", runs_of(args.runs, jetstream, python, target, data, n,
-                                                                      tokens, "inf")))  # fmt: skip
+                    clients: list[tuple[str, Callable[..., Figures], tuple[object, ...]]] = [
+                        (f"tpuserve {engine}", ours, (target, data, n, tokens, "inf", work, engine))
+                        for engine in engines
+                    ]
+                    clients.append(("jetstream 0.2.2", jetstream, (python, target, data, n, tokens, "inf")))
+                    rows += interleaved(f"{label} (n={n})", args.runs, clients)
         if args.only != "throughput":
             injected = 50.0
             timing = ("--vocab-size", "200", "--ttft-ms", str(injected), "--itl-ms", "10")
@@ -320,21 +341,20 @@ def main() -> int:
             with server(*stamped) as target, server(*unstamped) as plain_target:
                 for rate, seconds in ((100, 5), (400, 5), (1000, 3)):
                     n = max(50, int(rate * seconds * scale))
-                    scenario = f"TTFT {injected:g} ms + 10 ms/token, {rate} req/s, 16 tokens (n={n})"
                     split_ms = injected if go else None
-                    for engine in engines:
-                        runs = runs_of(args.runs, ours, target, data, n, 16, str(rate), work, engine, split_ms)
-                        ttft_rows.append((scenario, f"tpuserve {engine}", runs))
+                    clients = [
+                        (f"tpuserve {engine}", ours, (target, data, n, 16, str(rate), work, engine, split_ms))
+                        for engine in engines
+                    ]
                     if go:
-                        ttft_rows.append((scenario, "native Go", runs_of(args.runs, native, target, n, 16, str(rate),
-                                                                         injected)))  # fmt: skip
+                        clients.append(("native Go", native, (target, n, 16, str(rate), injected)))
                     # JetStream 0.2.2's client aborts the whole run on its first RPC error: not run at 1000 req/s.
-                    theirs = (
-                        runs_of(args.runs, jetstream, python, plain_target, data, n, 16, str(rate))
-                        if rate <= 400
-                        else []
-                    )
-                    ttft_rows.append((scenario, "jetstream 0.2.2", theirs))
+                    if rate <= 400:
+                        clients.append(("jetstream 0.2.2", jetstream, (python, plain_target, data, n, 16, str(rate))))
+                    scenario = f"TTFT {injected:g} ms + 10 ms/token, {rate} req/s, 16 tokens (n={n})"
+                    ttft_rows += interleaved(scenario, args.runs, clients)
+                    if rate > 400:
+                        ttft_rows.append((scenario, "jetstream 0.2.2", []))
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores: figures are noisy above ~2)")
     print_table(rows + [r for r in ttft_rows if r[1] != "native Go"])
     if ttft_rows:
