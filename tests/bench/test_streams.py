@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from tpuserve.bench import streams
@@ -52,3 +54,28 @@ def test_nothing_listening_is_a_failed_record_not_a_hang(engine: str) -> None:
     record = asyncio.run(scenario())
     assert record.code == "UNAVAILABLE"
     assert record.end >= record.send > 0 and not record.messages
+
+
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+def test_a_pool_of_channels_shares_the_requests(engine: str, delay_server: Callable[..., Any]) -> None:
+    """--channels 2: requests alternate between two connections (cq: one receiver thread each), all answered."""
+    import threading
+
+    server = delay_server("--ttft-ms", "5", "--itl-ms", "1", "--vocab-size", "200")
+    seen_threads: set[str] = set()
+
+    async def scenario() -> list[Record]:
+        opened = streams.open_streams(server.target, channels=2, engine=engine)
+        try:
+            seen_threads.update(t.name for t in threading.enumerate() if t.name.startswith("tpuserve-cq"))
+            return await asyncio.gather(
+                *(streams.decode_one(opened, Record(i), encode_request([1, 2, 3], 3), timeout=30) for i in range(10))
+            )
+        finally:
+            await opened.close()
+
+    records = asyncio.run(scenario())
+    assert {r.code for r in records} == {"OK"}
+    assert all(len(r.messages) == 3 and len(r.arrivals) == 3 for r in records)
+    if engine == "cq":
+        assert seen_threads == {"tpuserve-cq-0", "tpuserve-cq-1"}
