@@ -113,6 +113,10 @@ class CompletionQueueStreams:
         self._channels = [cygrpc.Channel(target.encode(), options, None) for _ in range(channels)]
         self._next = 0
         self._inflight: set[_Stream] = set()
+        # Held from integrated_call() until the call is stored on its stream: a receiver thread that gets the
+        # stream's first message in between (possible after a forced GIL switch) waits on it instead of finding
+        # no call to ask for the next message.
+        self._starting = threading.Lock()
         self._closing = False
         self.errors: list[str] = []  # receiver-thread failures outside any one request (never expected)
         self._threads = [
@@ -133,8 +137,10 @@ class CompletionQueueStreams:
         stream = _Stream(record, on_done)
         deadline = None if timeout is None else time.time() + timeout
         self._inflight.add(stream)
-        record.send = time.perf_counter()
+        failure: str | None = None
+        self._starting.acquire()
         try:
+            record.send = time.perf_counter()
             stream.call = channel.integrated_call(
                 0,
                 DECODE_METHOD.encode(),
@@ -157,14 +163,20 @@ class CompletionQueueStreams:
                 ),
             )
         except Exception as exc:  # a closed channel or a core error: this request failed, the run goes on
+            failure = f"could not start the call: {type(exc).__name__}: {exc}"
+        finally:
+            self._starting.release()
+        if failure is not None:
             self._inflight.discard(stream)
             record.end = time.perf_counter()
             record.code = CLIENT_ERROR
-            record.detail = f"could not start the call: {type(exc).__name__}: {exc}"
+            record.detail = failure
             on_done(record)
 
     def cancel_all(self, detail: str) -> None:
-        for stream in list(self._inflight):
+        with self._starting:  # no call half-started: every stream in flight has its call
+            streams = list(self._inflight)
+        for stream in streams:
             if stream.call is not None:
                 stream.call.cancel(cygrpc.StatusCode.cancelled, detail)
 
@@ -191,8 +203,12 @@ class CompletionQueueStreams:
                     if message is not None:
                         tag.arrivals.append(arrived)
                         tag.messages.append(message)
+                        call = tag.call
+                        if call is None:  # its starter is still between integrated_call() and storing the call
+                            with self._starting:
+                                call = tag.call
                         try:
-                            if tag.call.operate((receive_message(0),), tag):
+                            if call.operate((receive_message(0),), tag):
                                 continue
                         except Exception:  # core refused the batch: the call is over, as below
                             pass
