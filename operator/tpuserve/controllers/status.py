@@ -62,36 +62,18 @@ def set_condition(
 ) -> list[Condition]:
     """Return conditions with `type_` set; lastTransitionTime changes only when the status does."""
     value = ConditionStatus.UNKNOWN if status is None else ConditionStatus.TRUE if status else ConditionStatus.FALSE
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.type != type_:
-            out.append(cond)
-            continue
-        found = True
-        transition = cond.last_transition_time if cond.status == value else when
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=str(reason),
-                message=message,
-                last_transition_time=transition,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=str(reason),
-                message=message,
-                last_transition_time=when,
-                observed_generation=generation,
-            )
-        )
-    return out
+    existing = next((cond for cond in conditions if cond.type == type_), None)
+    updated = Condition(
+        type=type_,
+        status=value,
+        reason=str(reason),
+        message=message,
+        last_transition_time=existing.last_transition_time if existing and existing.status == value else when,
+        observed_generation=generation,
+    )
+    if existing is None:
+        return [*conditions, updated]
+    return [updated if cond.type == type_ else cond for cond in conditions]
 
 
 class StatusModel(Protocol):
