@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         step("1/6 local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok TPU pools, tpuserve-local)")
         cluster.start()
-        kubectl = _kubectl(cluster)
+        kubectl = cluster.kubectl
         print(
             kubectl(
                 "get", "nodes", "-L", "cloud.google.com/gke-tpu-accelerator,cloud.google.com/gke-tpu-topology"
@@ -197,24 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             step("tear-down")
             cluster.stop()
-
-
-def _kubectl(cluster: LocalCluster) -> Any:
-    import subprocess
-
-    def kubectl(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result
-
-    return kubectl
 
 
 def _watch(kubectl: Any, objects: Objects, names: dict[str, str], timeout: float = 600) -> None:

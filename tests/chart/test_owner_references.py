@@ -21,6 +21,7 @@ import pytest
 from tests.chart.cluster_helpers import helm_install, service_account_kubeconfig
 from tests.chart.prometheus import free_port
 from tests.chart.tools import REPO, tools_bin_dir
+from tests.cluster.harness import run_kubectl
 from tests.cluster.wait import wait_crds_established
 
 # Needs the test cluster's binaries (its own apiserver, not the shared cluster).
@@ -35,15 +36,7 @@ class ApiServer:
     bin_dir: Path
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-        return result
+        return run_kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input, error=AssertionError)
 
 
 @contextlib.contextmanager

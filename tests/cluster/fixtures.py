@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from tests.cluster.harness import ClusterError, LocalCluster, tools_bin_dir
+from tests.cluster.harness import ClusterError, LocalCluster, run_kubectl, tools_bin_dir
 from tests.cluster.wait import wait_for
 
 EXISTING_KUBECONFIG_ENV = "TPUSERVE_TEST_KUBECONFIG"
@@ -46,17 +46,8 @@ class KubeCluster:
         return self.local is not None
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this cluster; with check=True a non-zero exit raises with kubectl's stderr."""
-        result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
-        return result
+        """Run kubectl against this cluster; with check=True a non-zero exit fails the test with kubectl's stderr."""
+        return run_kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input, error=AssertionError)
 
     def api_client(self) -> k8s_client.ApiClient:
         """A new kubernetes ApiClient for this cluster (close it, or use it as a context manager)."""

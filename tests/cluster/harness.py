@@ -96,6 +96,27 @@ class ClusterError(RuntimeError):
     pass
 
 
+def run_kubectl(
+    bin_dir: Path,
+    kubeconfig: Path,
+    *args: str,
+    check: bool = True,
+    input: str | None = None,
+    error: type[Exception] = ClusterError,
+) -> subprocess.CompletedProcess[str]:
+    """kubectl from `bin_dir` against `kubeconfig`; with check=True a non-zero exit raises `error` with its stderr."""
+    result = subprocess.run(
+        [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise error(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
 def tools_bin_dir() -> Path:
     """The cached binaries (built by `make tools`); a clear error when they are missing."""
     override = os.environ.get("TPUSERVE_TOOLS_BIN")
@@ -367,16 +388,7 @@ class LocalCluster:
     # ---- helpers ---------------------------------------------------------------------------------------
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
-        return result
+        return run_kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         path = self.logs_dir / f"{name}.log"

@@ -45,8 +45,8 @@ def wait_crds_established(kubectl: Callable[..., Any], *names: str, timeout: flo
     """
     jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
     for name in names:
-        wait_for(
-            lambda name=name: kubectl("get", name, "-o", jsonpath).stdout.strip() == "True",  # type: ignore[misc]
-            timeout=timeout,
-            description=f"{name} to be Established",
-        )
+
+        def established(name: str = name) -> bool:
+            return bool(kubectl("get", name, "-o", jsonpath).stdout.strip() == "True")
+
+        wait_for(established, timeout=timeout, description=f"{name} to be Established")

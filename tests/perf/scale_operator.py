@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = LocalCluster(work / f"cluster-{runs}")  # a fresh cluster per size: no left-overs
         try:
             cluster.start()
-            install_crds(lambda *a, c=cluster, **kw: _kubectl(c, *a))
+            install_crds(cluster.kubectl)
             result = measure(cluster, runs, work)
         finally:
             cluster.stop()
@@ -155,17 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
-
-
-def _kubectl(cluster: LocalCluster, *args: str) -> Any:
-    import subprocess
-
-    return subprocess.run(
-        [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
 
 
 if __name__ == "__main__":
