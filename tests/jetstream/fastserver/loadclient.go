@@ -22,20 +22,7 @@ import (
 // firstTokenID reads samples[0].token_ids[0] of a DecodeResponse as this server encodes it (see response()).
 func firstTokenID(msg []byte) int {
 	i := 0
-	next := func() uint64 {
-		var x uint64
-		var s uint
-		for i < len(msg) {
-			c := msg[i]
-			i++
-			x |= uint64(c&0x7f) << s
-			if c < 0x80 {
-				break
-			}
-			s += 7
-		}
-		return x
-	}
+	next := func() uint64 { return readVarint(msg, &i) }
 	for depth := 0; depth < 3; depth++ { // stream_content(3) > samples(1) > token_ids(2): key, then length
 		next()
 		next()

@@ -49,34 +49,37 @@ func varint(b []byte, x uint64) []byte {
 	return append(b, byte(x))
 }
 
+// readVarint decodes the protobuf varint at msg[*i:] and moves *i past it.
+func readVarint(msg []byte, i *int) uint64 {
+	var x uint64
+	var s uint
+	for *i < len(msg) {
+		c := msg[*i]
+		*i++
+		x |= uint64(c&0x7f) << s
+		if c < 0x80 {
+			break
+		}
+		s += 7
+	}
+	return x
+}
+
 // maxTokens reads field 4 (varint) of a DecodeRequest.
 func maxTokens(msg []byte) int {
 	i := 0
-	readVarint := func() uint64 {
-		var x uint64
-		var s uint
-		for i < len(msg) {
-			c := msg[i]
-			i++
-			x |= uint64(c&0x7f) << s
-			if c < 0x80 {
-				break
-			}
-			s += 7
-		}
-		return x
-	}
+	next := func() uint64 { return readVarint(msg, &i) }
 	for i < len(msg) {
-		key := readVarint()
+		key := next()
 		field, wire := key>>3, key&7
 		switch wire {
 		case 0:
-			v := readVarint()
+			v := next()
 			if field == 4 {
 				return int(int32(v))
 			}
 		case 2:
-			n := int(readVarint())
+			n := int(next())
 			i += n
 		case 5:
 			i += 4
