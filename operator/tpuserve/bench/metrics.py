@@ -74,7 +74,7 @@ def stats_ms(values_s: list[float]) -> LatencyStats | None:
 def parse_run(run: StageRun) -> list[RequestResult]:
     results = []
     for request, record in zip(run.requests[: run.sent], run.records[: run.sent], strict=True):
-        if record.end == 0.0:  # never finished (cancelled before its first await returned)
+        if record.end == 0.0:  # never reported finished by its engine before the stage stopped waiting
             record.code, record.detail = "CANCELLED", "cancelled by the benchmark (run ended)"
             record.end = run.end
         counts, ids = parse_messages(record.messages)
