@@ -115,6 +115,7 @@ def test_bad_input_is_refused_with_reason(run_bench: Run, tmp_path: Path, bench_
         (["--target", target, "--dataset", "synthetic", "--synthetic-input-length", "9:3",
           "--synthetic-output-length", "4"], "LO:HI"),
         ([*synthetic(target, 2), "--request-rate", "0"], "must be positive"),
+        ([*synthetic(target, 2), "--engine", "grpc"], "invalid choice: 'grpc'"),
     ]  # fmt: skip
     for args, reason in cases:
         run = run_bench(*args, output=False)
