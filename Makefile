@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: system-deps setup tools jetstream lint test test-unit cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
+.PHONY: system-deps setup tools jetstream vllm lint test test-unit cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ tools:
 # JetStream 0.2.2 (the upstream server and client the tests compare against) in its own cached venv.
 jetstream:
 	bash tests/jetstream/setup-venv.sh >/dev/null
+
+# vLLM's CPU build (a real vLLM OpenAI server and `vllm bench serve`) in its own cached venv, and the small
+# random-weight Llama-3-architecture model it serves (tests/vllm).
+vllm:
+	bash tests/vllm/model.sh >/dev/null
 
 lint: setup
 	$(VENV)/bin/ruff check operator tests
