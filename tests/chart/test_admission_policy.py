@@ -76,10 +76,16 @@ def test_policy_is_off_by_default(kube_cluster: Cluster, namespace: str) -> None
         assert result.returncode == 0, result.stderr
 
 
+EARLIER = "earlier"  # an InferenceServer with a refused image, created before the policy
+
+
 @pytest.fixture
 def policy(kube_cluster: Cluster, namespace: str) -> Iterator[list[dict[str, Any]]]:
-    """The chart's policy objects (enabled, bound to the test namespace only), applied; deleted afterwards."""
+    """The chart's policy objects (enabled, bound to the test namespace only), applied; deleted afterwards. The
+    InferenceServer EARLIER is created in the namespace just before."""
     _apply_crds(kube_cluster)
+    earlier = _create(kube_cluster, namespace, _with(base_server(EARLIER), image=REFUSED), dry_run=False)
+    assert earlier.returncode == 0, earlier.stderr
     release = f"t{uuid.uuid4().hex[:6]}"
     values = {
         "admissionPolicy.enabled": True,
@@ -100,11 +106,6 @@ def policy(kube_cluster: Cluster, namespace: str) -> Iterator[list[dict[str, Any
 def test_policy_admits_listed_images_and_accounts_and_refuses_others(
     kube_cluster: Cluster, namespace: str, policy: list[dict[str, Any]]
 ) -> None:
-    # Admitted before the policy takes effect: its metadata must stay writable afterwards (finalizer, deletion).
-    earlier = _with(base_server("earlier"), image=REFUSED)
-    created = _create(kube_cluster, namespace, earlier, dry_run=False)
-    assert created.returncode == 0, created.stderr
-
     # The API server loads new policies asynchronously: wait until it refuses what it must.
     def refusing() -> bool:
         return _create(kube_cluster, namespace, _with(base_benchmark(), image=REFUSED)).returncode != 0
@@ -148,14 +149,15 @@ def test_policy_admits_listed_images_and_accounts_and_refuses_others(
     image_refusal = _create(kube_cluster, namespace, _with(base_server(), image=REFUSED)).stderr
     assert allowed in image_refusal, image_refusal
 
-    # The object admitted earlier: metadata changes pass, a spec change is judged.
-    kube_cluster.kubectl("annotate", "-n", namespace, "inferenceserver", "earlier", "team=serving")
+    # The object admitted before the policy: metadata changes pass (the operator's finalizer and annotations,
+    # deletion), a spec change is judged.
+    kube_cluster.kubectl("annotate", "-n", namespace, "inferenceserver", EARLIER, "team=serving")
     changed = kube_cluster.kubectl(
         "patch",
         "-n",
         namespace,
         "inferenceserver",
-        "earlier",
+        EARLIER,
         "--type=merge",
         "-p",
         json.dumps({"spec": {"replicas": 2}}),

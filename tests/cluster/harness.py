@@ -61,6 +61,8 @@ CONTROLLERS = (
     "ttl-after-finished-controller",
     "pod-garbage-collector-controller",
     "clusterrole-aggregation-controller",
+    # Writes status.typeChecking of ValidatingAdmissionPolicies (the chart's admission policy is checked there).
+    "validatingadmissionpolicy-status-controller",
 )
 KWOK_USER = "tpuserve:kwok"
 # What kwok touches: the nodes it manages, their Leases, the pods bound to them, events.

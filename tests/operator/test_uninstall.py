@@ -63,7 +63,7 @@ def test_deletion_without_the_operator_finishes_after_the_documented_command(
     finally:
         operator.stop()  # the operator is gone; its finalizers stay
 
-    objects.kubectl("delete", "inferenceserver", "srv", "benchmarkrun", "run", "-n", namespace, "--wait=false")
+    objects.kubectl("delete", "inferenceserver/srv", "benchmarkrun/run", "-n", namespace, "--wait=false")
     for kind, name in (("InferenceServer", "srv"), ("BenchmarkRun", "run")):
         stuck = objects.get(kind, namespace, name)
         assert stuck is not None and stuck["metadata"].get("deletionTimestamp"), f"{kind} {name} already gone"
