@@ -279,7 +279,7 @@ INVALID: tuple[Case, ...] = (
         "extra-args-from-secret-without-key",
         IS,
         {"spec.engine": {"extraArgsFrom": {"hf_access_token": {"secretKeyRef": {"name": "hf"}}}}},
-        ("spec.engine.extraArgsFrom[hf_access_token].secretKeyRef.key", "Required value"),
+        ("spec.engine.extraArgsFrom.hf_access_token.secretKeyRef.key", "Required value"),
     ),
     Case("negative-replicas", IS, {"spec.replicas": -1}, ("spec.replicas", "greater than or equal to 0")),
     Case(
