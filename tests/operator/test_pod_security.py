@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointS
 from tpuserve.controllers import render
 from tpuserve.settings import OperatorSettings
 
+from tests.cluster.wait import wait_for
+from tests.operator.conftest import server
+from tests.operator.harness import Objects, OperatorProcess, condition
 from tests.operator.test_render import CHECKPOINT, OWNER, example
 
 pytestmark = pytest.mark.cluster
@@ -149,3 +153,29 @@ def test_secret_valued_server_arg_is_accepted_by_the_api_server(kube_cluster: An
     assert stored["env"] == [
         {"name": "TPUSERVE_ARG_HF_ACCESS_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
     ]
+
+
+def test_server_refused_by_pod_security_says_why_in_its_status(
+    kube_cluster: Any, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """The documented exception, as a user meets it: an InferenceServer in a namespace that enforces "restricted"
+    gets its Deployment, the API server refuses the pods, and the status carries the API server's reason."""
+    kube_cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", {"TPUSERVE_CHECK_GCS": "false"})
+    operator.start()
+    try:
+        objects = Objects(kube_cluster.kubectl)
+        objects.apply(namespace, server("srv", path="gs://bkt/ckpt/0/items"))
+
+        def refused() -> dict[str, Any] | None:
+            status = objects.status("InferenceServer", namespace, "srv")
+            return status if "violates PodSecurity" in (status.get("message") or "") else None
+
+        status = wait_for(refused, timeout=60, interval=0.5, description="the refusal in the server's status")
+    finally:
+        operator.stop()
+    assert status["phase"] == "Deploying"
+    assert 'violates PodSecurity "restricted:latest": runAsNonRoot != true' in status["message"]
+    assert "docs/security.md" in status["message"]
+    available = condition(status, "Available")
+    assert available["status"] == "False" and available["reason"] == "PodsRefused"
