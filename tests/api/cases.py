@@ -477,6 +477,12 @@ VALID: tuple[Case, ...] = (
             }
         },
     ),
+    # Names that contain a credential word but are known MaxText serving settings (KV-cache layout).
+    Case(
+        "server-extra-args-kv-cache-layout",
+        IS,
+        {"spec.engine": {"extraArgs": {"ar_key_axis_order": "0,2,1,3", "prefill_key_axis_order": "0,2,1,3"}}},
+    ),
     Case("server-scaled-to-zero", IS, {"spec.replicas": 0, "spec.metrics": {"podMonitoring": True}}),
     Case("bench-defaults", BR, {}),
     Case("bench-target", BR, {"spec.serverRef": DELETE, "spec.target": {"host": "10.0.0.5", "port": 9000}}),

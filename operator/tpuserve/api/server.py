@@ -58,6 +58,16 @@ SERVER_ARG_KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 # `extraArgsFrom` takes it from a Secret instead.
 CREDENTIAL_WORDS: tuple[str, ...] = ("token", "secret", "key", "password")
 CREDENTIAL_KEY_REGEX = "(?i)(" + "|".join(CREDENTIAL_WORDS) + ")"
+# MaxText serving settings whose names contain one of those words but whose values are no secret (the KV-cache
+# layouts MaxText's inference tuning sets, the tokenizer kind): allowed in extraArgs.
+NOT_CREDENTIALS: tuple[str, ...] = ("ar_key_axis_order", "prefill_key_axis_order", "tokenizer_type")
+_LOOKS_LIKE_CREDENTIAL_CEL = f"!(k in {cel_string_list(NOT_CREDENTIALS)}) && k.matches('{CREDENTIAL_KEY_REGEX}')"
+
+
+def looks_like_credential(key: str) -> bool:
+    return key not in NOT_CREDENTIALS and re.search(CREDENTIAL_KEY_REGEX, key) is not None
+
+
 # extraArgsFrom values reach the container as environment variables with this prefix, expanded by the kubelet
 # in the argument (`key=$(VAR)`). Not MaxText's own `M_` prefix, which would set the key a second time.
 SECRET_ARG_ENV_PREFIX = "TPUSERVE_ARG_"
@@ -166,12 +176,12 @@ class EngineSpec(ApiModel):
                 + ")",
             ),
             CelRule(
-                rule=f"self.all(k, !k.matches('{CREDENTIAL_KEY_REGEX}'))",
+                rule=f"self.all(k, !({_LOOKS_LIKE_CREDENTIAL_CEL}))",
                 message="spec.engine.extraArgs may not hold a credential (a key containing "
                 + ", ".join(CREDENTIAL_WORDS)
                 + "): take its value from a Secret with spec.engine.extraArgsFrom",
                 message_expression="'spec.engine.extraArgs.' + "
-                f"self.filter(k, k.matches('{CREDENTIAL_KEY_REGEX}'))[0] + "
+                f"self.filter(k, {_LOOKS_LIKE_CREDENTIAL_CEL})[0] + "
                 "' looks like a credential (its name contains "
                 + ", ".join(CREDENTIAL_WORDS)
                 + "): take its value from a Secret with spec.engine.extraArgsFrom'",
@@ -236,7 +246,7 @@ class EngineSpec(ApiModel):
                 raise ValueError(f"extraArgs key {key!r} is not a MaxText setting name (lower_snake_case)")
             if key in MANAGED_SERVER_ARGS:
                 raise ValueError(f"extraArgs may not set {key!r}: use the typed engine field")
-            if re.search(CREDENTIAL_KEY_REGEX, key):
+            if looks_like_credential(key):
                 raise ValueError(f"extraArgs key {key!r} looks like a credential: use extraArgsFrom and a Secret")
         for key in self.extra_args_from:
             if not re.fullmatch(SERVER_ARG_KEY_PATTERN, key):
