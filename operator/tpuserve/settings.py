@@ -86,6 +86,12 @@ class OperatorSettings(BaseSettings):
         ge=60,
         description="Budget of the server's startupProbe (model load + XLA compile take minutes).",
     )
+    server_privileged: bool = Field(
+        default=False,
+        description="Run the JetStream server container privileged (securityContext.privileged). Only GKE "
+        "versions before 1.28 need it to reach the TPU devices; off, the server runs with no capabilities, no "
+        "privilege escalation and the RuntimeDefault seccomp profile (docs/security.md).",
+    )
 
     # --- GCS ----------------------------------------------------------------------------------------------
     check_gcs: bool = Field(

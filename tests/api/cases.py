@@ -227,6 +227,60 @@ INVALID: tuple[Case, ...] = (
         {"spec.engine": {"extraArgs": {"Ragged-Attention": "true"}}},
         ("spec.engine.extraArgs", "lower_snake_case"),
     ),
+    # Credentials never in plain extraArgs: the message names the key and where its value should come from.
+    Case(
+        "extra-arg-credential-token",
+        IS,
+        {"spec.engine": {"extraArgs": {"ragged_attention": "true", "hf_access_token": "hf_abc"}}},
+        ("spec.engine.extraArgs", "spec.engine.extraArgs.hf_access_token looks like a credential", "extraArgsFrom"),
+    ),
+    Case(
+        "extra-arg-credential-password",
+        IS,
+        {"spec.engine": {"extraArgs": {"db_password": "x"}}},
+        ("spec.engine.extraArgs", "spec.engine.extraArgs.db_password looks like a credential"),
+    ),
+    Case(
+        "extra-arg-credential-key",
+        IS,
+        {"spec.engine": {"extraArgs": {"api_key": "x"}}},
+        ("spec.engine.extraArgs", "spec.engine.extraArgs.api_key looks like a credential"),
+    ),
+    Case(
+        "extra-arg-credential-secret",
+        IS,
+        {"spec.engine": {"extraArgs": {"client_secret": "x"}}},
+        ("spec.engine.extraArgs", "spec.engine.extraArgs.client_secret looks like a credential"),
+    ),
+    Case(
+        "extra-args-from-also-in-extra-args",
+        IS,
+        {
+            "spec.engine": {
+                "extraArgs": {"ragged_attention": "true"},
+                "extraArgsFrom": {"ragged_attention": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            }
+        },
+        ("spec.engine.extraArgsFrom", "may not also be set in spec.engine.extraArgs"),
+    ),
+    Case(
+        "extra-args-from-managed-key",
+        IS,
+        {"spec.engine": {"extraArgsFrom": {"model_name": {"secretKeyRef": {"name": "s", "key": "k"}}}}},
+        ("spec.engine.extraArgsFrom", "may not set a key the typed engine fields or the operator set"),
+    ),
+    Case(
+        "extra-args-from-bad-key",
+        IS,
+        {"spec.engine": {"extraArgsFrom": {"HF-Token": {"secretKeyRef": {"name": "s", "key": "k"}}}}},
+        ("spec.engine.extraArgsFrom", "lower_snake_case"),
+    ),
+    Case(
+        "extra-args-from-secret-without-key",
+        IS,
+        {"spec.engine": {"extraArgsFrom": {"hf_access_token": {"secretKeyRef": {"name": "hf"}}}}},
+        ("spec.engine.extraArgsFrom.hf_access_token.secretKeyRef.key", "Required value"),
+    ),
     Case("negative-replicas", IS, {"spec.replicas": -1}, ("spec.replicas", "greater than or equal to 0")),
     Case(
         "metrics-port-out-of-range",
@@ -412,6 +466,22 @@ VALID: tuple[Case, ...] = (
             "spec.engine.quantization": "int8",
             "spec.engine.quantizeKvcache": True,
         },
+    ),
+    Case(
+        "server-extra-args-from-secret",
+        IS,
+        {
+            "spec.engine": {
+                "extraArgs": {"ragged_attention": "true"},
+                "extraArgsFrom": {"hf_access_token": {"secretKeyRef": {"name": "hf-token", "key": "token"}}},
+            }
+        },
+    ),
+    # Names that contain a credential word but are known MaxText serving settings (KV-cache layout).
+    Case(
+        "server-extra-args-kv-cache-layout",
+        IS,
+        {"spec.engine": {"extraArgs": {"ar_key_axis_order": "0,2,1,3", "prefill_key_axis_order": "0,2,1,3"}}},
     ),
     Case("server-scaled-to-zero", IS, {"spec.replicas": 0, "spec.metrics": {"podMonitoring": True}}),
     Case("bench-defaults", BR, {}),

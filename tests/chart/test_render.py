@@ -15,7 +15,14 @@ import yaml
 from tests.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 from tests.chart.variants import VARIANTS
 
-BUILTIN_GROUPS = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1", "batch/v1", "apiextensions.k8s.io/v1")
+BUILTIN_GROUPS = (
+    "v1",
+    "apps/v1",
+    "rbac.authorization.k8s.io/v1",
+    "batch/v1",
+    "apiextensions.k8s.io/v1",
+    "admissionregistration.k8s.io/v1",
+)
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -227,6 +234,12 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"metrics.port": 8080}, "metrics.port and livenessProbe.port must differ"),
     ({"serviceAccount.create": False}, "serviceAccount.name is required when serviceAccount.create is false"),
+    ({"workloads.server.privileged": "yes"}, "at '/workloads/server/privileged'"),
+    ({"admissionPolicy.allowedImages": ["Not An Image"]}, "at '/admissionPolicy/allowedImages/0'"),
+    ({"admissionPolicy.allowedServiceAccounts": ["Bad_Name"]}, "at '/admissionPolicy/allowedServiceAccounts/0'"),
+    ({"admissionPolicy.validationActions": ["Deny", "Warn"]}, "at '/admissionPolicy/validationActions'"),
+    ({"admissionPolicy.validationActions": ["Block"]}, "at '/admissionPolicy/validationActions/0'"),
+    ({"admissionPolicy.namespaceSelector": {"matchNames": ["a"]}}, "additional properties 'matchNames' not allowed"),
 ]
 
 
@@ -257,3 +270,27 @@ def test_helm_package_holds_the_chart_and_nothing_else(tmp_path: Path) -> None:
     assert {f"crds/{p.name}" for p in (CHART / "crds").glob("*.yaml")} <= set(names)
     assert {f"dashboards/{p.name}" for p in (CHART / "dashboards").glob("*.json")} <= set(names)
     assert not [n for n in names if n.endswith((".py", ".pyc", "~"))]
+
+
+def test_admission_policy_renders_one_policy_and_binding_per_kind() -> None:
+    objects = render_objects(VARIANTS["customized"])
+    policies = {p["metadata"]["name"]: p for p in by_kind(objects, "ValidatingAdmissionPolicy")}
+    bindings = by_kind(objects, "ValidatingAdmissionPolicyBinding")
+    assert sorted(policies) == [f"tpu-op-{k}" for k in ("benchmarkruns", "inferenceservers", "llamacheckpoints")]
+    assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(policies)
+    for binding in bindings:
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchLabels": {"team": "ml"}}
+    server = policies["tpu-op-inferenceservers"]["spec"]
+    assert server["matchConstraints"]["resourceRules"][0]["resources"] == ["inferenceservers"]
+    checked = " ".join(v["expression"] for v in server["validations"])
+    for field in ("object.spec.image", "object.spec.httpImage", "object.spec.serviceAccountName"):
+        assert f"has({field})" in checked
+    variables = {v["name"]: v["expression"] for v in server["variables"]}
+    assert json.loads(variables["allowedImages"]) == ["europe-docker.pkg.dev/p/mirror/", "ghcr.io/tpuserve/bench:0.1.0"]
+    assert json.loads(variables["allowedServiceAccounts"]) == ["llama-gcs"]
+    checkpoint = " ".join(v["expression"] for v in policies["tpu-op-llamacheckpoints"]["spec"]["validations"])
+    assert "has(object.spec.converter) && has(object.spec.converter.image)" in checkpoint
+    env = operator_env(objects)
+    assert env["TPUSERVE_SERVER_PRIVILEGED"] == "true"
+    assert operator_env(render_objects())["TPUSERVE_SERVER_PRIVILEGED"] == "false"

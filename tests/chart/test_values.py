@@ -24,6 +24,7 @@ ALL_ON = {
     "metrics.podMonitoring.enabled": True,
     "workloads.monitoring.podMonitoring": True,
     "workloads.monitoring.serviceMonitor": True,
+    "admissionPolicy.enabled": True,
 }
 BASES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -47,6 +48,10 @@ MUTATIONS: dict[str, Any] = {
     "workloads.benchmark.tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
     "workloads.jobTTLSecondsAfterFinished": 3600,
     "gcs.project": "my-project",
+    "admissionPolicy.allowedImages": ["europe-docker.pkg.dev/my-project/mirror/"],
+    "admissionPolicy.allowedServiceAccounts": ["llama-gcs"],
+    "admissionPolicy.namespaceSelector": {"matchLabels": {"team": "ml"}},
+    "admissionPolicy.validationActions": ["Warn", "Audit"],
     "operator.extraArgs": ["--verbose"],
     "operator.extraEnv": [{"name": "TPUSERVE_EXAMPLE", "value": "1"}],
     "metrics.serviceMonitor.interval": "15s",

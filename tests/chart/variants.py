@@ -45,5 +45,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
         "podAnnotations": {"example.com/a": "b"},
         "podLabels": {"team": "ml"},
+        "workloads.server.privileged": True,
+        "admissionPolicy.enabled": True,
+        "admissionPolicy.allowedImages": ["europe-docker.pkg.dev/p/mirror/", "ghcr.io/tpuserve/bench:0.1.0"],
+        "admissionPolicy.allowedServiceAccounts": ["llama-gcs"],
+        "admissionPolicy.namespaceSelector": {"matchLabels": {"team": "ml"}},
     },
 }

@@ -61,6 +61,8 @@ CONTROLLERS = (
     "ttl-after-finished-controller",
     "pod-garbage-collector-controller",
     "clusterrole-aggregation-controller",
+    # Writes status.typeChecking of ValidatingAdmissionPolicies (the chart's admission policy is checked there).
+    "validatingadmissionpolicy-status-controller",
 )
 KWOK_USER = "tpuserve:kwok"
 # What kwok touches: the nodes it manages, their Leases, the pods bound to them, events.
@@ -277,7 +279,7 @@ class LocalCluster:
                     f"--service-account-key-file={sa.cert}",
                     f"--service-account-signing-key-file={sa.key}",
                     f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                    # GKE's JetStream samples run the server privileged; the operator renders that too.
+                    # GKE before 1.28 needs a privileged server: the operator renders one with server_privileged.
                     "--allow-privileged=true",
                     # The `kubernetes` Service cannot get a loopback endpoint (validation rejects 127.0.0.0/8), and
                     # nothing here runs in-cluster clients that would need it.

@@ -280,3 +280,103 @@ def test_child_names_fit_and_are_stable(owner: str) -> None:
     assert naming.job_name_bench(owner).endswith("-bench")
     if len(owner) + len("-bench") <= naming.MAX_NAME:
         assert naming.job_name_bench(owner) == f"{owner}-bench"
+
+
+# --- pod security (docs/security.md) ------------------------------------------------------------------------
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = obj["spec"]["template"]["spec"]
+    return spec
+
+
+def test_server_is_unprivileged_unless_the_operator_setting_asks(server_spec: InferenceServerSpec) -> None:
+    obj = render.render_deployment(server_spec, OWNER, OperatorSettings(), CHECKPOINT)
+    pod = pod_spec(obj)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    server, http = containers(obj)
+    # privileged: false stated, so that patching a Deployment rendered privileged by an older operator clears it.
+    assert server["securityContext"] == {"privileged": False, **RESTRICTED_CONTAINER}
+    assert http["securityContext"] == RESTRICTED_CONTAINER
+    assert "env" not in server
+
+    privileged = render.render_deployment(server_spec, OWNER, OperatorSettings(server_privileged=True), CHECKPOINT)
+    kubernetes_validate.validate(privileged, K8S_VERSION, strict=True)
+    server, http = containers(privileged)
+    assert server["securityContext"] == {"privileged": True, "allowPrivilegeEscalation": True}
+    assert http["securityContext"] == RESTRICTED_CONTAINER
+    # Only the security context differs between the two renderings.
+    for rendered in (obj, privileged):
+        for c in containers(rendered):
+            c.pop("securityContext")
+        rendered["metadata"]["annotations"].pop(naming.ANNOTATION_SPEC_HASH)
+    assert obj == privileged
+
+
+def test_convert_jobs_meet_restricted_except_googles_root_image(settings: OperatorSettings) -> None:
+    ours = render.render_convert_job(
+        LlamaCheckpointSpec.model_validate(example("llama2-7b-v5e", "checkpoint.yaml")), OWNER, settings
+    )
+    pod = pod_spec(ours)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert containers(ours)[0]["securityContext"] == RESTRICTED_CONTAINER
+    google = LlamaCheckpointSpec.model_validate(
+        {"source": "gs://bkt/meta", "output": "gs://bkt/out", "converter": {"preset": "inference-checkpoint"}}
+    )
+    theirs = render.render_convert_job(google, OWNER, settings)
+    assert pod_spec(theirs)["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod_spec(theirs)["automountServiceAccountToken"] is False
+    assert containers(theirs)[0]["securityContext"] == RESTRICTED_CONTAINER
+
+
+def test_bench_job_is_restricted_with_default_resources(settings: OperatorSettings) -> None:
+    spec = BenchmarkRunSpec.model_validate(example("llama2-7b-v5e", "benchmark.yaml"))
+    obj = render.render_bench_job(spec, OWNER, settings, target="h:9000", model=None, tokenizer=None)
+    pod = pod_spec(obj)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    (c,) = containers(obj)
+    assert c["securityContext"] == RESTRICTED_CONTAINER
+    assert c["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    own = BenchmarkRunSpec.model_validate(
+        {**example("llama2-7b-v5e", "benchmark.yaml"), "resources": {"requests": {"cpu": "500m"}}}
+    )
+    obj = render.render_bench_job(own, OWNER, settings, target="h:9000", model=None, tokenizer=None)
+    assert containers(obj)[0]["resources"] == {"requests": {"cpu": "500m"}}
+
+
+def test_extra_args_from_secrets_are_env_vars_expanded_by_the_kubelet(settings: OperatorSettings) -> None:
+    spec = InferenceServerSpec.model_validate(
+        {
+            "checkpointPath": CHECKPOINT,
+            "tpu": {"accelerator": "v5e", "topology": "2x4"},
+            "engine": {
+                "extraArgs": {"ragged_attention": "true"},
+                "extraArgsFrom": {"hf_access_token": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            },
+        }
+    )
+    obj = render.render_deployment(spec, OWNER, settings, CHECKPOINT)
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    server = containers(obj)[0]
+    assert server["args"][-2:] == ["ragged_attention=true", "hf_access_token=$(TPUSERVE_ARG_HF_ACCESS_TOKEN)"]
+    assert server["env"] == [
+        {"name": "TPUSERVE_ARG_HF_ACCESS_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    ]
+
+
+@pytest.mark.parametrize("key", ["hf_access_token", "api_key", "db_password", "client_secret", "HF_TOKEN"])
+def test_extra_args_refuse_credential_keys(key: str) -> None:
+    spec = {"checkpointPath": CHECKPOINT, "tpu": {"accelerator": "v5e", "topology": "2x4"}}
+    with pytest.raises(ValueError, match=r"credential|lower_snake_case"):
+        InferenceServerSpec.model_validate({**spec, "engine": {"extraArgs": {key: "x"}}})

@@ -159,6 +159,10 @@ class SloSpec(ApiModel):
 
 
 LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
+# Default resources of the benchmark container: ShareGPT's ~640 MB JSON is parsed whole, so memory is generous;
+# no CPU limit, because throttling the client would show up as server latency in the results.
+BENCH_DEFAULT_REQUESTS = {"cpu": "2", "memory": "4Gi"}
+BENCH_DEFAULT_LIMITS = {"memory": "8Gi"}
 
 
 class BenchmarkRunSpec(ApiModel):
@@ -212,7 +216,12 @@ class BenchmarkRunSpec(ApiModel):
         min_length=1,
         description=f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE}).",
     )
-    resources: ResourceRequirements | None = Field(default=None, description="Benchmark container resources.")
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description="Benchmark container resources; replace the default as a whole (requests cpu "
+        f"{BENCH_DEFAULT_REQUESTS['cpu']}, memory {BENCH_DEFAULT_REQUESTS['memory']}; limits memory "
+        f"{BENCH_DEFAULT_LIMITS['memory']}; no CPU limit, so that throttling never shows up as server latency).",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the benchmark pod must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the benchmark pod.")
     service_account_name: str | None = Field(
@@ -264,6 +273,12 @@ class BenchmarkRunSpec(ApiModel):
     def effective_image(self, default: str = images.BENCH_IMAGE) -> str:
         """The benchmark image: the spec's, else the operator's configured default."""
         return self.image or default
+
+    def bench_resources(self) -> ResourceRequirements:
+        """The user's resources, or the default."""
+        if self.resources is not None:
+            return self.resources
+        return ResourceRequirements(requests=dict(BENCH_DEFAULT_REQUESTS), limits=dict(BENCH_DEFAULT_LIMITS))
 
     def timeout_seconds(self) -> float:
         return parse_duration(self.timeout)

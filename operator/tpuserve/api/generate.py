@@ -270,6 +270,10 @@ def _field_rows(schema: dict[str, Any], prefix: str, rows: list[str], rules: lis
             _field_rows(sub, path, rows, rules)
         elif sub.get("type") == "array" and "properties" in sub.get("items", {}):
             _field_rows(sub["items"], f"{path}[]", rows, rules)
+        elif sub.get("type") == "object" and "properties" in (sub.get("additionalProperties") or {}):
+            # A map of objects (e.g. engine.extraArgsFrom): its own rules, then the fields of each value.
+            rules.extend((path, rule["message"]) for rule in sub.get(CEL_KEY, []))
+            _field_rows(sub["additionalProperties"], f"{path}[]", rows, rules)
         else:
             for rule in sub.get(CEL_KEY, []):
                 rules.append((path, rule["message"]))

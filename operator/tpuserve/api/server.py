@@ -13,6 +13,7 @@ from tpuserve.api import catalog
 from tpuserve.api.checkpoint import Quantization, WeightDtype
 from tpuserve.api.conventions import (
     AGE_COLUMN,
+    DNS1123_SUBDOMAIN_PATTERN,
     GCS_URI_PATTERN,
     ApiModel,
     CelRule,
@@ -52,6 +53,49 @@ MANAGED_SERVER_ARGS: tuple[str, ...] = (
     "prometheus_port",
 )
 SERVER_ARG_KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+# A setting whose name contains one of these words (any case) carries a credential: its value would be readable
+# by anyone who can read the InferenceServer, its Deployment or the pod spec, so `extraArgs` refuses it and
+# `extraArgsFrom` takes it from a Secret instead.
+CREDENTIAL_WORDS: tuple[str, ...] = ("token", "secret", "key", "password")
+CREDENTIAL_KEY_REGEX = "(?i)(" + "|".join(CREDENTIAL_WORDS) + ")"
+# MaxText serving settings whose names contain one of those words but whose values are no secret (the KV-cache
+# layouts MaxText's inference tuning sets, the tokenizer kind): allowed in extraArgs.
+NOT_CREDENTIALS: tuple[str, ...] = ("ar_key_axis_order", "prefill_key_axis_order", "tokenizer_type")
+_LOOKS_LIKE_CREDENTIAL_CEL = f"!(k in {cel_string_list(NOT_CREDENTIALS)}) && k.matches('{CREDENTIAL_KEY_REGEX}')"
+
+
+def looks_like_credential(key: str) -> bool:
+    return key not in NOT_CREDENTIALS and re.search(CREDENTIAL_KEY_REGEX, key) is not None
+
+
+# extraArgsFrom values reach the container as environment variables with this prefix, expanded by the kubelet
+# in the argument (`key=$(VAR)`). Not MaxText's own `M_` prefix, which would set the key a second time.
+SECRET_ARG_ENV_PREFIX = "TPUSERVE_ARG_"
+
+
+def secret_arg_env_name(key: str) -> str:
+    """The environment variable carrying the value of extraArgsFrom[key]."""
+    return SECRET_ARG_ENV_PREFIX + key.upper()
+
+
+class SecretKeySelector(ApiModel):
+    """One key of a Secret in the object's namespace (the Kubernetes secretKeyRef shape)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Name of the Secret."
+    )
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key of the value in the Secret."
+    )
+
+
+class ArgValueSource(ApiModel):
+    """Where a setting's value comes from (a Kubernetes EnvVarSource limited to Secrets)."""
+
+    secret_key_ref: SecretKeySelector = Field(
+        description="The Secret key holding the value; the kubelet reads it when the pod starts (the operator "
+        "never does)."
+    )
 
 
 class TpuSpec(ApiModel):
@@ -131,6 +175,35 @@ class EngineSpec(ApiModel):
                 + ", ".join(MANAGED_SERVER_ARGS)
                 + ")",
             ),
+            CelRule(
+                rule=f"self.all(k, !({_LOOKS_LIKE_CREDENTIAL_CEL}))",
+                message="spec.engine.extraArgs may not hold a credential (a key containing "
+                + ", ".join(CREDENTIAL_WORDS)
+                + "): take its value from a Secret with spec.engine.extraArgsFrom",
+                message_expression="'spec.engine.extraArgs.' + "
+                f"self.filter(k, {_LOOKS_LIKE_CREDENTIAL_CEL})[0] + "
+                "' looks like a credential (its name contains "
+                + ", ".join(CREDENTIAL_WORDS)
+                + "): take its value from a Secret with spec.engine.extraArgsFrom'",
+            ),
+        ),
+    )
+    extra_args_from: dict[str, ArgValueSource] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="MaxText settings whose values come from Secrets, e.g. {hf_access_token: {secretKeyRef: "
+        "{name: hf, key: token}}}: rendered as an environment variable of the server container and "
+        "`key=$(TPUSERVE_ARG_<KEY>)` in its arguments, so the value appears in no tpuserve object, Deployment or "
+        "pod spec.",
+        json_schema_extra=cel_rules(
+            CelRule(
+                rule=f"self.all(k, k.matches('{SERVER_ARG_KEY_PATTERN}'))",
+                message="spec.engine.extraArgsFrom keys must be MaxText setting names (lower_snake_case)",
+            ),
+            CelRule(
+                rule=f"self.all(k, !(k in {cel_string_list(MANAGED_SERVER_ARGS)}))",
+                message="spec.engine.extraArgsFrom may not set a key the typed engine fields or the operator set",
+            ),
         ),
     )
 
@@ -150,6 +223,12 @@ class EngineSpec(ApiModel):
                 message="spec.engine: at most one of iciFsdpParallelism, iciAutoregressiveParallelism, "
                 "iciTensorParallelism may be -1",
             ),
+            CelRule(
+                rule="!has(self.extraArgs) || !has(self.extraArgsFrom) || "
+                "self.extraArgsFrom.all(k, !(k in self.extraArgs))",
+                message="spec.engine.extraArgsFrom: a key may not also be set in spec.engine.extraArgs",
+                field_path=".extraArgsFrom",
+            ),
         )
     }
 
@@ -167,6 +246,13 @@ class EngineSpec(ApiModel):
                 raise ValueError(f"extraArgs key {key!r} is not a MaxText setting name (lower_snake_case)")
             if key in MANAGED_SERVER_ARGS:
                 raise ValueError(f"extraArgs may not set {key!r}: use the typed engine field")
+            if looks_like_credential(key):
+                raise ValueError(f"extraArgs key {key!r} looks like a credential: use extraArgsFrom and a Secret")
+        for key in self.extra_args_from:
+            if not re.fullmatch(SERVER_ARG_KEY_PATTERN, key):
+                raise ValueError(f"extraArgsFrom key {key!r} is not a MaxText setting name (lower_snake_case)")
+            if key in MANAGED_SERVER_ARGS or key in self.extra_args:
+                raise ValueError(f"extraArgsFrom may not set {key!r}: it is set by a typed field or extraArgs")
         return self
 
 

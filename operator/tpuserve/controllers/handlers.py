@@ -30,6 +30,9 @@ RESYNC_SECONDS = 300
 # Retry delay after an unexpected error (an API hiccup); kopf's default is 60 s. TemporaryError sets its own.
 BACKOFF_SECONDS = 10
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+# The child kinds whose watch-streams carry MANAGED as a server-side label selector (see configure()).
+CHILD_RESOURCES = (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods"))
+CHILD_LABEL_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
 PROGRESS_PREFIX = "tpuserve.dev"
 
 
@@ -50,6 +53,11 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # `labels=` on a handler filters client-side, after every pod, Job and Deployment of the cluster has been
+    # listed and streamed to the operator. kopf (1.45+) sends these selectors with the list and watch requests
+    # themselves, so the API server sends only the operator's own children.
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = CHILD_LABEL_SELECTOR
     if getattr(memo, "ctx", None) is None:  # `kopf run -m tpuserve.controllers.handlers`: settings from env
         memo.ctx = kube.Context(kube.load_api_client(), OperatorSettings(), default_metrics())
     if _ctx(memo).namespaces:

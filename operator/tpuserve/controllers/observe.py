@@ -100,6 +100,15 @@ STUCK_WAITING_REASONS = (
 )
 
 
+def replica_failure(deployment: dict[str, Any]) -> str | None:
+    """The message of a Deployment's ReplicaFailure condition: the API server refuses to create its pods (Pod
+    Security admission, a quota, an admission policy), so there is no pod to read a reason from."""
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "ReplicaFailure")[:1000]
+    return None
+
+
 def container_problem(pods: list[dict[str, Any]]) -> str | None:
     """'<pod>/<container>: <reason>: <message>' for the first container stuck in a failing waiting state."""
     for pod in pods:

@@ -25,7 +25,8 @@ from tpuserve.api import (
     ResourceRequirements,
     Toleration,
 )
-from tpuserve.controllers import naming
+from tpuserve.api.server import secret_arg_env_name
+from tpuserve.controllers import naming, pod_security
 from tpuserve.convert import layout
 from tpuserve.settings import OperatorSettings
 
@@ -139,6 +140,8 @@ def render_convert_job(
     conv = spec.converter
     env = {"JAX_PLATFORMS": "cpu", **settings.converter_env}
     size = conv.work_dir_size_limit or layout.work_dir_bytes(spec.model, str(spec.weight_dtype))
+    # Google's image runs as root (pip installs, git clones into its file system); ours as uid 65532.
+    security = pod_security.RESTRICTED if conv.preset == ConverterPreset.TPUSERVE else pod_security.ROOT_IMAGE
     return render_template(
         "job-convert.yaml.j2",
         meta=_meta(
@@ -163,6 +166,8 @@ def render_convert_job(
         resources=_quantities(spec.converter_resources().to_wire()),
         work_dir=CONVERT_WORK_DIR,
         work_dir_size=str(size),
+        pod_security=security.pod,
+        container_security=security.container,
     )
 
 
@@ -199,7 +204,20 @@ def server_args(spec: InferenceServerSpec, checkpoint_path: str) -> list[str]:
     rendered = [f"{k}={v}" for k, v in args.items()]
     # extraArgs last, sorted for a stable rendering; the API refuses keys rendered above.
     rendered += [f"{k}={v}" for k, v in sorted(e.extra_args.items())]
+    # Values from Secrets: the kubelet expands $(VAR) from the container's env (server_secret_env).
+    rendered += [f"{k}=$({secret_arg_env_name(k)})" for k in sorted(e.extra_args_from)]
     return rendered
+
+
+def server_secret_env(spec: InferenceServerSpec) -> list[dict[str, Any]]:
+    """The server container's env: one variable per engine.extraArgsFrom entry, read from its Secret."""
+    return [
+        {
+            "name": secret_arg_env_name(key),
+            "valueFrom": {"secretKeyRef": {"name": source.secret_key_ref.name, "key": source.secret_key_ref.key}},
+        }
+        for key, source in sorted(spec.engine.extra_args_from.items())
+    ]
 
 
 def server_selector(owner_name: str) -> dict[str, str]:
@@ -234,11 +252,15 @@ def render_deployment(
         http_image=spec.effective_http_image(settings.http_image),
         pull_policy=settings.image_pull_policy,
         server_args=server_args(spec, checkpoint_path),
+        server_env=server_secret_env(spec),
         server_ports=ports,
         resources=server_resources(spec, tpu_slice.chips),
         grpc_port=GRPC_PORT,
         http_port=HTTP_PORT,
         startup_failure_threshold=max(math.ceil(settings.server_startup_seconds / 10), 1),
+        pod_security=pod_security.ROOT_IMAGE.pod,
+        server_security=pod_security.server_container(settings.server_privileged),
+        sidecar_security=pod_security.ROOT_IMAGE.container,
     )
 
 
@@ -352,5 +374,7 @@ def render_bench_job(
         pull_policy=settings.image_pull_policy,
         args=bench_args(spec, target, model=model, tokenizer=tokenizer),
         env=_env(settings.bench_env),
-        resources=_resources(spec.resources),
+        resources=_quantities(spec.bench_resources().to_wire()),
+        pod_security=pod_security.RESTRICTED.pod,
+        container_security=pod_security.RESTRICTED.container,
     )

@@ -193,9 +193,13 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     else:
         status.phase = ServerPhase.DEPLOYING
         problem = observe.container_problem(pods)
+        refused = observe.replica_failure(deployment)
         if unschedulable:
             status.message = f"Unschedulable: {unschedulable}"
             reason = Reason.UNSCHEDULABLE
+        elif refused:
+            status.message = f"the API server refuses the server pods: {refused} (what the pods need: docs/security.md)"
+            reason = Reason.PODS_REFUSED
         elif problem:
             status.message = (
                 f"a server container is failing ({problem}); check the image, engine.extraArgs and "
@@ -210,7 +214,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         status.conditions = set_condition(
             status.conditions, ServerConditionType.AVAILABLE, ready > 0, reason, status.message, generation, now
         )
-    warning = reason in (Reason.UNSCHEDULABLE, Reason.CONTAINER_FAILING)
+    warning = reason in (Reason.UNSCHEDULABLE, Reason.CONTAINER_FAILING, Reason.PODS_REFUSED)
     write_status(ctx, KIND, body, status, event_reason=reason, warning=warning)
     ctx.metrics.reconciles.labels(KIND, "ok").inc()
 
