@@ -112,10 +112,15 @@ class StageReport(StageResults):
     name: str = Field(description="Stage label, e.g. 'rate=4' or 'concurrency=8' or 'warmup'.")
     ttst_ms: LatencyStats | None = Field(default=None, description="Time to second stream message (JetStream).")
     e2el_ms: LatencyStats | None = Field(
-        default=None, description="vllm bench serve's E2EL: request sent to the last message that carried tokens."
+        default=None,
+        alias="e2elMs",  # to_camel would make it e2ElMs
+        description="vllm bench serve's E2EL: request sent to the last message that carried tokens.",
     )
     chunk_itl_ms: LatencyStats | None = Field(
         default=None, description="vllm bench serve's ITL: gaps between token messages, not divided by tokens."
+    )
+    error_examples: dict[str, str] = Field(
+        default_factory=dict, description="The first failed request's reason for each error code."
     )
     requests_without_usage: int = Field(
         default=0, ge=0, description="OpenAI streams that ended without usage (tokens counted from the text)."

@@ -158,6 +158,10 @@ def stage_report(
             if per_token and r.counts[k]:
                 itl.append(gap / r.counts[k])
     errors = Counter(r.record.code for r in results if not r.ok)
+    examples: dict[str, str] = {}
+    for r in results:
+        if not r.ok and r.record.code not in examples:
+            examples[r.record.code] = r.record.detail[:300]
     goodput = None
     if slo_ttft_ms is not None or slo_tpot_ms is not None or slo_e2el_ms is not None:
         good = 0
@@ -202,6 +206,7 @@ def stage_report(
         undecodable_tokens=undecodable,
         empty_responses=len(ok) - len(with_tokens),
         requests_without_usage=sum(1 for r in ok if r.usage_missing),
+        error_examples=examples,
         message=run.aborted,
         client_cpu_seconds=run.cpu_seconds,
     )

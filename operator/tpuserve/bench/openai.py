@@ -146,10 +146,12 @@ class HealthClient:
                 status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
                 if not want_body:
                     return status, b""
-                rest = await reader.read(4 * 1024 * 1024)
-                while chunk := await reader.read(65536):
-                    rest += chunk
-                return status, rest.partition(b"\r\n\r\n")[2]
+                headers = await reader.readuntil(b"\r\n\r\n")
+                for line in headers.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        return status, await reader.readexactly(int(value))
+                return status, await reader.read(16 * 1024 * 1024)  # HTTP/1.0: the body ends with the connection
             finally:
                 writer.close()
 
@@ -162,7 +164,7 @@ class HealthClient:
             if status == 200:
                 return str(json.loads(body)["data"][0]["id"])
             reason = f"HTTP {status}"
-        except (OSError, TimeoutError, ValueError, KeyError, IndexError, TypeError) as exc:
+        except (OSError, TimeoutError, ValueError, KeyError, IndexError, TypeError, asyncio.IncompleteReadError) as exc:
             reason = str(exc) or type(exc).__name__
         raise RunFailed(f"cannot read the served model from {self.base.url}/v1/models ({reason}); pass --model")
 

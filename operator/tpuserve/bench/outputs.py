@@ -65,6 +65,8 @@ def print_summary(stage: StageReport, out: TextIO) -> None:
     p("---- tpuserve extras (TPOT above is JetStream's: latency / tokens, TTFT included) ----\n")
     p(f"Failed requests: {stage.failed_requests}")
     p(f"  {stage.errors}\n" if stage.errors else "\n")
+    for code, detail in sorted(stage.error_examples.items()):
+        p(f"  first {code}: {detail}\n")
     if stage.empty_responses:
         p(f"Empty responses: {stage.empty_responses} (status OK, no token; JetStream does not count them completed)\n")
     if stage.requests_without_usage:
@@ -169,10 +171,11 @@ def request_outputs(
                 "ttst_sec": result.ttst or 0.0,
                 "prompt_len": request.prompt_len,
                 "output_len": result.output_len,
+                "max_tokens": request.max_tokens,
                 "sample_idx": request.sample_idx,
                 "error": None if result.ok else f"{result.record.code}: {result.record.detail}",
                 "send_time_sec": result.record.send - stage_start,
-                "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.record.arrivals],
+                "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.arrivals],
                 "tokens_per_message": result.counts,
                 "output_token_ids": result.output_ids,
             }
