@@ -156,3 +156,14 @@ def test_vllm_service_and_monitors_scrape_the_api_port() -> None:
     ):
         assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     assert render_vllm.openai_base_url("llama31-8b", "team-a") == "http://llama31-8b.team-a.svc.cluster.local:8000/v1"
+
+
+def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
+    from tpuserve.api import InferenceServer
+    from tpuserve.controllers.benchmark import measured_server
+
+    server = InferenceServer.model_validate({"metadata": {"name": "llama31-8b"}, "spec": vllm_spec().to_wire()})
+    measured = measured_server(server, {"readyReplicas": 1, "checkpointPath": MIRROR}, "t:8000", images.VLLM_TPU_IMAGE)
+    assert measured.engine_args == render_vllm.vllm_args(server.spec, render_vllm.WeightSource(MIRROR))
+    assert "--max-num-seqs=128" in measured.engine_args and measured.image == images.VLLM_TPU_IMAGE
+    assert (measured.model, measured.chips, measured.topology) == ("llama3.1-8b", 8, "2x4")
