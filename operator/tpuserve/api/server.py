@@ -378,6 +378,19 @@ class InferenceServerSpec(ApiModel):
     def vllm_settings(self) -> VllmSpec:
         return self.vllm or VllmSpec()
 
+    def kv_capacity_note(self) -> str:
+        """Runtime vllm-tpu: how many full-length sequences the KV cache holds beside the weights, when fewer than
+        maxNumSeqs (vLLM then preempts; an estimate, vLLM also reserves activation memory)."""
+        settings, arch, tpu_slice = self.vllm_settings(), llama.arch(self.model), self.tpu.resolve()
+        free = tpu_slice.hbm_bytes * settings.hbm_utilization - arch.weight_bytes()
+        full_length = int(free // (arch.kv_bytes_per_token() * settings.max_model_len))
+        if full_length >= settings.max_num_seqs:
+            return ""
+        return (
+            f"; the KV cache holds about {full_length} sequences of maxModelLen {settings.max_model_len} beside the "
+            f"weights, fewer than maxNumSeqs {settings.max_num_seqs}: longer batches are preempted"
+        )
+
     def hbm_shortfall(self) -> str | None:
         """Runtime vllm-tpu: why the weights plus one full-length sequence's KV cache cannot fit (None if they do).
         The same bound as the CRD's rule, in words and GiB."""

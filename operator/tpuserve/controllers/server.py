@@ -216,6 +216,8 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         status.phase = ServerPhase.READY
         serving_at = endpoints.openai if vllm else endpoints.grpc
         status.message = f"{ready}/{desired} replica(s) serving at {serving_at}" + monitor_notes
+        if vllm:
+            status.message += spec.kv_capacity_note()
         status.conditions = set_condition(
             status.conditions, ServerConditionType.AVAILABLE, True, Reason.AVAILABLE, status.message, generation, now
         )
