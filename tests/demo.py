@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from tests import demo_vllm
 from tests.cluster import sim
 from tests.cluster.harness import LocalCluster
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the cluster running at the end (prints KUBECONFIG)")
     args = parser.parse_args(argv)
     print(WHAT_IS_WHAT)
+    print(demo_vllm.WHAT_IS_WHAT)
     work = Path(tempfile.mkdtemp(prefix="tpuserve-demo-"))
     started = time.monotonic()
     cluster = LocalCluster(work / "cluster")
@@ -141,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             items = demo_objects(jetstream)
             print(yaml.safe_dump_all(items[1:], sort_keys=False))
             objects.apply(NAMESPACE, *items)
+            vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work)
+            vllm.start()
+            print(f"  and InferenceServer {demo_vllm.NAME} (runtime vllm-tpu): shown after the JetStream results")
             step("5/6 watching them reach Ready / Succeeded")
             names = {i["kind"]: i["metadata"]["name"] for i in items}
             _watch(kubectl, objects, names)
@@ -188,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.keep:
                 print(f"\nkept: export KUBECONFIG={cluster.kubeconfig}  (stop: python -m tests.cluster.harness down)")
+            vllm_ok = vllm.finish(step)
+            print(f"demo took {time.monotonic() - started:.0f}s.")
             operator.stop()
             operator = None
-            return 0 if ok else 1
+            return 0 if ok and vllm_ok else 1
     finally:
         if operator is not None:
             operator.stop()

@@ -55,11 +55,13 @@ from tpuserve.api.server import (
     InferenceServerSpec,
     InferenceServerStatus,
     MetricsSpec,
+    Runtime,
     ServerConditionType,
     ServerPhase,
     TpuSpec,
     TpuStatus,
 )
+from tpuserve.api.vllm import VLLM_PORT, HubModel, SecretKeyRef, VllmSpec, WeightLoading
 
 # Every kind of the API, in the order the CRDs and docs list them.
 KINDS = (LlamaCheckpoint, InferenceServer, BenchmarkRun)
@@ -73,6 +75,7 @@ __all__ = [
     "KINDS",
     "MANAGED_SERVER_ARGS",
     "VERSION",
+    "VLLM_PORT",
     "Attention",
     "BenchmarkConditionType",
     "BenchmarkPhase",
@@ -89,6 +92,7 @@ __all__ = [
     "DatasetSpec",
     "Endpoints",
     "EngineSpec",
+    "HubModel",
     "InferenceServer",
     "InferenceServerSpec",
     "InferenceServerStatus",
@@ -100,6 +104,8 @@ __all__ = [
     "ObjectRef",
     "Quantization",
     "ResourceRequirements",
+    "Runtime",
+    "SecretKeyRef",
     "ServerConditionType",
     "ServerPhase",
     "SloSpec",
@@ -109,8 +115,10 @@ __all__ = [
     "Toleration",
     "TpuSpec",
     "TpuStatus",
+    "VllmSpec",
     "Warmup",
     "WeightDtype",
+    "WeightLoading",
     "parse_duration",
     "rate_per_second",
 ]
