@@ -34,7 +34,12 @@ TOKEN_ENV = "TPUSERVE_BENCH_API_KEY"  # the bearer token (or --api-key-file); ne
 
 
 def request_body(
-    endpoint: str, model: str, prompt: str, max_tokens: int, ignore_eos: bool, extra: dict[str, Any] | None = None
+    endpoint: str,
+    model: str,
+    prompt: str | list[int],
+    max_tokens: int,
+    ignore_eos: bool,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {"model": model}
     if endpoint == CHAT:

@@ -73,8 +73,8 @@ def validate(args: argparse.Namespace) -> None:
         raise BenchError("--synthetic-input-length/--synthetic-output-length only apply to --dataset synthetic")
     if synthetic and args.dataset_path:
         raise BenchError("--dataset-path does not apply to --dataset synthetic")
-    if synthetic and protocol(args) == OPENAI and not args.tokenizer:
-        raise BenchError("--dataset synthetic over the OpenAI protocol needs --tokenizer (prompts are sent as text)")
+    if synthetic and protocol(args) == OPENAI and not args.tokenizer and args.endpoint == CHAT:
+        raise BenchError("--dataset synthetic on /v1/chat/completions needs --tokenizer (messages are text)")
     if not synthetic and not args.tokenizer:
         raise BenchError(
             f"--dataset {args.dataset} needs --tokenizer (the server's SentencePiece model or tokenizer.json)"
@@ -271,7 +271,9 @@ async def _main(session: Session, requests: list[ds.Request]) -> str | None:
             model, endpoint, ignore_eos = session.model, args.endpoint, args.ignore_eos
 
             def encode(r: ds.Request) -> bytes:
-                return request_body(endpoint, model, r.prompt, r.max_tokens, ignore_eos)
+                # Synthetic prompts without a tokenizer go as token ids (/v1/completions takes a list of ints).
+                prompt: str | list[int] = r.prompt if r.prompt or not r.prompt_ids else r.prompt_ids
+                return request_body(endpoint, model, prompt, r.max_tokens, ignore_eos)
 
         tty = sys.stderr.isatty()
         progress = Progress(args.progress == "always" or (args.progress == "auto" and tty))
