@@ -75,3 +75,10 @@ def test_data_size_must_match_shape(tmp_path: Path) -> None:
     patched = bytes(data).replace(b'"shape":[4,8]', b'"shape":[4,9]')
     header = _header(tmp_path, patched)
     assert any("has 64 bytes of data, its shape and dtype need 72" in p for p in header.problems), header.problems
+
+
+def test_rotary_inverse_frequencies_are_tolerated(tmp_path: Path) -> None:
+    # Saved by older Llama 2 conversions; derived from config.json and skipped by vLLM's loader.
+    shapes = {**SHAPES, "model.layers.0.self_attn.rotary_emb.inv_freq": (64,)}
+    header = _header(tmp_path, safetensors_bytes(shapes))
+    assert compare_headers([header], SHAPES, "bfloat16", None) == []

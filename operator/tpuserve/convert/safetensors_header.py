@@ -23,6 +23,10 @@ MAX_HEADER_BYTES = 100_000_000
 # safetensors dtype strings and their element sizes in bytes.
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
+# Buffers some older checkpoints saved beside the weights (Llama 2's HF conversion kept the rotary inverse
+# frequencies); derived from config.json, and vLLM's Llama loader skips them ("rotary_emb.inv_freq" in
+# load_weights), so they are neither expected nor an error.
+DERIVED_BUFFER_SUFFIXES = (".rotary_emb.inv_freq",)
 # The catalog's dtype names (torch_dtype in config.json) as safetensors spells them.
 SAFETENSORS_DTYPE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
 
@@ -128,6 +132,8 @@ def compare_headers(
                 problems.append(f"{tensor} is stored twice ({where[tensor]} and {header.name})")
                 continue
             where[tensor] = header.name
+            if tensor.endswith(DERIVED_BUFFER_SUFFIXES):
+                continue
             shape = expected.get(tensor)
             if shape is None:
                 problems.append(f"unexpected tensor {tensor} {_fmt(info.shape)} {info.dtype} in {header.name}")
