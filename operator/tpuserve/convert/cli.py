@@ -12,6 +12,7 @@ from typing import Any
 from tpuserve import llama
 
 TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
+HUB_RETRY_ENV = "TPUSERVE_HUB_RETRY_SECONDS"  # the mirror's retry budget (operators set it via converterEnv)
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 
@@ -106,8 +107,9 @@ def _register_mirror(sub: Any, models: str) -> None:
     mirror.add_argument(
         "--hub-retry-seconds",
         type=float,
-        default=1800.0,
-        help="Keep retrying a failing hub (5xx, 429, no connection) this long (default 1800).",
+        default=None,
+        help=f"Keep retrying a failing hub (5xx, 429, no connection) this long; default env {HUB_RETRY_ENV}, "
+        "else 1800.",
     )
     mirror.add_argument(
         "--hub-retry-initial-seconds", type=float, default=2.0, help="First retry delay, doubled each time (<= 60 s)."
@@ -221,13 +223,29 @@ def _mirror(args: argparse.Namespace) -> int:
         download_workers=args.download_workers,
         force=args.force,
         arch_json=_arch_json(args),
-        policy=RetryPolicy(budget_seconds=args.hub_retry_seconds, initial_seconds=args.hub_retry_initial_seconds),
+        policy=RetryPolicy(
+            budget_seconds=_hub_retry_seconds(args.hub_retry_seconds),
+            initial_seconds=args.hub_retry_initial_seconds,
+        ),
     )
     summary = mirror(options)
     text = summary.to_termination_message()
     write_termination_message(termination_path(args.termination_message_path), text)
     print(text)
     return summary.exit_code
+
+
+def _hub_retry_seconds(flag: float | None) -> float:
+    if flag is not None:
+        return flag
+    value = os.environ.get(HUB_RETRY_ENV)
+    try:
+        return float(value) if value else 1800.0
+    except ValueError:
+        print(
+            f"tpuserve convert mirror: ignoring {HUB_RETRY_ENV}={value!r} (not a number); using 1800", file=sys.stderr
+        )
+        return 1800.0
 
 
 def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
