@@ -23,13 +23,16 @@ from tpuserve.api.benchmark import (
 )
 from tpuserve.api.checkpoint import (
     CheckpointConditionType,
+    CheckpointFormat,
     CheckpointPhase,
     ConverterPreset,
     ConverterSpec,
+    HuggingFaceSource,
     LlamaCheckpoint,
     LlamaCheckpointSpec,
     LlamaCheckpointStatus,
     Quantization,
+    SecretKeyRef,
     WeightDtype,
 )
 from tpuserve.api.conventions import (
@@ -80,6 +83,7 @@ __all__ = [
     "BenchmarkRunSpec",
     "BenchmarkRunStatus",
     "CheckpointConditionType",
+    "CheckpointFormat",
     "CheckpointPhase",
     "Condition",
     "ConditionStatus",
@@ -89,6 +93,7 @@ __all__ = [
     "DatasetSpec",
     "Endpoints",
     "EngineSpec",
+    "HuggingFaceSource",
     "InferenceServer",
     "InferenceServerSpec",
     "InferenceServerStatus",
@@ -100,6 +105,7 @@ __all__ = [
     "ObjectRef",
     "Quantization",
     "ResourceRequirements",
+    "SecretKeyRef",
     "ServerConditionType",
     "ServerPhase",
     "SloSpec",
