@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from tests import demo_vllm
 from tests.cluster import sim
 from tests.cluster.harness import LocalCluster
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the cluster running at the end (prints KUBECONFIG)")
     args = parser.parse_args(argv)
     print(WHAT_IS_WHAT)
+    print(demo_vllm.WHAT_IS_WHAT)
     work = Path(tempfile.mkdtemp(prefix="tpuserve-demo-"))
     started = time.monotonic()
     cluster = LocalCluster(work / "cluster")
@@ -188,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.keep:
                 print(f"\nkept: export KUBECONFIG={cluster.kubeconfig}  (stop: python -m tests.cluster.harness down)")
+            vllm_ok = demo_vllm.run(kubectl, objects, NAMESPACE, BUCKET, work, step)
+            print(f"demo took {time.monotonic() - started:.0f}s.")
             operator.stop()
             operator = None
-            return 0 if ok else 1
+            return 0 if ok and vllm_ok else 1
     finally:
         if operator is not None:
             operator.stop()

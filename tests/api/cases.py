@@ -78,6 +78,13 @@ class Case:
 
 
 CK, IS, BR = "LlamaCheckpoint", "InferenceServer", "BenchmarkRun"
+# An InferenceServer on runtime vllm-tpu: Llama 3.1 8B from a Hugging Face mirror on v6e 2x4.
+VLLM: dict[str, Any] = {
+    "spec.runtime": "vllm-tpu",
+    "spec.model": "llama3.1-8b",
+    "spec.checkpointRef": {"name": "llama31-8b-hf"},
+    "spec.tpu": {"accelerator": "v6e", "topology": "2x4"},
+}
 
 INVALID: tuple[Case, ...] = (
     # TPU slice against the catalog
@@ -239,6 +246,98 @@ INVALID: tuple[Case, ...] = (
         IS,
         {"spec.engine": {"attention": "paged-magic"}},
         ("spec.engine.attention", "Unsupported value"),
+    ),
+    # runtime: what belongs to which runtime, and vLLM's settings
+    Case("unknown-runtime", IS, {"spec.runtime": "vllm-gpu"}, ("spec.runtime", "Unsupported value")),
+    Case(
+        "vllm-section-on-jetstream",
+        IS,
+        {"spec.vllm": {"maxModelLen": 4096}},
+        ("spec.vllm", "applies to runtime vllm-tpu only"),
+    ),
+    Case(
+        "hub-model-on-jetstream",
+        IS,
+        {"spec.checkpointRef": DELETE, "spec.huggingFace": {"repoId": "meta-llama/Llama-2-7b-hf"}},
+        ("spec.huggingFace", "applies to runtime vllm-tpu only"),
+    ),
+    Case(
+        "llama3-on-jetstream",
+        IS,
+        {"spec.model": "llama3.1-8b"},
+        ("spec.model", "llama3.1-8b is not served by runtime jetstream-maxtext", "vllm-tpu"),
+    ),
+    Case(
+        "engine-on-vllm",
+        IS,
+        {**VLLM, "spec.engine": {"maxTargetLength": 4096}},
+        ("spec.engine", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "tokenizer-path-on-vllm",
+        IS,
+        {**VLLM, "spec.tokenizerPath": "assets/tokenizer.llama2"},
+        ("spec.tokenizerPath", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "http-image-on-vllm",
+        IS,
+        {**VLLM, "spec.httpImage": "example.com/jetstream-http:v1"},
+        ("spec.httpImage", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "vllm-two-weight-sources",
+        IS,
+        {**VLLM, "spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec", "set exactly one of checkpointRef or checkpointPath"),
+    ),
+    Case(
+        "vllm-bad-repo-id",
+        IS,
+        {**VLLM, "spec.checkpointRef": DELETE, "spec.huggingFace": {"repoId": "Llama-3.1-8B"}},
+        ("spec.huggingFace.repoId", "should match"),
+    ),
+    Case(
+        "vllm-tensor-parallel-not-dividing",
+        IS,
+        {**VLLM, "spec.vllm": {"tensorParallelSize": 3}},
+        ("spec.vllm.tensorParallelSize", "must divide the chips of spec.tpu.topology"),
+    ),
+    Case(
+        "vllm-weights-exceed-hbm",
+        IS,
+        {**VLLM, "spec.model": "llama2-70b", "spec.tpu": {"accelerator": "v5e", "topology": "1x1"}},
+        ("spec", "llama2-70b needs 128 GiB", "v5e 1x1 offers 13 GiB"),
+    ),
+    Case(
+        "vllm-kv-cache-exceeds-hbm",
+        IS,
+        {**VLLM, "spec.tpu": {"accelerator": "v6e", "topology": "1x1"}, "spec.vllm": {"maxModelLen": 131072}},
+        ("spec", "llama3.1-8b needs 31 GiB", "131072-token sequence", "shorter spec.vllm.maxModelLen"),
+    ),
+    Case(
+        "vllm-hbm-utilization-above-one",
+        IS,
+        {**VLLM, "spec.vllm": {"hbmUtilization": 1.5}},
+        ("spec.vllm.hbmUtilization", "less than or equal to 1"),
+    ),
+    Case(
+        "vllm-extra-arg-not-a-flag",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["async-scheduling"]}},
+        ("spec.vllm.extraArgs", "must be vLLM flags"),
+    ),
+    Case(
+        "vllm-extra-arg-managed",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["--max-model-len=8192"]}},
+        ("spec.vllm.extraArgs", "may not set a flag"),
+    ),
+    Case(
+        "vllm-unknown-weight-loading",
+        IS,
+        {**VLLM, "spec.vllm": {"weightLoading": "nfs"}},
+        ("spec.vllm.weightLoading", "Unsupported value"),
     ),
     # LlamaCheckpoint
     Case(
@@ -507,6 +606,47 @@ VALID: tuple[Case, ...] = (
         },
     ),
     Case("server-scaled-to-zero", IS, {"spec.replicas": 0, "spec.metrics": {"podMonitoring": True}}),
+    Case("server-runtime-jetstream-explicit", IS, {"spec.runtime": "jetstream-maxtext"}),
+    Case("server-vllm-mirror-ref", IS, VLLM),
+    Case(
+        "server-vllm-gcs-directory",
+        IS,
+        {
+            **VLLM,
+            "spec.checkpointRef": DELETE,
+            "spec.checkpointPath": "gs://models-bucket/llama3.1-8b/hf",
+            "spec.vllm": {
+                "maxModelLen": 4096,
+                "maxNumSeqs": 256,
+                "maxNumBatchedTokens": 1024,
+                "tensorParallelSize": 4,
+                "enablePrefixCaching": False,
+                "hbmUtilization": 0.95,
+                "weightLoading": "gcsfuse",
+                "extraArgs": ["--async-scheduling", "--seed=42"],
+            },
+        },
+    ),
+    Case(
+        "server-vllm-hub-model",
+        IS,
+        {
+            **VLLM,
+            "spec.checkpointRef": DELETE,
+            "spec.huggingFace": {
+                "repoId": "meta-llama/Llama-3.1-8B-Instruct",
+                "revision": "main",
+                "tokenSecretRef": {"name": "hf-secret"},
+            },
+            "spec.tpu": {"accelerator": "v6e", "topology": "1x1"},
+        },
+    ),
+    Case(
+        "server-vllm-llama33-70b-v6e-2x4",
+        IS,
+        {**VLLM, "spec.model": "llama3.3-70b", "spec.vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 512}},
+    ),
+    Case("server-vllm-engine-left-at-defaults", IS, {**VLLM, "spec.engine": {"maxTargetLength": 2048}}),
     Case("bench-defaults", BR, {}),
     Case("bench-target", BR, {"spec.serverRef": DELETE, "spec.target": {"host": "10.0.0.5", "port": 9000}}),
     Case("bench-integer-rate", BR, {"spec.requestRate": 4}),

@@ -95,3 +95,23 @@ def test_llama3_decode_roofline_reads_weights_and_kv() -> None:
     ceiling = tpu.decode_roofline_tokens_per_second(v6e8, weights, kv, 128, 1500)
     assert ceiling > 3544
     assert ceiling == pytest.approx(128 / ((weights + 128 * 1500 * kv) / v6e8.hbm_bytes_per_second))
+
+
+def test_vllm_server_notes_when_the_kv_cache_holds_fewer_sequences_than_max_num_seqs() -> None:
+    from tpuserve.api import InferenceServerSpec
+
+    def spec(**vllm: object) -> InferenceServerSpec:
+        return InferenceServerSpec.model_validate(
+            {
+                "runtime": "vllm-tpu",
+                "model": "llama3.3-70b",
+                "checkpointPath": "gs://models/llama3.3-70b/hf",
+                "tpu": {"accelerator": "v6e", "topology": "2x4"},
+                "vllm": vllm,
+            }
+        )
+
+    # tpu-recipes: 256 sequences of 2048 tokens at 0.98: (238.4 * 0.98 - 131.4) GiB / (2048 * 320 KiB) = 163.
+    note = spec(maxModelLen=2048, maxNumSeqs=256, hbmUtilization=0.98).kv_capacity_note()
+    assert note.startswith("; the KV cache holds about 163 sequences of maxModelLen 2048")
+    assert spec(maxModelLen=2048, maxNumSeqs=128, hbmUtilization=0.98).kv_capacity_note() == ""

@@ -32,7 +32,6 @@ from tpuserve.api.checkpoint import (
     LlamaCheckpointSpec,
     LlamaCheckpointStatus,
     Quantization,
-    SecretKeyRef,
     WeightDtype,
 )
 from tpuserve.api.conventions import (
@@ -58,11 +57,13 @@ from tpuserve.api.server import (
     InferenceServerSpec,
     InferenceServerStatus,
     MetricsSpec,
+    Runtime,
     ServerConditionType,
     ServerPhase,
     TpuSpec,
     TpuStatus,
 )
+from tpuserve.api.vllm import VLLM_PORT, HubModel, SecretKeyRef, VllmSpec, WeightLoading
 
 # Every kind of the API, in the order the CRDs and docs list them.
 KINDS = (LlamaCheckpoint, InferenceServer, BenchmarkRun)
@@ -76,6 +77,7 @@ __all__ = [
     "KINDS",
     "MANAGED_SERVER_ARGS",
     "VERSION",
+    "VLLM_PORT",
     "Attention",
     "BenchmarkConditionType",
     "BenchmarkPhase",
@@ -93,6 +95,7 @@ __all__ = [
     "DatasetSpec",
     "Endpoints",
     "EngineSpec",
+    "HubModel",
     "HuggingFaceSource",
     "InferenceServer",
     "InferenceServerSpec",
@@ -105,6 +108,7 @@ __all__ = [
     "ObjectRef",
     "Quantization",
     "ResourceRequirements",
+    "Runtime",
     "SecretKeyRef",
     "ServerConditionType",
     "ServerPhase",
@@ -115,8 +119,10 @@ __all__ = [
     "Toleration",
     "TpuSpec",
     "TpuStatus",
+    "VllmSpec",
     "Warmup",
     "WeightDtype",
+    "WeightLoading",
     "parse_duration",
     "rate_per_second",
 ]

@@ -303,7 +303,10 @@ class MeasuredServer(ApiModel):
     machine_type: str | None = Field(default=None, description="GKE machine type.")
     replicas: int | None = Field(default=None, ge=0, description="Server replicas behind the endpoint.")
     image: str | None = Field(default=None, description="Server image.")
-    engine_args: list[str] = Field(default_factory=list, description="MaxText key=value arguments of the server.")
+    engine_args: list[str] = Field(
+        default_factory=list,
+        description="Arguments of the server as rendered: MaxText key=value (jetstream-maxtext) or vLLM --flag=value.",
+    )
 
 
 class BenchmarkRunStatus(ApiModel):

@@ -15,7 +15,6 @@ from tpuserve import images, llama
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    DNS1123_SUBDOMAIN_PATTERN,
     GCS_URI_PATTERN,
     ApiModel,
     CelRule,
@@ -30,6 +29,7 @@ from tpuserve.api.conventions import (
     conditions_field,
     nested_default,
 )
+from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
 
 
 class CheckpointFormat(StrEnum):
@@ -37,26 +37,6 @@ class CheckpointFormat(StrEnum):
 
     META = "meta"  # Meta's consolidated.NN.pth checkpoint, converted into MaxText checkpoints (JetStream)
     HUGGING_FACE = "huggingface"  # a Hugging Face model (safetensors), mirrored into spec.output (vLLM)
-
-
-class SecretKeyRef(ApiModel):
-    """A key of a Secret in the object's namespace."""
-
-    name: str = Field(
-        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Name of the Secret."
-    )
-    key: str = Field(
-        default="hf_api_token",
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key in the Secret; default `hf_api_token` (GKE's tutorials: "
-        "`kubectl create secret generic hf-secret --from-literal=hf_api_token=$HF_TOKEN`).",
-    )
-
-
-# A Hugging Face repo id: `namespace/name` (letters, digits, `.`, `_`, `-`), at most 96 characters.
-HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class HuggingFaceSource(ApiModel):

@@ -325,19 +325,31 @@ def render_service(spec: InferenceServerSpec, owner_meta: dict[str, Any]) -> dic
     )
 
 
-def render_pod_monitoring(owner_meta: dict[str, Any]) -> dict[str, Any]:
+def render_pod_monitoring(
+    owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
+) -> dict[str, Any]:
+    """Scrape config for the server pods: JetStream's exporter port by default; vLLM serves /metrics on its API
+    port."""
     return render_template(
         "podmonitoring.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), "jetstream", "server", {}),
+        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
+        port=port,
+        path=path,
     )
 
 
-def render_service_monitor(owner_meta: dict[str, Any]) -> dict[str, Any]:
+def render_service_monitor(
+    owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
+) -> dict[str, Any]:
+    """Scrape config for the server pods: JetStream's exporter port by default; vLLM serves /metrics on its API
+    port."""
     return render_template(
         "servicemonitor.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), "jetstream", "server", {}),
+        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
+        port=port,
+        path=path,
     )
 
 
