@@ -13,7 +13,8 @@ utils/_http.py `hf_raise_for_status`):
 Errors as the hub sends them: 401 with `X-Error-Message: Invalid credentials in Authorization header` for a bad
 token, 401 without it for a private repo asked anonymously, 404 with `X-Error-Code: RepoNotFound`,
 `RevisionNotFound` or `EntryNotFound`. Faults a test can switch on: the next N requests answer 503 (a hub
-outage), and a file served with other bytes than the listing's checksums (corruption in transit).
+outage), some files answer 503 while the rest is served (an outage mid-mirror), and a file served with other
+bytes than the listing's checksums (corruption in transit).
 Files ending in `.safetensors` are LFS files, as on the hub. No Xet headers: clients fall back to plain HTTP.
 """
 
@@ -64,6 +65,7 @@ class HubRepo:
 class LocalHub:
     repos: dict[str, HubRepo] = field(default_factory=dict)
     fail_next: int = 0  # answer this many requests with 503, then recover
+    unavailable_files: set[str] = field(default_factory=set)  # resolve/…/<file> answers 503 while listed here
     status_counts: Counter[int] = field(default_factory=Counter)
     downloads: Counter[str] = field(default_factory=Counter)  # GETs of resolve/…/file, by file
     endpoint: str = ""
@@ -177,6 +179,9 @@ def _handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
                 return
             if name not in repo.files:
                 self._error(404, "EntryNotFound", f"{name} does not exist")
+                return
+            if name in hub.unavailable_files:
+                self._error(503, None, "Service Unavailable")
                 return
             data = repo.served.get(name, repo.files[name])
             headers = {

@@ -218,6 +218,22 @@ def test_a_hub_outage_is_retried_not_failed(
     assert hub.status_counts[503] == 7
 
 
+def test_an_interrupted_mirror_leaves_no_manifest_and_the_next_run_replaces_it(
+    hub: LocalHub, gcs_client: Any, gcs_bucket: str, tmp_path: Path, arch_file: Path
+) -> None:
+    hub.unavailable_files = {"tokenizer.json"}  # the last file in order: everything before it is uploaded
+    policy = RetryPolicy(budget_seconds=0.3, initial_seconds=0.05, max_seconds=0.1)
+    options = _options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client, policy=policy)
+    summary = mirror(options)
+    assert summary.reason == FailureReason.HUB_UNAVAILABLE and "tokenizer.json" in (summary.message or "")
+    partial = set(_blobs(gcs_client, gcs_bucket, "m/"))
+    assert f"m/hf/{SHARD1}" in partial and f"m/{layout.MANIFEST_NAME}" not in partial
+    hub.unavailable_files = set()
+    summary = mirror(options)
+    assert (summary.ok, summary.outcome) == (True, Outcome.MIRRORED), summary.message
+    assert f"m/{layout.MANIFEST_NAME}" in set(_blobs(gcs_client, gcs_bucket, "m/"))
+
+
 def test_a_hub_down_past_the_budget_is_reported_as_unavailable(
     hub: LocalHub, gcs_client: Any, gcs_bucket: str, tmp_path: Path, arch_file: Path
 ) -> None:
