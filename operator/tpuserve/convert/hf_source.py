@@ -129,18 +129,36 @@ class RetryPolicy:
     max_seconds: float = 60.0
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of the HTTP client huggingface_hub uses: httpx2 from 1.x on, requests before (the
+    converter image gets the version MaxText's pins allow)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        import httpx2
+
+        errors.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        errors += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def transient_http_status(exc: BaseException) -> int | None:
     """The HTTP status of a transient hub answer (429, 5xx) anywhere in the exception chain, 0 for a connection
     failure, None when the error is not transient."""
-    import httpx2
-
+    transport = _transport_errors()
     seen: BaseException | None = exc
     while seen is not None:
         response = getattr(seen, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int) and (status == 429 or status >= 500):
             return status
-        if isinstance(seen, httpx2.TransportError | ConnectionError | TimeoutError):
+        if isinstance(seen, transport):
             return 0
         seen = seen.__cause__ or seen.__context__
     return None
