@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             items = demo_objects(jetstream)
             print(yaml.safe_dump_all(items[1:], sort_keys=False))
             objects.apply(NAMESPACE, *items)
+            vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work)
+            vllm.start()
+            print(f"  and InferenceServer {demo_vllm.NAME} (runtime vllm-tpu): shown after the JetStream results")
             step("5/6 watching them reach Ready / Succeeded")
             names = {i["kind"]: i["metadata"]["name"] for i in items}
             _watch(kubectl, objects, names)
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.keep:
                 print(f"\nkept: export KUBECONFIG={cluster.kubeconfig}  (stop: python -m tests.cluster.harness down)")
-            vllm_ok = demo_vllm.run(kubectl, objects, NAMESPACE, BUCKET, work, step)
+            vllm_ok = vllm.finish(step)
             print(f"demo took {time.monotonic() - started:.0f}s.")
             operator.stop()
             operator = None

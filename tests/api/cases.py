@@ -307,13 +307,13 @@ INVALID: tuple[Case, ...] = (
         "vllm-weights-exceed-hbm",
         IS,
         {**VLLM, "spec.model": "llama2-70b", "spec.tpu": {"accelerator": "v5e", "topology": "1x1"}},
-        ("spec", "llama2-70b needs 128 GiB", "v5e 1x1 offers 13 GiB"),
+        ("spec", "llama2-70b needs 128.5 GiB of bf16 weights", "v5e 1x1 offers 14.9 GiB of HBM"),
     ),
     Case(
         "vllm-kv-cache-exceeds-hbm",
         IS,
         {**VLLM, "spec.tpu": {"accelerator": "v6e", "topology": "1x1"}, "spec.vllm": {"maxModelLen": 131072}},
-        ("spec", "llama3.1-8b needs 31 GiB", "131072-token sequence", "shorter spec.vllm.maxModelLen"),
+        ("spec", "llama3.1-8b needs 15.0 GiB", "128 KiB of KV cache per token", "v6e 1x1 offers 29.8 GiB"),
     ),
     Case(
         "vllm-hbm-utilization-above-one",

@@ -21,8 +21,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.vllm, pytest.mark.slow]
 
 
 def vllm_server(name: str, **spec: Any) -> dict[str, Any]:
-    body = server(name, runtime="vllm-tpu", model="llama3.1-8b", tpu={"accelerator": "v6e", "topology": "2x4"}, **spec)
-    return body
+    defaults: dict[str, Any] = {
+        "runtime": "vllm-tpu",
+        "model": "llama3.1-8b",
+        "tpu": {"accelerator": "v6e", "topology": "2x4"},
+    }
+    return server(name, **(defaults | spec))
 
 
 def test_vllm_server_ready_and_its_rendered_args_run_a_real_vllm(

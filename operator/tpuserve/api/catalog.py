@@ -116,31 +116,41 @@ def parallelism_fits_rule(topology: str, engine: str, fields: tuple[str, ...]) -
     )
 
 
-def _cel_map(values: dict[str, int]) -> str:
-    return "{" + ", ".join(f"'{k}': {v}" for k, v in values.items()) + "}"
+def _cel_map(values: dict[str, int] | dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': {v!r}" if isinstance(v, str) else f"'{k}': {v}" for k, v in values.items()) + "}"
 
 
 def hbm_fit_rule(*, model: str, accelerator: str, topology: str, tokens: str, utilization: str, when: str) -> CelRule:
     """CEL twin of llama.hbm_shortfall for one sequence of `tokens`: the model's bf16 weights plus the KV cache of
     one full-length sequence must fit in the slice's HBM at `utilization` (vLLM refuses to start otherwise; it
     pages the KV cache of the other sequences, so more of them only lowers concurrency). Byte counts come from
-    the catalogs, one map entry per model and per accelerator spelling."""
-    weights = _cel_map({name: m.weight_bytes("bfloat16") for name, m in llama.MODELS.items()})
-    kv = _cel_map({name: m.kv_bytes_per_token("bfloat16") for name, m in llama.MODELS.items()})
-    hbm = _cel_map(
-        {name: int(tpu.generation(name).hbm_gib_per_chip * 2**30) for name in tpu.accepted_accelerator_names()}
+    the catalogs, one map entry per model and per accelerator spelling. The message quotes the catalog's figures
+    from string maps: the API server's cost estimate refuses string() of a number in a messageExpression."""
+    models = llama.MODELS.items()
+    weights = _cel_map({name: m.weight_bytes("bfloat16") for name, m in models})
+    kv = _cel_map({name: m.kv_bytes_per_token("bfloat16") for name, m in models})
+    names = tpu.accepted_accelerator_names()
+    hbm = _cel_map({name: int(tpu.generation(name).hbm_gib_per_chip * 2**30) for name in names})
+    weights_gib = _cel_map({name: f"{m.weight_bytes('bfloat16') / 2**30:.1f}" for name, m in models})
+    kv_kib = _cel_map({name: str(m.kv_bytes_per_token("bfloat16") // 1024) for name, m in models})
+    slice_gib = _cel_map(
+        {
+            f"{name} {shape}": f"{tpu.resolve(name, shape).hbm_bytes / 2**30:.1f}"
+            for name in names
+            for shape in tpu.generation(name).single_host_topologies
+        }
     )
     needed = f"({weights}[{model}] + {tokens} * {kv}[{model}])"
     offered = f"double({hbm}[{accelerator}] * {chips_expression(topology)}) * {utilization}"
     return CelRule(
-        rule=f"!({when}) || !{topology}.matches('{TOPOLOGY_PATTERN}') || double{needed} <= {offered}",
-        message="spec: the model's weights plus the KV cache of one spec.vllm.maxModelLen sequence do not fit in "
-        "the HBM of spec.tpu at spec.vllm.hbmUtilization; use a larger slice or a shorter maxModelLen",
+        rule=f"!{when} || !{topology}.matches('{TOPOLOGY_PATTERN}') || double{needed} <= {offered}",
+        message="spec: the model's bf16 weights plus the KV cache of one spec.vllm.maxModelLen sequence do not fit "
+        "in the HBM of spec.tpu at spec.vllm.hbmUtilization: use a larger slice or a shorter maxModelLen",
         message_expression=(
-            f"'spec: ' + {model} + ' needs ' + string({needed} / 1073741824) + ' GiB (bf16 weights plus the KV "
-            f"cache of one ' + string({tokens}) + '-token sequence); ' + {accelerator} + ' ' + {topology} + "
-            f"' offers ' + string(int({offered}) / 1073741824) + ' GiB at hbmUtilization ' + "
-            f"string({utilization}) + ': use a larger slice or a shorter spec.vllm.maxModelLen'"
+            f"'spec: ' + {model} + ' needs ' + {weights_gib}[{model}] + ' GiB of bf16 weights plus ' + "
+            f"{kv_kib}[{model}] + ' KiB of KV cache per token of spec.vllm.maxModelLen; ' + {accelerator} + ' ' + "
+            f"{topology} + ' offers ' + {slice_gib}[{accelerator} + ' ' + {topology}] + ' GiB of HBM times "
+            "spec.vllm.hbmUtilization: use a larger slice or a shorter spec.vllm.maxModelLen'"
         ),
     )
 

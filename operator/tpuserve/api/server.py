@@ -59,6 +59,7 @@ class TpuSpec(ApiModel):
     """The TPU slice each replica runs on; single-host slices only (one node per replica)."""
 
     accelerator: str = Field(
+        max_length=32,  # bounds the cost of the CEL messages that quote it
         description="TPU generation: a friendly name (v4, v5e, v5p, v6e), an alias, or the GKE node-label "
         "value (e.g. tpu-v5-lite-podslice).",
         json_schema_extra=catalog.accelerator_schema(),
@@ -185,8 +186,8 @@ class MetricsSpec(ApiModel):
 
 
 Runtime = llama.Runtime
-_JETSTREAM = f"self.runtime == '{Runtime.JETSTREAM_MAXTEXT}'"
-_VLLM = f"self.runtime == '{Runtime.VLLM_TPU}'"
+_JETSTREAM = f"(self.runtime == '{Runtime.JETSTREAM_MAXTEXT}')"
+_VLLM = f"(self.runtime == '{Runtime.VLLM_TPU}')"
 
 
 def _engine_defaults() -> dict[str, Any]:
@@ -288,6 +289,7 @@ class InferenceServerSpec(ApiModel):
     )
     model: str = Field(
         default=catalog.DEFAULT_MODEL,
+        max_length=32,  # bounds the cost of the CEL messages that quote it
         description="Llama model: the catalog's architecture (MaxText model_name for jetstream-maxtext; for vllm-tpu "
         "it sizes HBM and names the served model when the weights do not).",
         json_schema_extra=catalog.model_schema(),
