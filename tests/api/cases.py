@@ -379,6 +379,71 @@ INVALID: tuple[Case, ...] = (
         {"spec.converter": {"tolerations": [{"key": "pool", "operator": "Maybe"}]}},
         ("spec.converter.tolerations[0].operator", "Unsupported value"),
     ),
+    # LlamaCheckpoint, format huggingface (the Hugging Face mirror)
+    Case(
+        "checkpoint-meta-with-hugging-face",
+        CK,
+        {"spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec.huggingFace", "applies to format huggingface only"),
+    ),
+    Case(
+        "checkpoint-hf-both-sources",
+        CK,
+        {"spec.format": "huggingface", "spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec", "format huggingface needs exactly one of source", "or huggingFace"),
+    ),
+    Case(
+        "checkpoint-hf-no-source",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE},
+        ("spec", "format huggingface needs exactly one of source", "or huggingFace"),
+    ),
+    Case(
+        "checkpoint-hf-quantization",
+        CK,
+        {"spec.format": "huggingface", "spec.quantization": "int8"},
+        ("spec.quantization", "applies to format meta only"),
+    ),
+    Case(
+        "checkpoint-hf-google-preset",
+        CK,
+        {"spec.format": "huggingface", "spec.converter": {"preset": "inference-checkpoint"}},
+        ("spec.converter.preset", "converts Meta checkpoints only"),
+    ),
+    Case(
+        "checkpoint-hf-repo-id-without-namespace",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "Llama-3.1-8B"}},
+        ("spec.huggingFace.repoId", "should match"),
+    ),
+    Case(
+        "checkpoint-hf-empty-revision",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "a/b", "revision": ""}},
+        ("spec.huggingFace.revision", "at least 1 chars long"),
+    ),
+    Case(
+        "checkpoint-hf-bad-secret-name",
+        CK,
+        {
+            "spec.format": "huggingface",
+            "spec.source": DELETE,
+            "spec.huggingFace": {"repoId": "a/b", "tokenSecretRef": {"name": "HF_Secret"}},
+        },
+        ("spec.huggingFace.tokenSecretRef.name", "should match"),
+    ),
+    Case(
+        "checkpoint-meta-llama3",
+        CK,
+        {"spec.model": "llama3.1-8b"},
+        ("spec.model", "llama3.1-8b: format meta converts Meta checkpoints of llama2-7b", "spec.format: huggingface"),
+    ),
+    Case(
+        "checkpoint-unknown-format",
+        CK,
+        {"spec.format": "safetensors"},
+        ("spec.format", "Unsupported value"),
+    ),
     # BenchmarkRun
     Case(
         "bench-both-server-and-target",
@@ -523,6 +588,34 @@ VALID: tuple[Case, ...] = (
         "checkpoint-13b-float32-int8",
         CK,
         {"spec.model": "llama2-13b", "spec.weightDtype": "float32", "spec.quantization": "int8"},
+    ),
+    Case(
+        "checkpoint-hf-repo-with-token",
+        CK,
+        {
+            "spec.model": "llama3.1-8b",
+            "spec.format": "huggingface",
+            "spec.source": DELETE,
+            "spec.huggingFace": {
+                "repoId": "meta-llama/Llama-3.1-8B-Instruct",
+                "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
+                "tokenSecretRef": {"name": "hf-secret", "key": "token"},
+            },
+        },
+    ),
+    Case(
+        "checkpoint-hf-public-repo",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "a/b"}},
+    ),
+    Case(
+        "checkpoint-hf-gcs-directory",
+        CK,
+        {
+            "spec.model": "llama3.3-70b",
+            "spec.format": "huggingface",
+            "spec.source": "gs://models-bucket/llama/hf-export",
+        },
     ),
     Case("server-checkpoint-ref", IS, {}),
     Case(

@@ -27,9 +27,11 @@ from tpuserve.api.benchmark import (
 )
 from tpuserve.api.checkpoint import (
     CheckpointConditionType,
+    CheckpointFormat,
     CheckpointPhase,
     ConverterPreset,
     ConverterSpec,
+    HuggingFaceSource,
     LlamaCheckpoint,
     LlamaCheckpointSpec,
     LlamaCheckpointStatus,
@@ -88,6 +90,7 @@ __all__ = [
     "BenchmarkRunSpec",
     "BenchmarkRunStatus",
     "CheckpointConditionType",
+    "CheckpointFormat",
     "CheckpointPhase",
     "Condition",
     "ConditionStatus",
@@ -98,6 +101,7 @@ __all__ = [
     "Endpoints",
     "EngineSpec",
     "HubModel",
+    "HuggingFaceSource",
     "InferenceServer",
     "InferenceServerSpec",
     "InferenceServerStatus",

@@ -105,7 +105,7 @@ def converter_args(spec: LlamaCheckpointSpec) -> list[str]:
             "--inference_server=jetstream-maxtext",
             "--model_name=llama-2",
             f"--model_path={spec.model.replace('llama2', 'llama-2')}",
-            f"--input_directory={spec.source}",
+            f"--input_directory={spec.meta_source}",
             f"--output_directory={spec.output}",
         ]
         if spec.quantization is not None:
@@ -117,7 +117,7 @@ def converter_args(spec: LlamaCheckpointSpec) -> list[str]:
         "--model",
         spec.model,
         "--source",
-        spec.source,
+        spec.meta_source,
         "--output",
         spec.output,
         "--weight-dtype",
@@ -167,6 +167,74 @@ def render_convert_job(
         resources=_quantities(spec.converter_resources().to_wire()),
         work_dir=CONVERT_WORK_DIR,
         work_dir_size=str(size),
+    )
+
+
+# --- LlamaCheckpoint, format huggingface ------------------------------------------------------------------
+
+# The mirror holds one file at a time in its scratch (Llama 3.1 70B's safetensors shards are about 5 GB).
+MIRROR_WORK_DIR_SIZE = "16Gi"
+# huggingface_hub's own cache and token files go to the scratch volume, not the container's filesystem.
+MIRROR_ENV = {"HF_HOME": f"{CONVERT_WORK_DIR}/hf-home", "HF_HUB_DISABLE_TELEMETRY": "1"}
+MIRROR_TOKEN_ENV = "HF_TOKEN"
+
+
+def mirror_model_path(spec: LlamaCheckpointSpec) -> str:
+    """Where the mirror puts the Hugging Face directory."""
+    return layout.hf_model_dir(spec.output)
+
+
+def mirror_args(spec: LlamaCheckpointSpec) -> list[str]:
+    """`tpuserve convert mirror` arguments; the token itself comes in through the environment."""
+    args = ["convert", "mirror", "--model", spec.model, "--output", spec.output]
+    hub = spec.hugging_face
+    if hub is not None:
+        args += ["--repo-id", hub.repo_id, "--revision", hub.revision]
+        if hub.token_secret_ref is not None:
+            ref = hub.token_secret_ref
+            args += ["--token-source", f"Secret {ref.name} (key {ref.key})"]
+    else:
+        args += ["--source", spec.meta_source]
+    return [*args, "--work-dir", CONVERT_WORK_DIR]
+
+
+def mirror_env(spec: LlamaCheckpointSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = _env({**settings.converter_env, **MIRROR_ENV})
+    hub = spec.hugging_face
+    if hub is not None and hub.token_secret_ref is not None:
+        ref = hub.token_secret_ref
+        env.append({"name": MIRROR_TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def render_mirror_job(
+    spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
+) -> dict[str, Any]:
+    conv = spec.converter
+    return render_template(
+        "job-mirror.yaml.j2",
+        meta=_meta(
+            "LlamaCheckpoint",
+            owner_meta,
+            naming.job_name_mirror(owner_meta["name"]),
+            "tpuserve-mirror",
+            "mirror",
+            {},
+        ),
+        backoff_limit=settings.converter_backoff_limit,
+        deadline_seconds=settings.converter_deadline_seconds,
+        ttl_seconds=settings.job_ttl_seconds,
+        pod_annotations={**conv.pod_annotations, ANNOTATION_OWNER: owner_meta["name"]},
+        service_account=conv.service_account_name or settings.workload_service_account,
+        node_selector=conv.node_selector,
+        tolerations=_tolerations(conv.tolerations),
+        image=conv.effective_image(settings.converter_images()),
+        pull_policy=settings.image_pull_policy,
+        args=mirror_args(spec),
+        env=mirror_env(spec, settings),
+        resources=_quantities(spec.mirror_resources().to_wire()),
+        work_dir=CONVERT_WORK_DIR,
+        work_dir_size=str(conv.work_dir_size_limit or MIRROR_WORK_DIR_SIZE),
     )
 
 

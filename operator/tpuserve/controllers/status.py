@@ -26,6 +26,11 @@ class Reason(StrEnum):
     CONVERTING = "Converting"  # the conversion Job is running
     CONVERTED = "Converted"  # the conversion Job succeeded
     CONVERSION_FAILED = "ConversionFailed"  # the conversion Job failed (the message has the converter's reason)
+    MIRRORING = "Mirroring"  # format huggingface: the mirror Job is running
+    MIRRORED = "Mirrored"  # the mirror Job copied (or found) a verified Hugging Face directory
+    MIRROR_FAILED = "MirrorFailed"  # the mirror failed (checksums, headers against the catalog; message says)
+    HUB_UNAUTHORIZED = "HubUnauthorized"  # the Hugging Face hub refused the token (the message names the Secret)
+    HUB_UNAVAILABLE = "HubUnavailable"  # the hub kept failing; a new mirror Job is started later, not failed
     # InferenceServer
     WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"  # the referenced LlamaCheckpoint is not Ready yet
     CHECKPOINT_NOT_FOUND = "CheckpointNotFound"  # the referenced LlamaCheckpoint does not exist
