@@ -34,13 +34,9 @@ CHECKED = (
 
 
 def parse(argv: list[str]) -> dict[str, Any]:
-    # Imported from the vLLM venv this script runs in (not the project's venv, hence the ignores).
-    from vllm.engine.arg_utils import EngineArgs  # type: ignore[import-not-found]
-    from vllm.entrypoints.launchers.cli_args import (  # type: ignore[import-not-found]
-        make_arg_parser,
-        validate_parsed_serve_args,
-    )
-    from vllm.utils.argparse_utils import FlexibleArgumentParser  # type: ignore[import-not-found]
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = make_arg_parser(FlexibleArgumentParser(description="vLLM OpenAI-Compatible RESTful API server."))
     stderr = io.StringIO()
