@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.local_node_env_file.write_text(json.dumps({"STORAGE_EMULATOR_HOST": gcs}))
             step(f"3/6 operator (tpuserve operator) and JetStream 0.2.2 server at {jetstream}")
             arch = work / "tiny-arch.json"
-            arch.write_text(json.dumps(dataclasses.asdict(TINY)))
+            # One override per model: the tiny Llama 2 for the conversion, the stand-in for the vLLM mirror.
+            arch.write_text(json.dumps({"llama2-7b": dataclasses.asdict(TINY), **demo_vllm.arch_overrides()}))
             env = {
                 "STORAGE_EMULATOR_HOST": gcs,
                 "TPUSERVE_GCS_PROJECT": "tpuserve-demo",
@@ -143,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             items = demo_objects(jetstream)
             print(yaml.safe_dump_all(items[1:], sort_keys=False))
             objects.apply(NAMESPACE, *items)
-            vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work)
-            vllm.start()
-            print(f"  and InferenceServer {demo_vllm.NAME} (runtime vllm-tpu): shown after the JetStream results")
+            vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work, client)
+            print("  and, for the vLLM scenario (shown after the JetStream results):")
+            print(yaml.safe_dump_all(vllm.start()[1:], sort_keys=False))
             step("5/6 watching them reach Ready / Succeeded")
             names = {i["kind"]: i["metadata"]["name"] for i in items}
             _watch(kubectl, objects, names)

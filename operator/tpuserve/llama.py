@@ -200,6 +200,15 @@ def arch(model: str) -> LlamaArch:
         raise ValueError(f"unknown model {model!r}; supported: {', '.join(MODELS)}") from None
 
 
+def from_override(model: str, data: dict[str, Any]) -> LlamaArch:
+    """An architecture override (the converter's --arch-json / TPUSERVE_CONVERT_ARCH): one LlamaArch's fields, or
+    {model: fields} for several models (one operator-wide override for a conversion and a mirror of different
+    models); a model the mapping does not name keeps the catalog's architecture."""
+    if "name" not in data:
+        return LlamaArch(**data[model]) if model in data else arch(model)
+    return LlamaArch(**data)
+
+
 def models_for(runtime: Runtime | str) -> list[str]:
     """Catalog keys the runtime can serve, in catalog order."""
     return [name for name, m in MODELS.items() if Runtime(runtime) in m.runtimes]

@@ -32,3 +32,13 @@ def test_one_architecture_or_one_per_model(tmp_path: Path) -> None:
     broken.write_text(json.dumps({"llama2-7b": {"layers": 2}}))
     with pytest.raises(ConversionError, match="cannot read architecture JSON"):
         load_arch("llama2-7b", str(broken))
+
+
+def test_the_synthetic_step_reads_the_same_override(tmp_path: Path) -> None:
+    from tpuserve.convert import synthetic
+
+    per_model = tmp_path / "per-model.json"
+    per_model.write_text(
+        json.dumps({"llama2-7b": dataclasses.asdict(TINY), "llama3.1-8b": dataclasses.asdict(tiny3())})
+    )
+    assert synthetic.load_arch("llama2-7b", str(per_model)) == TINY

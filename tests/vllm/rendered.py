@@ -59,7 +59,7 @@ def cpu_args(rendered: list[str], model: str, port: int) -> tuple[list[str], lis
     for arg in rendered:
         flag, _, value = arg.partition("=")
         if flag == "--model":
-            swap(arg, f"--model={model}", "the weights: a small random-weight Llama-3-architecture model made here")
+            swap(arg, f"--model={model}", "the weights: a local copy of the small random-weight Llama-3-shaped model")
         elif flag in ("--load-format", "--download-dir", "--revision"):
             swap(arg, None, "loads from GCS or the hub, which this machine cannot reach; the model is a local dir")
         elif flag == "--tensor-parallel-size":
@@ -84,11 +84,14 @@ def cpu_args(rendered: list[str], model: str, port: int) -> tuple[list[str], lis
 
 
 @contextlib.contextmanager
-def start_rendered_server(rendered: list[str], log_path: Path | None = None) -> Iterator[RunningServer]:
+def start_rendered_server(
+    rendered: list[str], log_path: Path | None = None, *, model: str | None = None, port: int | None = None
+) -> Iterator[RunningServer]:
     """vLLM's OpenAI API server (`python -m vllm.entrypoints.openai.api_server`, the container's command) with the
-    adapted arguments, until the block ends; yields once /health answers 200."""
-    port = free_port()
-    args, adapted = cpu_args(rendered, model_dir(), port)
+    adapted arguments, until the block ends; yields once /health answers 200. `model`: a Hugging Face model
+    directory to serve (default the small model from tests/vllm/model.sh)."""
+    port = port or free_port()
+    args, adapted = cpu_args(rendered, model or model_dir(), port)
     log = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     process = subprocess.Popen(

@@ -142,16 +142,10 @@ def make_steps(options: RunOptions) -> ConversionSteps:
 
 
 def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
-    """The catalog's architecture, or the override: one LlamaArch as JSON, or {model: LlamaArch} for several
-    models (one operator-wide override serving both a conversion and a mirror of different models)."""
+    """The catalog's architecture, or the override (llama.from_override)."""
     if arch_json:
         try:
-            data = json.loads(Path(arch_json).read_text())
-            if "name" not in data:
-                if model not in data:
-                    return llama.arch(model)
-                data = data[model]
-            return llama.LlamaArch(**data)
+            return llama.from_override(model, json.loads(Path(arch_json).read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise ConversionError(f"cannot read architecture JSON {arch_json}: {exc}") from exc
     return llama.arch(model)
