@@ -1,7 +1,8 @@
 """A vllm-tpu InferenceServer on the local cluster: the operator renders the vLLM Deployment, the pod lands on a
 simulated v6e 2x4 host (kwok), the server reaches Ready with its OpenAI endpoint; the container's arguments, read
 back from the cluster, start vLLM's real OpenAI server (CPU build) that answers /v1/models and a completion.
-A vllm-tpu server whose LlamaCheckpoint is not a Hugging Face mirror says so."""
+A vllm-tpu server whose LlamaCheckpoint is not a Hugging Face mirror says so; a server that cannot fit its slice's
+HBM is reported before any pod."""
 
 from __future__ import annotations
 
@@ -97,3 +98,24 @@ def test_vllm_server_refuses_a_maxtext_checkpoint(
     assert cond["reason"] == "CheckpointFailed"
     assert "has no status.huggingFacePath" in cond["message"] and "format huggingface" in cond["message"]
     assert objects.get("Deployment", namespace, "llama2-on-vllm") is None
+
+
+def test_a_server_that_cannot_fit_hbm_is_reported_before_any_pod(
+    operator: OperatorProcess, objects: Objects, namespace: str
+) -> None:
+    """JetStream (checked by the operator, so objects written before still validate): Failed with the numbers and
+    no Deployment. vLLM: refused at admission by the CRD's rule (tests/api/cases.py)."""
+    objects.apply(
+        namespace,
+        server(
+            "llama2-70b-tiny",
+            path="gs://bkt/ckpt/0/items",
+            model="llama2-70b",
+            tpu={"accelerator": "v5e", "topology": "1x1"},
+        ),
+    )
+    status = objects.wait_phase("InferenceServer", namespace, "llama2-70b-tiny", "Failed", timeout=30)
+    assert status["message"].startswith("llama2-70b bf16 needs 128.5 GiB of weights; v5e 1x1 has 14.9 GiB of HBM")
+    assert condition(status, "Available")["reason"] == "InsufficientHbm"
+    assert objects.get("Deployment", namespace, "llama2-70b-tiny") is None
+    assert any(e["reason"] == "InsufficientHbm" for e in objects.events(namespace, "llama2-70b-tiny"))

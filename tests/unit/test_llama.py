@@ -115,3 +115,30 @@ def test_vllm_server_notes_when_the_kv_cache_holds_fewer_sequences_than_max_num_
     note = spec(maxModelLen=2048, maxNumSeqs=256, hbmUtilization=0.98).kv_capacity_note()
     assert note.startswith("; the KV cache holds about 163 sequences of maxModelLen 2048")
     assert spec(maxModelLen=2048, maxNumSeqs=128, hbmUtilization=0.98).kv_capacity_note() == ""
+
+
+def test_jetstream_server_weights_plus_preallocated_kv_cache_must_fit() -> None:
+    """MaxText preallocates perDeviceBatchSize x chips slots of maxTargetLength: the seed's examples fit, a 70B on
+    one v5e chip does not (the issue's example), nor does 7B on one v5e chip with the manual's batch."""
+    from tpuserve.api import InferenceServerSpec
+
+    def spec(model: str, accelerator: str, topology: str, **engine: object) -> InferenceServerSpec:
+        tpu_spec = {"accelerator": accelerator, "topology": topology}
+        body = {"model": model, "checkpointPath": "gs://models/x", "tpu": tpu_spec, "engine": engine}
+        return InferenceServerSpec.model_validate(body)
+
+    assert spec("llama2-7b", "v5e", "2x4").jetstream_hbm_shortfall() is None
+    assert spec("llama2-7b", "v4", "2x2x1").jetstream_hbm_shortfall() is None
+    assert (
+        spec("llama2-70b", "v5e", "1x1").jetstream_hbm_shortfall()
+        == "llama2-70b bf16 needs 128.5 GiB of weights; v5e 1x1 has 14.9 GiB of HBM"
+    )
+    one_chip = spec("llama2-7b", "v5e", "1x1").jetstream_hbm_shortfall()
+    assert one_chip is not None and "plus 11.0 GiB of KV cache (11 sequences x 2048 tokens x 512 KiB)" in one_chip
+    # int8 weights and KV cache, two slots: 7B fits one v5e chip.
+    assert (
+        spec(
+            "llama2-7b", "v5e", "1x1", perDeviceBatchSize=2, quantization="int8", quantizeKvcache=True
+        ).jetstream_hbm_shortfall()
+        is None
+    )

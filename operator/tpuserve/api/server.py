@@ -380,6 +380,23 @@ class InferenceServerSpec(ApiModel):
     def vllm_settings(self) -> VllmSpec:
         return self.vllm or VllmSpec()
 
+    def jetstream_hbm_shortfall(self) -> str | None:
+        """Runtime jetstream-maxtext: MaxText allocates the KV cache of every decode slot (perDeviceBatchSize per
+        chip) at maxTargetLength up front, so weights plus all of it must fit in HBM; why not (None if it fits).
+        Checked by the operator, not at admission, so that objects written before the check still validate."""
+        e = self.engine
+        weights_dtype = "int8" if e.quantization is not None else str(e.weight_dtype)
+        tpu_slice = self.tpu.resolve()
+        slots = max(int(e.per_device_batch_size * tpu_slice.chips), 1)
+        return llama.hbm_shortfall(
+            llama.arch(self.model),
+            tpu_slice,
+            sequences=slots,
+            tokens_per_sequence=e.max_target_length,
+            dtype=weights_dtype,
+            kv_dtype="int8" if e.quantize_kvcache else "bfloat16",
+        )
+
     def kv_capacity_note(self) -> str:
         """Runtime vllm-tpu: how many full-length sequences the KV cache holds beside the weights, when fewer than
         maxNumSeqs (vLLM then preempts; an estimate, vLLM also reserves activation memory)."""

@@ -72,6 +72,26 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     )
     deploy_name = naming.server_name(name)
     vllm = spec.runtime == Runtime.VLLM_TPU
+    # Before any pod: a JetStream server whose weights plus preallocated KV cache cannot fit would only crash on
+    # the TPU (vLLM's bound is part of the spec's validation and the CRD's).
+    shortfall = None if vllm else spec.jetstream_hbm_shortfall()
+    if shortfall:
+        status.phase = ServerPhase.FAILED
+        status.message = (
+            f"{shortfall}: use a larger spec.tpu slice, a smaller engine.perDeviceBatchSize or maxTargetLength"
+        )
+        status.conditions = set_condition(
+            status.conditions,
+            ServerConditionType.AVAILABLE,
+            False,
+            Reason.INSUFFICIENT_HBM,
+            status.message,
+            generation,
+            now,
+        )
+        write_status(ctx, KIND, body, status, event_reason=Reason.INSUFFICIENT_HBM, warning=True)
+        ctx.metrics.reconciles.labels(KIND, "invalid").inc()
+        return
     # A LlamaCheckpoint's status names what each runtime loads: MaxText's unscanned checkpoint, or the mirrored
     # Hugging Face directory (format huggingface).
     path_field = "huggingFacePath" if vllm else "unscannedPath"

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     DEPLOYING = "Deploying"  # pods are starting (image pull, weight load, XLA compile)
     AVAILABLE = "MinimumReplicasAvailable"  # replicas are ready to serve
     CONTAINER_FAILING = "ContainerFailing"  # a server container crash-loops or its image cannot be pulled
+    INSUFFICIENT_HBM = "InsufficientHbm"  # weights plus KV cache cannot fit the slice's HBM (numbers in the message)
     MONITORING_UNAVAILABLE = "MonitoringUnavailable"  # PodMonitoring/ServiceMonitor CRD missing or forbidden
     # BenchmarkRun
     WAITING_FOR_SERVER = "WaitingForServer"  # the referenced InferenceServer is not Ready yet
