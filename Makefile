@@ -41,9 +41,9 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test-unit: system-deps setup tools
-	$(VENV)/bin/pytest -m "not cluster and not jetstream" tests
+	$(VENV)/bin/pytest -m "not cluster and not jetstream and not vllm" tests
 
-test: system-deps setup tools jetstream lint
+test: system-deps setup tools jetstream vllm lint
 	$(VENV)/bin/pytest tests
 
 # Everything generated from the models and the chart: crds/, docs/api.md, the chart's crds/ and dashboards,

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# tpuserve converter (`tpuserve convert run ...`): the pinned MaxText release on CPU with CPU-only PyTorch.
+# tpuserve converter (`tpuserve convert run ...`, `tpuserve convert mirror ...`): the pinned MaxText release on CPU
+# with CPU-only PyTorch; huggingface_hub for the Hugging Face mirror.
 # Build from the repository root:
 #   docker build -f images/converter.Dockerfile -t ghcr.io/tpuserve/converter:0.1.0 .
 # MaxText maxtext-v0.2.3 needs Python >= 3.12. Its generated requirements list the versions its release was

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from tests import demo_vllm
 from tests.cluster import sim
 from tests.cluster.harness import LocalCluster
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the cluster running at the end (prints KUBECONFIG)")
     args = parser.parse_args(argv)
     print(WHAT_IS_WHAT)
+    print(demo_vllm.WHAT_IS_WHAT)
     work = Path(tempfile.mkdtemp(prefix="tpuserve-demo-"))
     started = time.monotonic()
     cluster = LocalCluster(work / "cluster")
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.local_node_env_file.write_text(json.dumps({"STORAGE_EMULATOR_HOST": gcs}))
             step(f"3/6 operator (tpuserve operator) and JetStream 0.2.2 server at {jetstream}")
             arch = work / "tiny-arch.json"
-            arch.write_text(json.dumps(dataclasses.asdict(TINY)))
+            # One override per model: the tiny Llama 2 for the conversion, the stand-in for the vLLM mirror.
+            arch.write_text(json.dumps({"llama2-7b": dataclasses.asdict(TINY), **demo_vllm.arch_overrides()}))
             env = {
                 "STORAGE_EMULATOR_HOST": gcs,
                 "TPUSERVE_GCS_PROJECT": "tpuserve-demo",
@@ -141,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             items = demo_objects(jetstream)
             print(yaml.safe_dump_all(items[1:], sort_keys=False))
             objects.apply(NAMESPACE, *items)
+            vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work, client)
+            print("  and, for the vLLM scenario (shown after the JetStream results):")
+            print(yaml.safe_dump_all(vllm.start()[1:], sort_keys=False))
             step("5/6 watching them reach Ready / Succeeded")
             names = {i["kind"]: i["metadata"]["name"] for i in items}
             _watch(kubectl, objects, names)
@@ -188,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.keep:
                 print(f"\nkept: export KUBECONFIG={cluster.kubeconfig}  (stop: python -m tests.cluster.harness down)")
+            vllm_ok = vllm.finish(step)
+            print(f"demo took {time.monotonic() - started:.0f}s.")
             operator.stop()
             operator = None
-            return 0 if ok else 1
+            return 0 if ok and vllm_ok else 1
     finally:
         if operator is not None:
             operator.stop()

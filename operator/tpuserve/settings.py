@@ -36,6 +36,7 @@ class OperatorSettings(BaseSettings):
     # --- workload images (spec fields override them per object) --------------------------------------
     server_image: str = Field(default=images.GOOGLE_SERVER_IMAGE, description="JetStream/MaxText server image.")
     http_image: str = Field(default=images.GOOGLE_HTTP_IMAGE, description="jetstream-http sidecar image.")
+    vllm_image: str = Field(default=images.VLLM_TPU_IMAGE, description="vLLM TPU server image (runtime vllm-tpu).")
     converter_image: str = Field(
         default=images.CONVERTER_IMAGE, description="Converter image for preset `tpuserve` (`tpuserve convert run`)."
     )

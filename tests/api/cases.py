@@ -78,6 +78,13 @@ class Case:
 
 
 CK, IS, BR = "LlamaCheckpoint", "InferenceServer", "BenchmarkRun"
+# An InferenceServer on runtime vllm-tpu: Llama 3.1 8B from a Hugging Face mirror on v6e 2x4.
+VLLM: dict[str, Any] = {
+    "spec.runtime": "vllm-tpu",
+    "spec.model": "llama3.1-8b",
+    "spec.checkpointRef": {"name": "llama31-8b-hf"},
+    "spec.tpu": {"accelerator": "v6e", "topology": "2x4"},
+}
 
 INVALID: tuple[Case, ...] = (
     # TPU slice against the catalog
@@ -294,6 +301,98 @@ INVALID: tuple[Case, ...] = (
         {"spec.engine": {"attention": "paged-magic"}},
         ("spec.engine.attention", "Unsupported value"),
     ),
+    # runtime: what belongs to which runtime, and vLLM's settings
+    Case("unknown-runtime", IS, {"spec.runtime": "vllm-gpu"}, ("spec.runtime", "Unsupported value")),
+    Case(
+        "vllm-section-on-jetstream",
+        IS,
+        {"spec.vllm": {"maxModelLen": 4096}},
+        ("spec.vllm", "applies to runtime vllm-tpu only"),
+    ),
+    Case(
+        "hub-model-on-jetstream",
+        IS,
+        {"spec.checkpointRef": DELETE, "spec.huggingFace": {"repoId": "meta-llama/Llama-2-7b-hf"}},
+        ("spec.huggingFace", "applies to runtime vllm-tpu only"),
+    ),
+    Case(
+        "llama3-on-jetstream",
+        IS,
+        {"spec.model": "llama3.1-8b"},
+        ("spec.model", "llama3.1-8b is not served by runtime jetstream-maxtext", "vllm-tpu"),
+    ),
+    Case(
+        "engine-on-vllm",
+        IS,
+        {**VLLM, "spec.engine": {"maxTargetLength": 4096}},
+        ("spec.engine", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "tokenizer-path-on-vllm",
+        IS,
+        {**VLLM, "spec.tokenizerPath": "assets/tokenizer.llama2"},
+        ("spec.tokenizerPath", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "http-image-on-vllm",
+        IS,
+        {**VLLM, "spec.httpImage": "example.com/jetstream-http:v1"},
+        ("spec.httpImage", "applies to runtime jetstream-maxtext only"),
+    ),
+    Case(
+        "vllm-two-weight-sources",
+        IS,
+        {**VLLM, "spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec", "set exactly one of checkpointRef or checkpointPath"),
+    ),
+    Case(
+        "vllm-bad-repo-id",
+        IS,
+        {**VLLM, "spec.checkpointRef": DELETE, "spec.huggingFace": {"repoId": "Llama-3.1-8B"}},
+        ("spec.huggingFace.repoId", "should match"),
+    ),
+    Case(
+        "vllm-tensor-parallel-not-dividing",
+        IS,
+        {**VLLM, "spec.vllm": {"tensorParallelSize": 3}},
+        ("spec.vllm.tensorParallelSize", "must divide the chips of spec.tpu.topology"),
+    ),
+    Case(
+        "vllm-weights-exceed-hbm",
+        IS,
+        {**VLLM, "spec.model": "llama2-70b", "spec.tpu": {"accelerator": "v5e", "topology": "1x1"}},
+        ("spec", "llama2-70b needs 128.5 GiB of bf16 weights", "v5e 1x1 offers 14.9 GiB of HBM"),
+    ),
+    Case(
+        "vllm-kv-cache-exceeds-hbm",
+        IS,
+        {**VLLM, "spec.tpu": {"accelerator": "v6e", "topology": "1x1"}, "spec.vllm": {"maxModelLen": 131072}},
+        ("spec", "llama3.1-8b needs 15.0 GiB", "128 KiB of KV cache per token", "v6e 1x1 offers 29.8 GiB"),
+    ),
+    Case(
+        "vllm-hbm-utilization-above-one",
+        IS,
+        {**VLLM, "spec.vllm": {"hbmUtilization": 1.5}},
+        ("spec.vllm.hbmUtilization", "less than or equal to 1"),
+    ),
+    Case(
+        "vllm-extra-arg-not-a-flag",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["async-scheduling"]}},
+        ("spec.vllm.extraArgs", "must be vLLM flags"),
+    ),
+    Case(
+        "vllm-extra-arg-managed",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["--max-model-len=8192"]}},
+        ("spec.vllm.extraArgs", "may not set a flag"),
+    ),
+    Case(
+        "vllm-unknown-weight-loading",
+        IS,
+        {**VLLM, "spec.vllm": {"weightLoading": "nfs"}},
+        ("spec.vllm.weightLoading", "Unsupported value"),
+    ),
     # LlamaCheckpoint
     Case(
         "checkpoint-source-local-path",
@@ -333,6 +432,71 @@ INVALID: tuple[Case, ...] = (
         CK,
         {"spec.converter": {"tolerations": [{"key": "pool", "operator": "Maybe"}]}},
         ("spec.converter.tolerations[0].operator", "Unsupported value"),
+    ),
+    # LlamaCheckpoint, format huggingface (the Hugging Face mirror)
+    Case(
+        "checkpoint-meta-with-hugging-face",
+        CK,
+        {"spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec.huggingFace", "applies to format huggingface only"),
+    ),
+    Case(
+        "checkpoint-hf-both-sources",
+        CK,
+        {"spec.format": "huggingface", "spec.huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}},
+        ("spec", "format huggingface needs exactly one of source", "or huggingFace"),
+    ),
+    Case(
+        "checkpoint-hf-no-source",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE},
+        ("spec", "format huggingface needs exactly one of source", "or huggingFace"),
+    ),
+    Case(
+        "checkpoint-hf-quantization",
+        CK,
+        {"spec.format": "huggingface", "spec.quantization": "int8"},
+        ("spec.quantization", "applies to format meta only"),
+    ),
+    Case(
+        "checkpoint-hf-google-preset",
+        CK,
+        {"spec.format": "huggingface", "spec.converter": {"preset": "inference-checkpoint"}},
+        ("spec.converter.preset", "converts Meta checkpoints only"),
+    ),
+    Case(
+        "checkpoint-hf-repo-id-without-namespace",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "Llama-3.1-8B"}},
+        ("spec.huggingFace.repoId", "should match"),
+    ),
+    Case(
+        "checkpoint-hf-empty-revision",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "a/b", "revision": ""}},
+        ("spec.huggingFace.revision", "at least 1 chars long"),
+    ),
+    Case(
+        "checkpoint-hf-bad-secret-name",
+        CK,
+        {
+            "spec.format": "huggingface",
+            "spec.source": DELETE,
+            "spec.huggingFace": {"repoId": "a/b", "tokenSecretRef": {"name": "HF_Secret"}},
+        },
+        ("spec.huggingFace.tokenSecretRef.name", "should match"),
+    ),
+    Case(
+        "checkpoint-meta-llama3",
+        CK,
+        {"spec.model": "llama3.1-8b"},
+        ("spec.model", "llama3.1-8b: format meta converts Meta checkpoints of llama2-7b", "spec.format: huggingface"),
+    ),
+    Case(
+        "checkpoint-unknown-format",
+        CK,
+        {"spec.format": "safetensors"},
+        ("spec.format", "Unsupported value"),
     ),
     # BenchmarkRun
     Case(
@@ -408,6 +572,49 @@ INVALID: tuple[Case, ...] = (
     Case("bench-negative-slo", BR, {"spec.slo": {"ttftMs": -1}}, ("spec.slo.ttftMs", "greater than 0")),
     Case("bench-unknown-warmup", BR, {"spec.warmup": "twice"}, ("spec.warmup", "Unsupported value")),
     Case(
+        "bench-openai-options-on-a-jetstream-target",
+        BR,
+        {"spec.serverRef": DELETE, "spec.target": {"host": "h"}, "spec.openai": {"ignoreEos": True}},
+        ("spec.openai", "applies to the openai protocol"),
+    ),
+    Case(
+        "bench-target-unknown-protocol",
+        BR,
+        {"spec.serverRef": DELETE, "spec.target": {"host": "h", "protocol": "http"}},
+        ("spec.target.protocol", "Unsupported value"),
+    ),
+    Case(
+        "bench-openai-unknown-endpoint",
+        BR,
+        {"spec.openai": {"endpoint": "/v1/embeddings"}},
+        ("spec.openai.endpoint", "Unsupported value"),
+    ),
+    Case(
+        "bench-burstiness-with-concurrency",
+        BR,
+        {"spec.concurrency": 4, "spec.burstiness": 0.5},
+        ("spec", "burstiness and maxConcurrency shape a request rate"),
+    ),
+    Case(
+        "bench-max-concurrency-with-concurrency",
+        BR,
+        {"spec.concurrency": 4, "spec.maxConcurrency": 2},
+        ("spec", "burstiness and maxConcurrency shape a request rate"),
+    ),
+    Case("bench-burstiness-zero", BR, {"spec.burstiness": 0}, ("spec.burstiness", "greater than 0")),
+    Case(
+        "bench-max-concurrency-zero",
+        BR,
+        {"spec.maxConcurrency": 0},
+        ("spec.maxConcurrency", "greater than or equal to 1"),
+    ),
+    Case(
+        "bench-api-key-secret-without-key",
+        BR,
+        {"spec.openai": {"apiKeySecret": {"name": "vllm-key"}}},
+        ("spec.openai.apiKeySecret.key", "Required value"),
+    ),
+    Case(
         "bench-target-port-zero",
         BR,
         {"spec.serverRef": DELETE, "spec.target": {"host": "h", "port": 0}},
@@ -435,6 +642,34 @@ VALID: tuple[Case, ...] = (
         "checkpoint-13b-float32-int8",
         CK,
         {"spec.model": "llama2-13b", "spec.weightDtype": "float32", "spec.quantization": "int8"},
+    ),
+    Case(
+        "checkpoint-hf-repo-with-token",
+        CK,
+        {
+            "spec.model": "llama3.1-8b",
+            "spec.format": "huggingface",
+            "spec.source": DELETE,
+            "spec.huggingFace": {
+                "repoId": "meta-llama/Llama-3.1-8B-Instruct",
+                "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
+                "tokenSecretRef": {"name": "hf-secret", "key": "token"},
+            },
+        },
+    ),
+    Case(
+        "checkpoint-hf-public-repo",
+        CK,
+        {"spec.format": "huggingface", "spec.source": DELETE, "spec.huggingFace": {"repoId": "a/b"}},
+    ),
+    Case(
+        "checkpoint-hf-gcs-directory",
+        CK,
+        {
+            "spec.model": "llama3.3-70b",
+            "spec.format": "huggingface",
+            "spec.source": "gs://models-bucket/llama/hf-export",
+        },
     ),
     Case("server-checkpoint-ref", IS, {}),
     Case(
@@ -484,6 +719,47 @@ VALID: tuple[Case, ...] = (
         {"spec.engine": {"extraArgs": {"ar_key_axis_order": "0,2,1,3", "prefill_key_axis_order": "0,2,1,3"}}},
     ),
     Case("server-scaled-to-zero", IS, {"spec.replicas": 0, "spec.metrics": {"podMonitoring": True}}),
+    Case("server-runtime-jetstream-explicit", IS, {"spec.runtime": "jetstream-maxtext"}),
+    Case("server-vllm-mirror-ref", IS, VLLM),
+    Case(
+        "server-vllm-gcs-directory",
+        IS,
+        {
+            **VLLM,
+            "spec.checkpointRef": DELETE,
+            "spec.checkpointPath": "gs://models-bucket/llama3.1-8b/hf",
+            "spec.vllm": {
+                "maxModelLen": 4096,
+                "maxNumSeqs": 256,
+                "maxNumBatchedTokens": 1024,
+                "tensorParallelSize": 4,
+                "enablePrefixCaching": False,
+                "hbmUtilization": 0.95,
+                "weightLoading": "gcsfuse",
+                "extraArgs": ["--async-scheduling", "--seed=42"],
+            },
+        },
+    ),
+    Case(
+        "server-vllm-hub-model",
+        IS,
+        {
+            **VLLM,
+            "spec.checkpointRef": DELETE,
+            "spec.huggingFace": {
+                "repoId": "meta-llama/Llama-3.1-8B-Instruct",
+                "revision": "main",
+                "tokenSecretRef": {"name": "hf-secret"},
+            },
+            "spec.tpu": {"accelerator": "v6e", "topology": "1x1"},
+        },
+    ),
+    Case(
+        "server-vllm-llama33-70b-v6e-2x4",
+        IS,
+        {**VLLM, "spec.model": "llama3.3-70b", "spec.vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 512}},
+    ),
+    Case("server-vllm-engine-left-at-defaults", IS, {**VLLM, "spec.engine": {"maxTargetLength": 2048}}),
     Case("bench-defaults", BR, {}),
     Case("bench-target", BR, {"spec.serverRef": DELETE, "spec.target": {"host": "10.0.0.5", "port": 9000}}),
     Case("bench-integer-rate", BR, {"spec.requestRate": 4}),
@@ -492,6 +768,27 @@ VALID: tuple[Case, ...] = (
     Case("bench-inf-rate", BR, {"spec.requestRate": "inf"}),
     Case("bench-sweep", BR, {"spec.sweep": {"rates": [1, "2.5", "inf"]}}),
     Case("bench-concurrency", BR, {"spec.concurrency": 64}),
+    Case(
+        "bench-openai-target",
+        BR,
+        {
+            "spec.serverRef": DELETE,
+            "spec.target": {"protocol": "openai", "host": "vllm.default.svc", "port": 8000},
+            "spec.openai": {
+                "endpoint": "/v1/chat/completions",
+                "ignoreEos": True,
+                "apiKeySecret": {"name": "vllm-key", "key": "api_key"},
+            },
+            "spec.requestRate": "2.5",
+            "spec.burstiness": 0.5,
+            "spec.maxConcurrency": 32,
+        },
+    ),
+    Case(
+        "bench-openai-options-for-a-server-ref",
+        BR,
+        {"spec.openai": {"ignoreEos": True}, "spec.sweep": {"rates": [1, 2]}, "spec.maxConcurrency": 8},
+    ),
     Case(
         "bench-synthetic",
         BR,

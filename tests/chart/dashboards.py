@@ -720,12 +720,15 @@ def jetstream_dashboard() -> Dashboard:
 
 
 def all_dashboards() -> dict[str, Dashboard]:
-    """File name -> dashboard."""
+    """File name -> dashboard (one server dashboard per runtime)."""
+    from tests.chart.dashboards_vllm import vllm_dashboard  # it builds on this module's types
+
     return {
         "tpuserve-benchmarks.json": benchmarks_dashboard(),
         "tpuserve-compare.json": comparison_dashboard(),
         "tpuserve-operator.json": operator_dashboard(),
         "tpuserve-jetstream.json": jetstream_dashboard(),
+        "tpuserve-vllm.json": vllm_dashboard(),
     }
 
 

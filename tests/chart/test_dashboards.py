@@ -1,12 +1,14 @@
-"""The Grafana dashboards: well-formed JSON models, every PromQL expression accepted by a real Prometheus, and the
-JetStream panels answered by a real JetStream 0.2.2 server's metrics. (Data for the operator and benchmark panels
-comes from a real operator run: test_operator_run.py.)"""
+"""The Grafana dashboards: well-formed JSON models, every PromQL expression accepted by a real Prometheus, the
+JetStream panels answered by a real JetStream 0.2.2 server's metrics and the vLLM panels by a real vLLM server's.
+(Data for the operator and benchmark panels comes from a real operator run: test_operator_run.py.)"""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,59 @@ def test_jetstream_panels_answer_from_a_real_jetstream_server(tmp_path: Path) ->
         for expression in jetstream:
             if expression.newer_server_only:
                 assert prometheus.query(expression.expr) == [], expression.expr
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_panels_answer_from_a_real_vllm_server(tmp_path: Path) -> None:
+    """vLLM's real OpenAI API server (its CPU build, started with the arguments the operator renders for a vllm-tpu
+    InferenceServer, tests/vllm/rendered.py) scraped by a real Prometheus while streaming completions run: every
+    expression of the vLLM dashboard returns data."""
+    from tpuserve.api import InferenceServerSpec
+    from tpuserve.controllers import render_vllm
+
+    from tests.vllm.rendered import start_rendered_server
+
+    vllm = [e for e in dashboards.all_expressions() if e.dashboard == "tpuserve-vllm.json"]
+    assert len(vllm) >= 10
+    spec = InferenceServerSpec.model_validate(
+        {
+            "runtime": "vllm-tpu",
+            "model": "llama3.1-8b",
+            "checkpointPath": "gs://models/llama3.1-8b/hf",
+            "tpu": {"accelerator": "v6e", "topology": "2x4"},
+            "vllm": {"maxModelLen": 256, "maxNumSeqs": 4},
+        }
+    )
+    args = render_vllm.vllm_args(spec, render_vllm.WeightSource("gs://models/llama3.1-8b/hf"))
+    with start_rendered_server(args, tmp_path / "vllm.log") as server:
+        stop = threading.Event()
+
+        def load() -> None:  # streaming completions, two at a time (queue, KV cache, prefix cache all move)
+            body = json.dumps(
+                {"model": "llama3.1-8b", "prompt": "the tensor processing unit serves", "max_tokens": 8, "stream": True}
+            ).encode()
+            while not stop.is_set():
+                request = urllib.request.Request(
+                    f"{server.base_url}/v1/completions", body, {"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    response.read()
+
+        workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        try:
+            host_port = server.base_url.removeprefix("http://")
+            with running_prometheus({"vllm": [host_port]}, tmp_path / "prometheus") as prometheus:
+                prometheus.wait_for_targets_up()
+                deadline = time.monotonic() + 90
+                missing = vllm
+                while missing and time.monotonic() < deadline:
+                    missing = [e for e in vllm if not prometheus.query(e.expr)]
+                    time.sleep(1)
+                assert not missing, [f"{e.panel}: {e.expr}" for e in missing]
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=30)

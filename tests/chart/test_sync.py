@@ -55,6 +55,7 @@ def test_workload_image_defaults_equal_images_py() -> None:
     assert VALUES["workloads"]["images"] == {
         "server": images.GOOGLE_SERVER_IMAGE,
         "http": images.GOOGLE_HTTP_IMAGE,
+        "vllm": images.VLLM_TPU_IMAGE,
         "converter": images.CONVERTER_IMAGE,
         "googleCheckpoint": images.GOOGLE_CHECKPOINT_IMAGE,
         "benchmark": images.BENCH_IMAGE,

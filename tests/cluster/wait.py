@@ -41,7 +41,8 @@ def wait_crds_established(kubectl: Callable[..., Any], *names: str, timeout: flo
     """Wait until each CRD (`crd/<name>`, already created) is Established.
 
     Not `kubectl wait --for=condition=Established`: on a CRD whose status.conditions the API server has not yet
-    written, kubectl 1.35 fails at once ('.status.conditions accessor error: <nil>') instead of waiting.
+    written, kubectl 1.35 fails at once ('.status.conditions accessor error: <nil>') instead of waiting; the
+    jsonpath below fails the same way then, so its failures count as "not yet".
     """
     jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
     for name in names:

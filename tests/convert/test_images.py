@@ -172,6 +172,8 @@ def test_server_args_are_keys_the_server_image_accepts() -> None:
     )
     for example in sorted((ROOT / "manifests/examples").glob("*/server.yaml")):
         spec = yaml.safe_load(example.read_text())["spec"]
+        if spec.get("runtime", "jetstream-maxtext") != "jetstream-maxtext":
+            continue  # vLLM's flags: tests/vllm/test_args.py
         spec["engine"] = {**spec.get("engine", {}), "quantization": "int8", "quantizeKvcache": True}
         spec["metrics"] = {**spec.get("metrics", {}), "enabled": True}
         args = server_args(InferenceServerSpec.model_validate(spec), "gs://bkt/out/unscanned/checkpoints/0/items")
@@ -199,12 +201,13 @@ def test_operator_rendered_bench_args_parse_with_the_full_cli() -> None:
 def test_operator_rendered_converter_args_parse_with_the_full_cli() -> None:
     from tpuserve.api.checkpoint import LlamaCheckpointSpec
     from tpuserve.cli import build_parser
-    from tpuserve.controllers.render import converter_args
+    from tpuserve.controllers.render import converter_args, mirror_args
 
     parser = build_parser()
     for example in sorted((ROOT / "manifests/examples").glob("*/checkpoint.yaml")):
         import yaml
 
         spec = LlamaCheckpointSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
-        args = parser.parse_args(converter_args(spec))
+        argv = mirror_args(spec) if spec.format == "huggingface" else converter_args(spec)
+        args = parser.parse_args(argv)
         assert args.model == spec.model and args.output == spec.output

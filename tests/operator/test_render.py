@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec
+from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec, Protocol
 from tpuserve.controllers import naming, render
 from tpuserve.settings import OperatorSettings
 
@@ -258,6 +258,47 @@ def test_bench_load_shapes_and_placement() -> None:
     assert obj["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
 
 
+def test_bench_job_over_the_openai_protocol(settings: OperatorSettings) -> None:
+    """An openai target: the protocol, endpoint and load-shape flags, and the API key mounted from its Secret as
+    a file the benchmark reads (never an argument or an env value)."""
+    spec = BenchmarkRunSpec.model_validate(
+        {
+            "target": {"protocol": "openai", "host": "vllm.ns.svc"},
+            "openai": {
+                "endpoint": "/v1/chat/completions",
+                "ignoreEos": True,
+                "apiKeySecret": {"name": "k", "key": "t"},
+            },
+            "requestRate": 4,
+            "burstiness": 0.5,
+            "maxConcurrency": 16,
+        }
+    )
+    assert spec.target is not None and spec.target.address() == "http://vllm.ns.svc:8000"
+    obj = render.render_bench_job(
+        spec, OWNER, settings, target=spec.target.address(), model=None, tokenizer=None, protocol=Protocol.OPENAI
+    )
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    (c,) = containers(obj)
+    text = " ".join(c["args"])
+    for fragment in (
+        "--target http://vllm.ns.svc:8000",
+        "--protocol openai --endpoint /v1/chat/completions --ignore-eos",
+        f"--api-key-file {render.API_KEY_PATH}",
+        "--request-rate 4 --burstiness 0.5 --max-concurrency 16",
+    ):
+        assert fragment in text
+    pod = obj["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "api-key", "secret": {"secretName": "k", "items": [{"key": "t", "path": "key"}]}}
+    ]
+    assert c["volumeMounts"][0]["mountPath"] + "/key" == render.API_KEY_PATH
+    jetstream = BenchmarkRunSpec.model_validate({"target": {"host": "h"}})
+    assert jetstream.target is not None and jetstream.target.address() == "h:9000"
+    plain = render.render_bench_job(jetstream, OWNER, settings, target="h:9000", model=None, tokenizer=None)
+    assert "--protocol" not in containers(plain)[0]["args"] and "volumes" not in plain["spec"]["template"]["spec"]
+
+
 def test_rendering_is_deterministic_and_hash_tracks_changes(
     server_spec: InferenceServerSpec, settings: OperatorSettings
 ) -> None:
@@ -380,3 +421,103 @@ def test_extra_args_refuse_credential_keys(key: str) -> None:
     spec = {"checkpointPath": CHECKPOINT, "tpu": {"accelerator": "v5e", "topology": "2x4"}}
     with pytest.raises(ValueError, match=r"credential|lower_snake_case"):
         InferenceServerSpec.model_validate({**spec, "engine": {"extraArgs": {key: "x"}}})
+
+
+# --- LlamaCheckpoint format huggingface, and the conversion Job unchanged by it ------------------------------
+
+# The conversion Jobs as the code before the Hugging Face mode rendered them (/tmp/i11m-render.py on the parent
+# commit): LlamaCheckpoints written before it keep their Jobs byte for byte, spec-hash annotation included, so
+# the operator neither patches nor replaces a running conversion after an upgrade.
+CONVERT_JOBS_BEFORE = Path(__file__).resolve().parent / "data" / "convert-jobs-before-hf-mode.json"
+CONVERT_SPECS_BEFORE: dict[str, dict[str, Any]] = {
+    "seed-example": example("llama2-7b-v5e", "checkpoint.yaml"),
+    "google-preset": {
+        "source": "gs://bkt/meta",
+        "output": "gs://bkt/out",
+        "converter": {"preset": "inference-checkpoint"},
+    },
+    "13b-float32-int8-custom": {
+        "model": "llama2-13b",
+        "source": "gs://bkt/meta13/",
+        "output": "gs://bkt/out13",
+        "weightDtype": "float32",
+        "quantization": "int8",
+        "converter": {
+            "resources": {"requests": {"memory": "128Gi", "cpu": 8}},
+            "workDirSizeLimit": "40Gi",
+            "nodeSelector": {"pool": "highmem"},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": "highmem", "effect": "NoSchedule"}],
+            "serviceAccountName": "conv",
+            "podAnnotations": {"a": "b"},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(CONVERT_SPECS_BEFORE))
+def test_convert_jobs_render_as_before_the_hugging_face_mode(case: str) -> None:
+    import json
+
+    before = json.loads(CONVERT_JOBS_BEFORE.read_text())[case]
+    spec = LlamaCheckpointSpec.model_validate(CONVERT_SPECS_BEFORE[case])
+    assert spec.format == "meta"
+    owner = {**OWNER, "generation": 3}
+    assert render.render_convert_job(spec, owner, OperatorSettings()) == before
+
+
+def hf_spec(**changes: Any) -> LlamaCheckpointSpec:
+    spec: dict[str, Any] = {
+        "model": "llama3.1-8b",
+        "format": "huggingface",
+        "huggingFace": {
+            "repoId": "meta-llama/Llama-3.1-8B-Instruct",
+            "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
+            "tokenSecretRef": {"name": "hf-secret"},
+        },
+        "output": "gs://bkt/llama3.1-8b",
+    }
+    return LlamaCheckpointSpec.model_validate(spec | changes)
+
+
+def test_mirror_job_from_a_hub_repo(settings: OperatorSettings) -> None:
+    settings = OperatorSettings(converter_env={"HF_ENDPOINT": "http://hub.internal"}, converter_backoff_limit=2)
+    obj = render.render_mirror_job(hf_spec(), OWNER, settings)
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    check_child_metadata(obj, "LlamaCheckpoint", naming.LABEL_CHECKPOINT)
+    assert obj["metadata"]["name"] == "llama2-7b-v5e-mirror"
+    assert obj["spec"]["backoffLimit"] == 2
+    (c,) = containers(obj)
+    assert c["name"] == "converter" and c["image"] == settings.converter_image
+    assert c["args"] == [
+        "convert",
+        "mirror",
+        "--model",
+        "llama3.1-8b",
+        "--output",
+        "gs://bkt/llama3.1-8b",
+        "--repo-id",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--revision",
+        "0e9e39f249a16976918f6564b8830bc894c89659",
+        "--token-source",
+        "Secret hf-secret (key hf_api_token)",
+        "--work-dir",
+        render.CONVERT_WORK_DIR,
+    ]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-secret", "key": "hf_api_token"}}} in c["env"]
+    assert {"name": "HF_ENDPOINT", "value": "http://hub.internal"} in c["env"]
+    assert {"name": "HF_HOME", "value": f"{render.CONVERT_WORK_DIR}/hf-home"} in c["env"]
+    assert c["resources"] == {"requests": {"memory": "4Gi", "cpu": "2"}, "limits": {"memory": "4Gi"}}
+    (volume,) = obj["spec"]["template"]["spec"]["volumes"]
+    assert volume["emptyDir"]["sizeLimit"] == render.MIRROR_WORK_DIR_SIZE
+    assert render.mirror_model_path(hf_spec()) == "gs://bkt/llama3.1-8b/hf"
+
+
+def test_mirror_job_from_a_gcs_directory_has_no_token(settings: OperatorSettings) -> None:
+    spec = hf_spec(huggingFace=None, source="gs://bkt/export/")
+    obj = render.render_mirror_job(spec, OWNER, settings)
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    (c,) = containers(obj)
+    assert c["args"][6:8] == ["--source", "gs://bkt/export/"]
+    assert "--repo-id" not in c["args"] and "--token-source" not in c["args"]
+    assert not any(e["name"] == "HF_TOKEN" for e in c["env"])

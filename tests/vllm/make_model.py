@@ -15,11 +15,52 @@ import random
 import sys
 from pathlib import Path
 
-WORDS = (
-    "the a tensor processing unit serves llama model tokens quickly slowly batch cache key value head layer "
-    "prompt answer request server client cluster node pool slice chip memory bandwidth throughput latency "
-    "first second time decode prefill stream kubernetes operator benchmark checkpoint weights shard bucket"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "tensor",
+    "processing",
+    "unit",
+    "serves",
+    "llama",
+    "model",
+    "tokens",
+    "quickly",
+    "slowly",
+    "batch",
+    "cache",
+    "key",
+    "value",
+    "head",
+    "layer",
+    "prompt",
+    "answer",
+    "request",
+    "server",
+    "client",
+    "cluster",
+    "node",
+    "pool",
+    "slice",
+    "chip",
+    "memory",
+    "bandwidth",
+    "throughput",
+    "latency",
+    "first",
+    "second",
+    "time",
+    "decode",
+    "prefill",
+    "stream",
+    "kubernetes",
+    "operator",
+    "benchmark",
+    "checkpoint",
+    "weights",
+    "shard",
+    "bucket",
+]
 
 
 def sentences(count: int, seed: int) -> list[str]:

@@ -6,6 +6,7 @@ Importable without kopf or kubernetes. `tpuserve crds` (tpuserve.api.generate) w
 from __future__ import annotations
 
 from tpuserve.api.benchmark import (
+    ApiKeySecret,
     BenchmarkConditionType,
     BenchmarkPhase,
     BenchmarkRun,
@@ -14,6 +15,9 @@ from tpuserve.api.benchmark import (
     DatasetName,
     DatasetSpec,
     MeasuredServer,
+    OpenAIEndpoint,
+    OpenAISpec,
+    Protocol,
     SloSpec,
     SweepSpec,
     SyntheticLengths,
@@ -23,9 +27,11 @@ from tpuserve.api.benchmark import (
 )
 from tpuserve.api.checkpoint import (
     CheckpointConditionType,
+    CheckpointFormat,
     CheckpointPhase,
     ConverterPreset,
     ConverterSpec,
+    HuggingFaceSource,
     LlamaCheckpoint,
     LlamaCheckpointSpec,
     LlamaCheckpointStatus,
@@ -55,11 +61,13 @@ from tpuserve.api.server import (
     InferenceServerSpec,
     InferenceServerStatus,
     MetricsSpec,
+    Runtime,
     ServerConditionType,
     ServerPhase,
     TpuSpec,
     TpuStatus,
 )
+from tpuserve.api.vllm import VLLM_PORT, HubModel, SecretKeyRef, VllmSpec, WeightLoading
 
 # Every kind of the API, in the order the CRDs and docs list them.
 KINDS = (LlamaCheckpoint, InferenceServer, BenchmarkRun)
@@ -73,6 +81,8 @@ __all__ = [
     "KINDS",
     "MANAGED_SERVER_ARGS",
     "VERSION",
+    "VLLM_PORT",
+    "ApiKeySecret",
     "Attention",
     "BenchmarkConditionType",
     "BenchmarkPhase",
@@ -80,6 +90,7 @@ __all__ = [
     "BenchmarkRunSpec",
     "BenchmarkRunStatus",
     "CheckpointConditionType",
+    "CheckpointFormat",
     "CheckpointPhase",
     "Condition",
     "ConditionStatus",
@@ -89,6 +100,8 @@ __all__ = [
     "DatasetSpec",
     "Endpoints",
     "EngineSpec",
+    "HubModel",
+    "HuggingFaceSource",
     "InferenceServer",
     "InferenceServerSpec",
     "InferenceServerStatus",
@@ -98,8 +111,13 @@ __all__ = [
     "MeasuredServer",
     "MetricsSpec",
     "ObjectRef",
+    "OpenAIEndpoint",
+    "OpenAISpec",
+    "Protocol",
     "Quantization",
     "ResourceRequirements",
+    "Runtime",
+    "SecretKeyRef",
     "ServerConditionType",
     "ServerPhase",
     "SloSpec",
@@ -109,8 +127,10 @@ __all__ = [
     "Toleration",
     "TpuSpec",
     "TpuStatus",
+    "VllmSpec",
     "Warmup",
     "WeightDtype",
+    "WeightLoading",
     "parse_duration",
     "rate_per_second",
 ]

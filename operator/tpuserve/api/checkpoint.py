@@ -1,4 +1,5 @@
-"""LlamaCheckpoint: a Meta-format Llama checkpoint in GCS, converted by a Job into MaxText checkpoints in GCS."""
+"""LlamaCheckpoint: a Meta-format Llama checkpoint in GCS, converted by a Job into MaxText checkpoints in GCS; or
+(format huggingface) a Hugging Face model, mirrored by a Job into GCS and verified against the catalog."""
 
 from __future__ import annotations
 
@@ -24,9 +25,39 @@ from tpuserve.api.conventions import (
     ResourceRequirements,
     Toleration,
     cel_rules,
+    cel_string_list,
     conditions_field,
     nested_default,
 )
+from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
+
+
+class CheckpointFormat(StrEnum):
+    """What the checkpoint is made from, and so what the Job does."""
+
+    META = "meta"  # Meta's consolidated.NN.pth checkpoint, converted into MaxText checkpoints (JetStream)
+    HUGGING_FACE = "huggingface"  # a Hugging Face model (safetensors), mirrored into spec.output (vLLM)
+
+
+class HuggingFaceSource(ApiModel):
+    """A model repository on the Hugging Face hub."""
+
+    repo_id: str = Field(
+        pattern=HF_REPO_ID_PATTERN,
+        max_length=96,
+        description="Repo id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.",
+    )
+    revision: str = Field(
+        default="main",
+        min_length=1,
+        max_length=255,
+        description="Branch, tag or commit; default `main`. The mirror records the commit it resolved to.",
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a hub read token (gated repos such as meta-llama's need one; the token's "
+        "account must have accepted the model's license); the Job gets it as `HF_TOKEN`.",
+    )
 
 
 class WeightDtype(StrEnum):
@@ -60,6 +91,9 @@ PRESET_IMAGES: dict[ConverterPreset, str] = {
 CONVERTER_BYTES_PER_PARAMETER = 8
 CONVERTER_MEMORY_STEP_GIB = 16
 CONVERTER_DEFAULT_CPU = "4"
+# The Hugging Face mirror copies file by file (checksums and headers are streamed or read in ranges).
+MIRROR_DEFAULT_MEMORY = "4Gi"
+MIRROR_DEFAULT_CPU = "2"
 
 
 def default_converter_memory_gib(model: str) -> int:
@@ -112,25 +146,48 @@ class ConverterSpec(ApiModel):
 _CEL_WITHOUT_SLASH = "({f}.endsWith('/') ? {f}.substring(0, {f}.size() - 1) : {f})"
 
 
+_HF = CheckpointFormat.HUGGING_FACE.value
+_META = CheckpointFormat.META.value
+# The models the Meta → MaxText conversion (JetStream) handles; the rest of the catalog is vLLM's.
+_META_MODELS = llama.models_for(llama.Runtime.JETSTREAM_MAXTEXT)
+
+
 class LlamaCheckpointSpec(ApiModel):
     model: str = Field(
         default=catalog.DEFAULT_MODEL,
-        description="Llama model (MaxText model_name); decides the architecture the converter expects.",
+        description="Llama model (catalog name); decides the architecture the converter or mirror verifies against.",
         json_schema_extra=catalog.model_schema(),
     )
-    source: str = Field(
+    format: CheckpointFormat = Field(
+        default=CheckpointFormat.META,
+        description="`meta` (default): convert Meta's checkpoint at `source` into MaxText checkpoints (JetStream). "
+        "`huggingface`: mirror a Hugging Face model (`huggingFace` repo, or a gs:// directory in `source`) into "
+        "`output`, verified against the catalog (vLLM).",
+    )
+    source: str | None = Field(
+        default=None,
         pattern=GCS_URI_PATTERN,
         max_length=1024,
-        description="gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model).",
+        description="gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model); "
+        "with format huggingface, of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "
+        "instead of `huggingFace`.",
+    )
+    hugging_face: HuggingFaceSource | None = Field(
+        default=None, description="Format huggingface: the hub repo to mirror (instead of `source`)."
     )
     output: str = Field(
         pattern=GCS_URI_PATTERN,
         max_length=1024,
-        description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it).",
+        description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it); "
+        "with format huggingface, the mirror goes to `<output>/hf`.",
     )
-    weight_dtype: WeightDtype = Field(default=WeightDtype.BFLOAT16, description="Dtype of the converted weights.")
+    weight_dtype: WeightDtype = Field(
+        default=WeightDtype.BFLOAT16,
+        description="Dtype of the converted weights (format meta; a mirror keeps the published dtype, which it "
+        "checks against the catalog).",
+    )
     quantization: Quantization | None = Field(
-        default=None, description="Quantize the weights while converting (MaxText AQT mode); default none."
+        default=None, description="Quantize the weights while converting (MaxText AQT mode; format meta); default none."
     )
     converter: ConverterSpec = Field(
         default_factory=ConverterSpec,
@@ -146,19 +203,92 @@ class LlamaCheckpointSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             CelRule(
-                rule=f"{_CEL_WITHOUT_SLASH.format(f='self.output')} != {_CEL_WITHOUT_SLASH.format(f='self.source')}",
+                rule=f"!has(self.source) || {_CEL_WITHOUT_SLASH.format(f='self.output')} != "
+                f"{_CEL_WITHOUT_SLASH.format(f='self.source')}",
                 message="spec.output must differ from spec.source (the converter writes scanned/ and unscanned/ "
                 "below output and clears them after an interrupted run)",
                 field_path=".output",
-            )
+            ),
+            CelRule(
+                rule=f"self.format != '{_META}' || self.model in {cel_string_list(_META_MODELS)}",
+                message=f"spec.model: format meta converts Meta checkpoints of {', '.join(_META_MODELS)} for "
+                "JetStream; mirror other models from Hugging Face with spec.format: huggingface",
+                message_expression=f"'spec.model ' + self.model + ': format meta converts Meta checkpoints of "
+                f"{', '.join(_META_MODELS)} for JetStream; mirror other models from Hugging Face with "
+                "spec.format: huggingface'",
+                field_path=".model",
+            ),
+            CelRule(
+                rule=f"self.format != '{_META}' || has(self.source)",
+                message="spec.source is required with format meta: the gs:// Meta checkpoint directory",
+                field_path=".source",
+                reason="FieldValueRequired",
+            ),
+            CelRule(
+                rule=f"self.format != '{_META}' || !has(self.huggingFace)",
+                message="spec.huggingFace applies to format huggingface only: set spec.format: huggingface",
+                field_path=".huggingFace",
+                reason="FieldValueForbidden",
+            ),
+            CelRule(
+                rule=f"self.format != '{_HF}' || has(self.source) != has(self.huggingFace)",
+                message="spec: format huggingface needs exactly one of source (a gs:// Hugging Face model "
+                "directory) or huggingFace (a hub repo)",
+            ),
+            CelRule(
+                rule=f"self.format != '{_HF}' || !has(self.quantization)",
+                message="spec.quantization applies to format meta only: a Hugging Face mirror keeps the "
+                "published weights",
+                field_path=".quantization",
+                reason="FieldValueForbidden",
+            ),
+            CelRule(
+                rule=f"self.format != '{_HF}' || !has(self.converter) || !has(self.converter.preset) || "
+                f"self.converter.preset == '{ConverterPreset.TPUSERVE.value}'",
+                message="spec.converter.preset inference-checkpoint converts Meta checkpoints only; format "
+                "huggingface runs tpuserve's mirror (preset tpuserve)",
+                field_path=".converter.preset",
+            ),
         )
     }
 
     @model_validator(mode="after")
     def _output_is_not_source(self) -> LlamaCheckpointSpec:
-        if self.output.rstrip("/") == self.source.rstrip("/"):
+        if self.source is not None and self.output.rstrip("/") == self.source.rstrip("/"):
             raise ValueError("output must differ from source")
         return self
+
+    @model_validator(mode="after")
+    def _format_matches_source(self) -> LlamaCheckpointSpec:
+        if self.format == CheckpointFormat.META:
+            if self.model not in _META_MODELS:
+                raise ValueError(f"spec.model {self.model}: format meta converts {', '.join(_META_MODELS)} only")
+            if self.source is None:
+                raise ValueError("spec.source is required with format meta")
+            if self.hugging_face is not None:
+                raise ValueError("spec.huggingFace applies to format huggingface only")
+            return self
+        if (self.source is None) == (self.hugging_face is None):
+            raise ValueError("format huggingface needs exactly one of source or huggingFace")
+        if self.quantization is not None:
+            raise ValueError("spec.quantization applies to format meta only")
+        if self.converter.preset != ConverterPreset.TPUSERVE:
+            raise ValueError("spec.converter.preset inference-checkpoint converts Meta checkpoints only")
+        return self
+
+    @property
+    def meta_source(self) -> str:
+        """spec.source of a format-meta checkpoint (required there by the rules above)."""
+        if self.source is None:
+            raise ValueError("spec.source is required with format meta")
+        return self.source
+
+    def mirror_resources(self) -> ResourceRequirements:
+        """The user's resources, or the mirror's default: it streams one file at a time, so a little memory."""
+        if self.converter.resources is not None:
+            return self.converter.resources
+        memory: Quantity = MIRROR_DEFAULT_MEMORY
+        return ResourceRequirements(requests={"memory": memory, "cpu": MIRROR_DEFAULT_CPU}, limits={"memory": memory})
 
     def converter_resources(self) -> ResourceRequirements:
         """The user's resources, or the default sized from the model."""
@@ -191,6 +321,11 @@ class LlamaCheckpointStatus(ApiModel):
         default=None,
         description="gs:// path of the unscanned checkpoint (…/checkpoints/0/items), what a server loads.",
     )
+    hugging_face_path: str | None = Field(
+        default=None,
+        description="Format huggingface: gs:// path of the mirrored, verified Hugging Face model directory "
+        "(config.json, tokenizer.json, *.safetensors), what a vLLM server loads.",
+    )
     manifest_path: str | None = Field(
         default=None, description="gs:// path of the converter's manifest (written last, after verification)."
     )
@@ -202,7 +337,7 @@ class LlamaCheckpointStatus(ApiModel):
 
 
 class LlamaCheckpoint(ApiModel, KindInfo):
-    """A Meta-format Llama checkpoint in GCS, converted once into MaxText checkpoints in GCS."""
+    """A Llama checkpoint made once in GCS: Meta's converted to MaxText, or a Hugging Face model mirrored, verified."""
 
     KIND: ClassVar[str] = "LlamaCheckpoint"
     PLURAL: ClassVar[str] = "llamacheckpoints"
@@ -210,11 +345,15 @@ class LlamaCheckpoint(ApiModel, KindInfo):
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        PrinterColumn(
+            "Format", "string", ".spec.format", "meta (MaxText conversion) or huggingface (mirror).", priority=1
+        ),
         PrinterColumn("Phase", "string", ".status.phase", "Pending, Converting, Ready or Failed."),
         PrinterColumn(
             "Checkpoint", "string", ".status.unscannedPath", "Unscanned checkpoint a server loads.", priority=1
         ),
-        PrinterColumn("Job", "string", ".status.jobName", "Conversion Job.", priority=1),
+        PrinterColumn("HF-Model", "string", ".status.huggingFacePath", "Mirrored Hugging Face directory.", priority=1),
+        PrinterColumn("Job", "string", ".status.jobName", "Conversion or mirror Job.", priority=1),
         AGE_COLUMN,
     )
 

@@ -17,9 +17,10 @@ from tpuserve.api import (
     BenchmarkRunStatus,
     InferenceServer,
     MeasuredServer,
+    Protocol,
     ServerPhase,
 )
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import kube, naming, observe, render, render_vllm
 from tpuserve.controllers.status import Reason, set_condition, write_status
 from tpuserve.results import BenchmarkSummary
 
@@ -79,8 +80,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     if job is None:
         # 1. The target.
         if spec.target is not None:
-            target = f"{spec.target.host}:{spec.target.port}"
-            measured = MeasuredServer(name=target, endpoint=target)
+            target = spec.target.address()
+            protocol = spec.target.protocol
+            measured = MeasuredServer(name=target, protocol=protocol, endpoint=target)
             model, tokenizer = None, None
             status.conditions = set_condition(
                 status.conditions,
@@ -120,9 +122,21 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             server = InferenceServer.model_validate(
                 {k: v for k, v in server_body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
             )
-            target = (server_status.get("endpoints") or {}).get("grpc") or render.service_endpoint(ref, ns)
-            measured = measured_server(server, server_status, target, ctx.settings.server_image)
+            endpoints = server_status.get("endpoints") or {}
+            if server.spec.runtime == "vllm-tpu":  # vLLM serves the OpenAI API only
+                protocol = Protocol.OPENAI
+                target = (endpoints.get("openai") or render_vllm.openai_base_url(ref, ns)).removesuffix("/v1")
+            else:
+                protocol = Protocol.JETSTREAM
+                target = endpoints.get("grpc") or render.service_endpoint(ref, ns)
+            default_image = ctx.settings.vllm_image if server.spec.runtime == "vllm-tpu" else ctx.settings.server_image
+            measured = measured_server(server, server_status, target, default_image)
+            measured.protocol = protocol
             model, tokenizer = server.spec.model, server.spec.effective_tokenizer_path()
+            if protocol == Protocol.OPENAI:
+                # vLLM serves under its --model (or --served-model-name): the benchmark asks the server (GET
+                # /v1/models); MaxText's tokenizer file is no use to it: only an explicit tokenizer.json is.
+                model, tokenizer = None, server.spec.tokenizer_path
             status.conditions = set_condition(
                 status.conditions,
                 BenchmarkConditionType.SERVER_READY,
@@ -133,7 +147,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                 now,
             )
         # 2. The Job.
-        desired = render.render_bench_job(spec, meta, ctx.settings, target=target, model=model, tokenizer=tokenizer)
+        desired = render.render_bench_job(
+            spec, meta, ctx.settings, target=target, model=model, tokenizer=tokenizer, protocol=protocol
+        )
         kube.ensure_child(ctx, KIND, desired, patchable=False)
         status.server, status.job_name = measured, job_name
         status.start_time = status.start_time or now
@@ -239,8 +255,17 @@ def measured_server(
         machine_type=tpu_slice.machine.name,
         replicas=int(server_status.get("readyReplicas") or server.spec.replicas),
         image=server.spec.effective_image(default_image),
-        engine_args=render.server_args(server.spec, server_status.get("checkpointPath") or ""),
+        engine_args=_server_args(server, server_status.get("checkpointPath") or ""),
     )
+
+
+def _server_args(server: InferenceServer, checkpoint_path: str) -> list[str]:
+    """The server's arguments as rendered: MaxText key=value for JetStream, vLLM --flag=value for vLLM."""
+    if server.spec.runtime == "vllm-tpu":
+        hub = server.spec.hugging_face
+        source = render_vllm.WeightSource(checkpoint_path, hub=hub is not None, revision=hub.revision if hub else None)
+        return render_vllm.vllm_args(server.spec, source)
+    return render.server_args(server.spec, checkpoint_path)
 
 
 def _engine_value(args: list[str], key: str) -> str | None:
@@ -269,8 +294,10 @@ def _derived(
         arch = llama.arch(m.model)
         dtype = _engine_value(m.engine_args, "weight_dtype") or "bfloat16"
         weight_bytes = arch.weight_bytes("int8" if _engine_value(m.engine_args, "quantization") else dtype)
+        # Decode batch: MaxText's slots (per chip), or vLLM's --max-num-seqs.
+        max_num_seqs = _engine_value(m.engine_args, "--max-num-seqs")
         per_device = float(_engine_value(m.engine_args, "per_device_batch_size") or 1)
-        batch = max(int(per_device * tpu_slice.chips), 1)
+        batch = int(max_num_seqs) if max_num_seqs else max(int(per_device * tpu_slice.chips), 1)
         # Mean live context during decode: the prompt plus half the answer.
         context = (summary.total_input_tokens + summary.total_output_tokens / 2) / summary.successful_requests
         ceiling = tpu.decode_roofline_tokens_per_second(

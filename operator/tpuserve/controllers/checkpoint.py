@@ -13,12 +13,13 @@ from pydantic import ValidationError
 
 from tpuserve.api import (
     CheckpointConditionType,
+    CheckpointFormat,
     CheckpointPhase,
     ConverterPreset,
     LlamaCheckpoint,
     LlamaCheckpointStatus,
 )
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import kube, mirror, naming, observe, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         write_status(ctx, KIND, body, status, event_reason=Reason.INVALID_SPEC, warning=True)
         ctx.metrics.reconciles.labels(KIND, "invalid").inc()
         return
+    if obj.spec.format == CheckpointFormat.HUGGING_FACE:
+        mirror.reconcile_mirror(ctx, body, obj)
+        return
     spec = obj.spec
     old = obj.status or LlamaCheckpointStatus()
     status = old.model_copy(deep=True)
@@ -172,7 +176,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                     return
                 from tpuserve.convert.source import SourceStatus, check_source
 
-                check = _gcs_call(ctx, lambda: check_source(spec.source, spec.model, client=ctx.gcs()))
+                check = _gcs_call(ctx, lambda: check_source(spec.meta_source, spec.model, client=ctx.gcs()))
             except Exception as exc:
                 if not _transient_gcs_error(exc):
                     raise

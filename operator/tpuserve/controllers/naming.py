@@ -44,6 +44,11 @@ def job_name_convert(owner: str) -> str:
     return child_name(owner, "-convert")
 
 
+def job_name_mirror(owner: str) -> str:
+    """The Hugging Face mirror Job of a LlamaCheckpoint with format huggingface."""
+    return child_name(owner, "-mirror")
+
+
 def job_name_bench(owner: str) -> str:
     return child_name(owner, "-bench")
 

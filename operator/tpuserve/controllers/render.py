@@ -22,6 +22,8 @@ from tpuserve.api import (
     DatasetName,
     InferenceServerSpec,
     LlamaCheckpointSpec,
+    OpenAISpec,
+    Protocol,
     ResourceRequirements,
     Toleration,
 )
@@ -35,6 +37,8 @@ ANNOTATION_OWNER = "tpuserve.dev/owner"
 TPU_TOLERATION = {"key": tpu.TPU_TAINT_KEY, "operator": "Exists", "effect": tpu.TPU_TAINT_EFFECT}
 # The benchmark gets this long after its own --timeout to write partial results before the Job is killed.
 BENCH_DEADLINE_GRACE_SECONDS = 120
+# The OpenAI API key is mounted from its Secret as a file (never an argument or a plain env value).
+API_KEY_PATH = "/var/run/tpuserve/api-key/key"
 # Google's inference-checkpoint image writes these under its output directory (facts: jetstream-maxtext.md).
 GOOGLE_UNSCANNED_SUFFIX = "bf16/unscanned/checkpoints/0/items"
 GOOGLE_SCANNED_SUFFIX = "bf16/scanned/0/items"
@@ -102,7 +106,7 @@ def converter_args(spec: LlamaCheckpointSpec) -> list[str]:
             "--inference_server=jetstream-maxtext",
             "--model_name=llama-2",
             f"--model_path={spec.model.replace('llama2', 'llama-2')}",
-            f"--input_directory={spec.source}",
+            f"--input_directory={spec.meta_source}",
             f"--output_directory={spec.output}",
         ]
         if spec.quantization is not None:
@@ -114,7 +118,7 @@ def converter_args(spec: LlamaCheckpointSpec) -> list[str]:
         "--model",
         spec.model,
         "--source",
-        spec.source,
+        spec.meta_source,
         "--output",
         spec.output,
         "--weight-dtype",
@@ -168,6 +172,74 @@ def render_convert_job(
         work_dir_size=str(size),
         pod_security=security.pod,
         container_security=security.container,
+    )
+
+
+# --- LlamaCheckpoint, format huggingface ------------------------------------------------------------------
+
+# The mirror holds one file at a time in its scratch (Llama 3.1 70B's safetensors shards are about 5 GB).
+MIRROR_WORK_DIR_SIZE = "16Gi"
+# huggingface_hub's own cache and token files go to the scratch volume, not the container's filesystem.
+MIRROR_ENV = {"HF_HOME": f"{CONVERT_WORK_DIR}/hf-home", "HF_HUB_DISABLE_TELEMETRY": "1"}
+MIRROR_TOKEN_ENV = "HF_TOKEN"
+
+
+def mirror_model_path(spec: LlamaCheckpointSpec) -> str:
+    """Where the mirror puts the Hugging Face directory."""
+    return layout.hf_model_dir(spec.output)
+
+
+def mirror_args(spec: LlamaCheckpointSpec) -> list[str]:
+    """`tpuserve convert mirror` arguments; the token itself comes in through the environment."""
+    args = ["convert", "mirror", "--model", spec.model, "--output", spec.output]
+    hub = spec.hugging_face
+    if hub is not None:
+        args += ["--repo-id", hub.repo_id, "--revision", hub.revision]
+        if hub.token_secret_ref is not None:
+            ref = hub.token_secret_ref
+            args += ["--token-source", f"Secret {ref.name} (key {ref.key})"]
+    else:
+        args += ["--source", spec.meta_source]
+    return [*args, "--work-dir", CONVERT_WORK_DIR]
+
+
+def mirror_env(spec: LlamaCheckpointSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = _env({**settings.converter_env, **MIRROR_ENV})
+    hub = spec.hugging_face
+    if hub is not None and hub.token_secret_ref is not None:
+        ref = hub.token_secret_ref
+        env.append({"name": MIRROR_TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def render_mirror_job(
+    spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
+) -> dict[str, Any]:
+    conv = spec.converter
+    return render_template(
+        "job-mirror.yaml.j2",
+        meta=_meta(
+            "LlamaCheckpoint",
+            owner_meta,
+            naming.job_name_mirror(owner_meta["name"]),
+            "tpuserve-mirror",
+            "mirror",
+            {},
+        ),
+        backoff_limit=settings.converter_backoff_limit,
+        deadline_seconds=settings.converter_deadline_seconds,
+        ttl_seconds=settings.job_ttl_seconds,
+        pod_annotations={**conv.pod_annotations, ANNOTATION_OWNER: owner_meta["name"]},
+        service_account=conv.service_account_name or settings.workload_service_account,
+        node_selector=conv.node_selector,
+        tolerations=_tolerations(conv.tolerations),
+        image=conv.effective_image(settings.converter_images()),
+        pull_policy=settings.image_pull_policy,
+        args=mirror_args(spec),
+        env=mirror_env(spec, settings),
+        resources=_quantities(spec.mirror_resources().to_wire()),
+        work_dir=CONVERT_WORK_DIR,
+        work_dir_size=str(conv.work_dir_size_limit or MIRROR_WORK_DIR_SIZE),
     )
 
 
@@ -279,19 +351,31 @@ def render_service(spec: InferenceServerSpec, owner_meta: dict[str, Any]) -> dic
     )
 
 
-def render_pod_monitoring(owner_meta: dict[str, Any]) -> dict[str, Any]:
+def render_pod_monitoring(
+    owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
+) -> dict[str, Any]:
+    """Scrape config for the server pods: JetStream's exporter port by default; vLLM serves /metrics on its API
+    port."""
     return render_template(
         "podmonitoring.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), "jetstream", "server", {}),
+        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
+        port=port,
+        path=path,
     )
 
 
-def render_service_monitor(owner_meta: dict[str, Any]) -> dict[str, Any]:
+def render_service_monitor(
+    owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
+) -> dict[str, Any]:
+    """Scrape config for the server pods: JetStream's exporter port by default; vLLM serves /metrics on its API
+    port."""
     return render_template(
         "servicemonitor.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), "jetstream", "server", {}),
+        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
+        port=port,
+        path=path,
     )
 
 
@@ -306,8 +390,22 @@ def _rate_text(rate: float) -> str:
     return "inf" if math.isinf(rate) else _number(rate)
 
 
-def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokenizer: str | None) -> list[str]:
+def bench_args(
+    spec: BenchmarkRunSpec,
+    target: str,
+    *,
+    model: str | None,
+    tokenizer: str | None,
+    protocol: Protocol = Protocol.JETSTREAM,
+) -> list[str]:
     args = ["bench", "run", "--target", target, "--dataset", str(spec.dataset.name)]
+    if protocol == Protocol.OPENAI:
+        openai = spec.openai or OpenAISpec()
+        args += ["--protocol", str(protocol), "--endpoint", str(openai.endpoint)]
+        if openai.ignore_eos:
+            args += ["--ignore-eos"]
+        if openai.api_key_secret is not None:
+            args += ["--api-key-file", API_KEY_PATH]
     if spec.dataset.path:
         args += ["--dataset-path", spec.dataset.path]
     if spec.dataset.name == DatasetName.SYNTHETIC and spec.dataset.synthetic is not None:
@@ -332,6 +430,10 @@ def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokeni
         args += ["--sweep", ",".join(_rate_text(r) for r in rates)]
     else:
         args += ["--request-rate", _rate_text(rates[0])]
+    if spec.burstiness is not None:
+        args += ["--burstiness", _number(spec.burstiness)]
+    if spec.max_concurrency is not None:
+        args += ["--max-concurrency", str(spec.max_concurrency)]
     args += ["--warmup", str(spec.warmup), "--seed", str(spec.seed)]
     if spec.slo is not None:
         if spec.slo.ttft_ms is not None:
@@ -356,6 +458,7 @@ def render_bench_job(
     target: str,
     model: str | None,
     tokenizer: str | None,
+    protocol: Protocol = Protocol.JETSTREAM,
 ) -> dict[str, Any]:
     node_selector = spec.node_selector or settings.benchmark_node_selector
     tolerations = spec.tolerations or settings.benchmark_tolerations
@@ -372,7 +475,9 @@ def render_bench_job(
         tolerations=_tolerations(tolerations),
         image=spec.effective_image(settings.bench_image),
         pull_policy=settings.image_pull_policy,
-        args=bench_args(spec, target, model=model, tokenizer=tokenizer),
+        args=bench_args(spec, target, model=model, tokenizer=tokenizer, protocol=protocol),
+        api_key_secret=spec.openai.api_key_secret if spec.openai and protocol == Protocol.OPENAI else None,
+        api_key_dir=API_KEY_PATH.rsplit("/", 1)[0],
         env=_env(settings.bench_env),
         resources=_quantities(spec.bench_resources().to_wire()),
         pod_security=pod_security.RESTRICTED.pod,

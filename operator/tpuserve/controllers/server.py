@@ -14,11 +14,12 @@ from tpuserve.api import (
     Endpoints,
     InferenceServer,
     InferenceServerStatus,
+    Runtime,
     ServerConditionType,
     ServerPhase,
     TpuStatus,
 )
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import kube, naming, observe, render, render_vllm
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,44 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         machine_type=tpu_slice.machine.name,
     )
     deploy_name = naming.server_name(name)
+    vllm = spec.runtime == Runtime.VLLM_TPU
+    # Before any pod: a JetStream server whose weights plus preallocated KV cache cannot fit would only crash on
+    # the TPU (vLLM's bound is part of the spec's validation and the CRD's).
+    shortfall = None if vllm else spec.jetstream_hbm_shortfall()
+    if shortfall:
+        status.phase = ServerPhase.FAILED
+        status.message = (
+            f"{shortfall}: use a larger spec.tpu slice, a smaller engine.perDeviceBatchSize or maxTargetLength"
+        )
+        status.conditions = set_condition(
+            status.conditions,
+            ServerConditionType.AVAILABLE,
+            False,
+            Reason.INSUFFICIENT_HBM,
+            status.message,
+            generation,
+            now,
+        )
+        write_status(ctx, KIND, body, status, event_reason=Reason.INSUFFICIENT_HBM, warning=True)
+        ctx.metrics.reconciles.labels(KIND, "invalid").inc()
+        return
+    # A LlamaCheckpoint's status names what each runtime loads: MaxText's unscanned checkpoint, or the mirrored
+    # Hugging Face directory (format huggingface).
+    path_field = "huggingFacePath" if vllm else "unscannedPath"
 
     # 1. The checkpoint.
-    if spec.checkpoint_path is not None:
+    if spec.checkpoint_path is not None or spec.hugging_face is not None:
         checkpoint_path: str | None = spec.checkpoint_path
+        loading = f"loading {checkpoint_path}"
+        if spec.hugging_face is not None:
+            checkpoint_path = spec.hugging_face.repo_id
+            loading = f"downloading {checkpoint_path} from the Hugging Face hub at start-up (every replica)"
         status.conditions = set_condition(
             status.conditions,
             ServerConditionType.CHECKPOINT_READY,
             True,
             Reason.CHECKPOINT_PATH,
-            f"loading {checkpoint_path}",
+            loading,
             generation,
             now,
         )
@@ -88,15 +117,21 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         ref = spec.checkpoint_ref.name
         ckpt = kube.get_custom(ctx, "LlamaCheckpoint", ns, ref)
         ckpt_status = (ckpt or {}).get("status") or {}
-        checkpoint_path = (
-            ckpt_status.get("unscannedPath") if ckpt_status.get("phase") == CheckpointPhase.READY else None
-        )
+        ckpt_ready = ckpt_status.get("phase") == CheckpointPhase.READY
+        checkpoint_path = ckpt_status.get(path_field) if ckpt_ready else None
         if checkpoint_path is None:
             live = kube.get_or_none(ctx.apps.read_namespaced_deployment, deploy_name, ns)
             if ckpt is None:
                 reason, message = (
                     Reason.CHECKPOINT_NOT_FOUND,
                     f"LlamaCheckpoint {ref} does not exist: create it or fix spec.checkpointRef",
+                )
+            elif ckpt_ready:
+                wanted = "format huggingface (a Hugging Face mirror)" if vllm else "format meta (a MaxText conversion)"
+                reason, message = (
+                    Reason.CHECKPOINT_FAILED,
+                    f"LlamaCheckpoint {ref} is Ready but has no status.{path_field}: runtime {spec.runtime} "
+                    f"needs a LlamaCheckpoint of {wanted}",
                 )
             elif ckpt_status.get("phase") == CheckpointPhase.FAILED:
                 reason, message = (
@@ -135,13 +170,27 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     assert checkpoint_path is not None
 
     # 2. Children.
-    deployment = kube.ensure_child(ctx, KIND, render.render_deployment(spec, meta, ctx.settings, checkpoint_path))
-    kube.ensure_child(ctx, KIND, render.render_service(spec, meta))
-    monitor_notes = _ensure_monitors(ctx, spec.metrics.pod_monitoring, spec.metrics.service_monitor, meta)
+    if vllm:
+        source = render_vllm.WeightSource(
+            checkpoint_path,
+            hub=spec.hugging_face is not None,
+            revision=spec.hugging_face.revision if spec.hugging_face else None,
+        )
+        desired_deployment = render_vllm.render_vllm_deployment(spec, meta, ctx.settings, source)
+        desired_service = render_vllm.render_vllm_service(meta)
+        openai = render_vllm.openai_base_url(name, ns)
+        endpoints = Endpoints(http=openai.removesuffix("/v1"), openai=openai)
+    else:
+        desired_deployment = render.render_deployment(spec, meta, ctx.settings, checkpoint_path)
+        desired_service = render.render_service(spec, meta)
+        endpoints = Endpoints(
+            grpc=render.service_endpoint(name, ns), http=f"http://{deploy_name}.{ns}.svc.cluster.local:{HTTP_PORT}"
+        )
+    deployment = kube.ensure_child(ctx, KIND, desired_deployment)
+    kube.ensure_child(ctx, KIND, desired_service)
+    monitor_notes = _ensure_monitors(ctx, spec.metrics.pod_monitoring, spec.metrics.service_monitor, meta, vllm)
     status.deployment_name, status.service_name = deploy_name, deploy_name
-    status.endpoints = Endpoints(
-        grpc=render.service_endpoint(name, ns), http=f"http://{deploy_name}.{ns}.svc.cluster.local:{HTTP_PORT}"
-    )
+    status.endpoints = endpoints
 
     # 3. Observe.
     dstatus = deployment.get("status") or {}
@@ -185,7 +234,10 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     )
     if desired > 0 and ready >= desired and rolled_out:
         status.phase = ServerPhase.READY
-        status.message = f"{ready}/{desired} replica(s) serving at {status.endpoints.grpc}" + monitor_notes
+        serving_at = endpoints.openai if vllm else endpoints.grpc
+        status.message = f"{ready}/{desired} replica(s) serving at {serving_at}" + monitor_notes
+        if vllm:
+            status.message += spec.kv_capacity_note()
         status.conditions = set_condition(
             status.conditions, ServerConditionType.AVAILABLE, True, Reason.AVAILABLE, status.message, generation, now
         )
@@ -202,8 +254,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             reason = Reason.PODS_REFUSED
         elif problem:
             status.message = (
-                f"a server container is failing ({problem}); check the image, engine.extraArgs and "
-                f"`kubectl logs deploy/{deploy_name} -c jetstream`"
+                f"a server container is failing ({problem}); check the image, "
+                f"{'vllm.extraArgs' if vllm else 'engine.extraArgs'} and "
+                f"`kubectl logs deploy/{deploy_name} -c {'vllm' if vllm else 'jetstream'}`"
             )
             reason = Reason.CONTAINER_FAILING
         else:
@@ -219,7 +272,11 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     ctx.metrics.reconciles.labels(KIND, "ok").inc()
 
 
-def _ensure_monitors(ctx: kube.Context, pod_monitoring: bool, service_monitor: bool, meta: dict[str, Any]) -> str:
+def _ensure_monitors(
+    ctx: kube.Context, pod_monitoring: bool, service_monitor: bool, meta: dict[str, Any], vllm: bool = False
+) -> str:
+    # vLLM serves /metrics on its API port; JetStream's exporter has its own port (default path).
+    scrape: dict[str, Any] = {"app": "vllm", "port": "http", "path": "/metrics"} if vllm else {}
     notes = []
     for (kind, group_version, plural), wanted in zip(MONITORS, (pod_monitoring, service_monitor), strict=True):
         if not wanted:
@@ -227,7 +284,11 @@ def _ensure_monitors(ctx: kube.Context, pod_monitoring: bool, service_monitor: b
         if not ctx.has_api_resource(group_version, plural):
             notes.append(f"{kind} not created: {group_version} {plural} is not served by this cluster (or not allowed)")
             continue
-        desired = render.render_pod_monitoring(meta) if kind == "PodMonitoring" else render.render_service_monitor(meta)
+        desired = (
+            render.render_pod_monitoring(meta, **scrape)
+            if kind == "PodMonitoring"
+            else render.render_service_monitor(meta, **scrape)
+        )
         try:
             kube.ensure_child(ctx, KIND, desired)
         except ApiException as exc:

@@ -26,6 +26,11 @@ class Reason(StrEnum):
     CONVERTING = "Converting"  # the conversion Job is running
     CONVERTED = "Converted"  # the conversion Job succeeded
     CONVERSION_FAILED = "ConversionFailed"  # the conversion Job failed (the message has the converter's reason)
+    MIRRORING = "Mirroring"  # format huggingface: the mirror Job is running
+    MIRRORED = "Mirrored"  # the mirror Job copied (or found) a verified Hugging Face directory
+    MIRROR_FAILED = "MirrorFailed"  # the mirror failed (checksums, headers against the catalog; message says)
+    HUB_UNAUTHORIZED = "HubUnauthorized"  # the Hugging Face hub refused the token (the message names the Secret)
+    HUB_UNAVAILABLE = "HubUnavailable"  # the hub kept failing; a new mirror Job is started later, not failed
     # InferenceServer
     WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"  # the referenced LlamaCheckpoint is not Ready yet
     CHECKPOINT_NOT_FOUND = "CheckpointNotFound"  # the referenced LlamaCheckpoint does not exist
@@ -39,6 +44,7 @@ class Reason(StrEnum):
     AVAILABLE = "MinimumReplicasAvailable"  # replicas are ready to serve
     CONTAINER_FAILING = "ContainerFailing"  # a server container crash-loops or its image cannot be pulled
     PODS_REFUSED = "PodsRefused"  # the API server refuses the server pods (Pod Security, quota): message says why
+    INSUFFICIENT_HBM = "InsufficientHbm"  # weights plus KV cache cannot fit the slice's HBM (numbers in the message)
     MONITORING_UNAVAILABLE = "MonitoringUnavailable"  # PodMonitoring/ServiceMonitor CRD missing or forbidden
     # BenchmarkRun
     WAITING_FOR_SERVER = "WaitingForServer"  # the referenced InferenceServer is not Ready yet

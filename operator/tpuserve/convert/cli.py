@@ -1,4 +1,4 @@
-"""`tpuserve convert {run,verify,check-source}`. Registration is cheap; the handlers import what they need."""
+"""`tpuserve convert {run,mirror,verify,check-source}`. Registration is cheap; the handlers import what they need."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from tpuserve import llama
 
 TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
+HUB_RETRY_ENV = "TPUSERVE_HUB_RETRY_SECONDS"  # the mirror's retry budget (operators set it via converterEnv)
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 
@@ -70,12 +71,57 @@ def register(subparsers: Any) -> None:
     _arch_flag(verify)
     verify.set_defaults(func=_verify)
 
+    _register_mirror(sub, models)
+
     check = sub.add_parser("check-source", help="List what a Meta checkpoint location has and lacks.")
     check.add_argument("--model", required=True, help=f"Llama model: {models}.")
     check.add_argument("--source", required=True, help="gs://… or a local path.")
     check.add_argument("--json", action="store_true")
     _arch_flag(check)
     check.set_defaults(func=_check_source)
+
+
+def _register_mirror(sub: Any, models: str) -> None:
+    mirror = sub.add_parser(
+        "mirror",
+        help="Copy a Hugging Face model into OUT/hf with checksums, verify its safetensors headers, write a manifest.",
+        description="Hugging Face model (hub repo at a revision, or a gs:// directory) -> OUT/hf, verified against "
+        "the model catalog; reused when an intact mirror of the same source is there. The hub is HF_ENDPOINT "
+        "(default huggingface.co); the token is HF_TOKEN.",
+    )
+    mirror.add_argument("--model", required=True, help=f"Llama model: {models}.")
+    mirror.add_argument(
+        "--output", required=True, help="Output base: gs://… or a local path (the model goes to OUT/hf)."
+    )
+    mirror.add_argument("--repo-id", default=None, help="Hugging Face repo id (org/name); or give --source.")
+    mirror.add_argument("--revision", default="main", help="Branch, tag or commit of --repo-id (default main).")
+    mirror.add_argument("--source", default=None, help="A Hugging Face model directory: gs://… or a local path.")
+    mirror.add_argument(
+        "--token-source",
+        default="env HF_TOKEN",
+        help="Where HF_TOKEN comes from, named in messages (the operator passes its Secret and key).",
+    )
+    mirror.add_argument("--work-dir", type=Path, default=None, help="Local scratch (the largest file, once).")
+    mirror.add_argument("--download-workers", type=int, default=8, help="Parallel ranged reads from gs:// sources.")
+    mirror.add_argument("--force", action="store_true", help="Mirror again even when an intact mirror exists.")
+    mirror.add_argument(
+        "--hub-retry-seconds",
+        type=float,
+        default=None,
+        help=f"Keep retrying a failing hub (5xx, 429, no connection) this long; default env {HUB_RETRY_ENV}, "
+        "else 1800.",
+    )
+    mirror.add_argument(
+        "--hub-retry-initial-seconds", type=float, default=2.0, help="First retry delay, doubled each time (<= 60 s)."
+    )
+    mirror.add_argument(
+        "--termination-message-path",
+        default=None,
+        help=f"Where the JSON summary goes; default env {TERMINATION_ENV}, else {DEFAULT_TERMINATION_PATH}.",
+    )
+    _arch_flag(mirror)
+    mirror.set_defaults(func=_mirror)
+    _summarize_usage_errors(mirror)
 
 
 def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +205,47 @@ def _run(args: argparse.Namespace) -> int:
     write_termination_message(termination_path(args.termination_message_path), text)
     print(text)
     return summary.exit_code
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    from tpuserve.convert.hf_source import RetryPolicy
+    from tpuserve.convert.mirror import mirror, options_from_env
+    from tpuserve.convert.run import DEFAULT_WORK_DIR
+
+    options = options_from_env(
+        model=args.model,
+        output=args.output,
+        repo_id=args.repo_id,
+        revision=args.revision,
+        source=args.source,
+        token_source=args.token_source,
+        work_dir=args.work_dir or Path(DEFAULT_WORK_DIR),
+        download_workers=args.download_workers,
+        force=args.force,
+        arch_json=_arch_json(args),
+        policy=RetryPolicy(
+            budget_seconds=_hub_retry_seconds(args.hub_retry_seconds),
+            initial_seconds=args.hub_retry_initial_seconds,
+        ),
+    )
+    summary = mirror(options)
+    text = summary.to_termination_message()
+    write_termination_message(termination_path(args.termination_message_path), text)
+    print(text)
+    return summary.exit_code
+
+
+def _hub_retry_seconds(flag: float | None) -> float:
+    if flag is not None:
+        return flag
+    value = os.environ.get(HUB_RETRY_ENV)
+    try:
+        return float(value) if value else 1800.0
+    except ValueError:
+        print(
+            f"tpuserve convert mirror: ignoring {HUB_RETRY_ENV}={value!r} (not a number); using 1800", file=sys.stderr
+        )
+        return 1800.0
 
 
 def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:

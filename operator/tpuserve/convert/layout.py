@@ -58,3 +58,12 @@ def work_dir_bytes(model: str, weight_dtype: str = "bfloat16") -> int:
     weight dtype, and the source is bfloat16 too, so this is about 2.2 x the bfloat16 weights."""
     del weight_dtype  # the pinned MaxText writes bfloat16 checkpoints for any weight_dtype
     return int(llama.arch(model).weight_bytes("bfloat16") * WORK_DIR_FACTOR)
+
+
+# `convert mirror` (LlamaCheckpoint format huggingface): the Hugging Face directory a vLLM server loads, beside
+# the manifest (OUT/tpuserve-manifest.json).
+HF_MODEL_DIR = "hf"
+
+
+def hf_model_dir(output: str) -> str:
+    return join(output, HF_MODEL_DIR)

@@ -7,7 +7,6 @@ interruption leaves an output without a manifest, which the next run treats as p
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -143,9 +142,10 @@ def make_steps(options: RunOptions) -> ConversionSteps:
 
 
 def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
+    """The catalog's architecture, or the override (llama.from_override)."""
     if arch_json:
         try:
-            return llama.LlamaArch(**json.loads(Path(arch_json).read_text()))
+            return llama.from_override(model, json.loads(Path(arch_json).read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise ConversionError(f"cannot read architecture JSON {arch_json}: {exc}") from exc
     return llama.arch(model)
@@ -248,7 +248,7 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
     # 1. Reuse a verified output with a matching manifest.
     if not o.force:
         found = find_verified_output(
-            o.output, o.model, o.weight_dtype, o.quantization, client=o.client, arch=dataclasses.asdict(arch)
+            o.output, o.model, o.weight_dtype, o.quantization, client=o.client, arch=llama.conversion_facts(arch)
         )
         if found is not None:
             log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
@@ -420,7 +420,7 @@ def _convert(
         model=o.model,
         weight_dtype=o.weight_dtype,
         quantization=o.quantization,
-        arch=dataclasses.asdict(arch),
+        arch=llama.conversion_facts(arch),
         source=o.source,
         sources=sources,
         output=o.output,

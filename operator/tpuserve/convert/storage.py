@@ -125,6 +125,8 @@ class Store(Protocol):
         self, local_dir: Path, prefix: str, *, workers: int = 8, progress: Progress | None = None
     ) -> int: ...
 
+    def upload_file(self, path: Path, name: str) -> None: ...
+
     def checksum(self, name: str, info: ObjectInfo) -> str: ...
 
 
@@ -194,6 +196,11 @@ class LocalStore:
             if progress:
                 progress.add(path.stat().st_size)
         return len(files)
+
+    def upload_file(self, path: Path, name: str) -> None:
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
 
     def checksum(self, name: str, info: ObjectInfo) -> str:
         return info.crc32c or crc32c_of_file(self._path(name))
@@ -289,6 +296,12 @@ class GcsStore:
 
         _run_parallel(put, files, workers)
         return len(files)
+
+    def upload_file(self, path: Path, name: str) -> None:
+        # checksum="crc32c": the client compares its CRC32C of the file with what GCS stored and fails on a
+        # difference; if_generation_match=0 as in upload_tree (the output was cleared first).
+        blob = self.bucket.blob(self._key(name))
+        blob.upload_from_filename(str(path), if_generation_match=0, checksum="crc32c")
 
     def checksum(self, name: str, info: ObjectInfo) -> str:
         if info.crc32c:

@@ -16,6 +16,7 @@ _MAX_LIST = 10
 class Outcome(StrEnum):
     CONVERTED = "converted"  # converted and verified in this run
     REUSED = "reused"  # a verified output with a matching manifest was already there
+    MIRRORED = "mirrored"  # a Hugging Face model was copied and verified in this run (`convert mirror`)
     FAILED = "failed"
 
 
@@ -25,6 +26,8 @@ class FailureReason(StrEnum):
     OUTPUT_CONFLICT = "OutputConflict"  # the output holds a finished checkpoint of another model/dtype
     CONVERSION_FAILED = "ConversionFailed"  # a MaxText step exited non-zero
     VERIFICATION_FAILED = "VerificationFailed"  # the written checkpoint does not match the architecture
+    HUB_UNAUTHORIZED = "HubUnauthorized"  # the Hugging Face hub refused the token (401) or access (403)
+    HUB_UNAVAILABLE = "HubUnavailable"  # the hub kept failing (5xx, 429, no connection) past the retry budget
     ERROR = "Error"  # anything else (storage errors, bad arguments)
 
 
@@ -36,6 +39,8 @@ EXIT_CODES: dict[FailureReason | None, int] = {
     FailureReason.OUTPUT_CONFLICT: 4,
     FailureReason.CONVERSION_FAILED: 5,
     FailureReason.VERIFICATION_FAILED: 6,
+    FailureReason.HUB_UNAUTHORIZED: 7,
+    FailureReason.HUB_UNAVAILABLE: 8,
 }
 
 
@@ -54,6 +59,7 @@ class ConvertSummary(BaseModel):
     unscanned_path: str | None = None
     quantized_path: str | None = None
     manifest_path: str | None = None
+    model_path: str | None = Field(default=None, description="The mirrored Hugging Face directory (`convert mirror`).")
     parameter_count: int | None = None
     missing: list[str] = Field(default_factory=list, description="Missing source files (SourceIncomplete).")
     mismatches: list[str] = Field(default_factory=list, description="First verification mismatches.")

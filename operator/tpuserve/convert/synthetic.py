@@ -32,8 +32,7 @@ TARGET_DATA_FILE_BYTES = 2 * 1024**3  # MaxText's checkpoint_storage_target_data
 
 def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
     if arch_json:
-        data = json.loads(Path(arch_json).read_text())
-        return llama.LlamaArch(**data)
+        return llama.from_override(model, json.loads(Path(arch_json).read_text()))
     return llama.arch(model)
 
 

@@ -1,0 +1,156 @@
+"""A LlamaCheckpoint in Hugging Face format on the local cluster: the operator renders the mirror Job, the local
+node runs it (`tpuserve convert mirror` as a real process), and the checkpoint reaches Ready with the mirrored
+directory in status; a refused token fails with a message naming the Secret.
+
+Real: the control plane, the operator, the GCS emulator, the mirror process and `huggingface_hub` in it, the
+Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (tests/convert/hub_server.py:
+the file-resolution API huggingface_hub calls), reached through HF_ENDPOINT, which the operator's
+`converterEnv` setting passes to the Job as it would a hub proxy's address; the tests cannot reach the hub.
+The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given as
+TPUSERVE_CONVERT_ARCH (as the conversion tests give theirs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.wait import wait_for
+from tests.convert.hf_model import arch_json, hf_model_files, tiny3
+from tests.convert.hub_server import HubRepo, LocalHub, running_hub
+from tests.operator.conftest import LOCAL, operator_env
+from tests.operator.harness import Objects, OperatorProcess, condition
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+REPO = "meta-llama/Llama-3.1-8B-Instruct"
+TOKEN = "hf_cluster_token"
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[LocalHub]:
+    with running_hub(LocalHub(repos={REPO: HubRepo(files=hf_model_files(tiny3()), token=TOKEN)})) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def mirror_operator(
+    kube_cluster: Any, crds: None, gcs_emulator: str, hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    if not kube_cluster.has_local_node:
+        pytest.skip("needs the local node (real processes)")
+    kube_cluster.set_local_node_env(STORAGE_EMULATOR_HOST=gcs_emulator)
+    work = tmp_path_factory.mktemp("mirror-operator")
+    arch_file = arch_json(tiny3(), work / "tiny3.json")
+    # A short hub retry budget, so that an outage outlasts one Job here (the default is 30 minutes).
+    converter_env = {
+        "TPUSERVE_CONVERT_ARCH": str(arch_file),
+        "HF_ENDPOINT": hub.endpoint,
+        "TPUSERVE_HUB_RETRY_SECONDS": "2",
+    }
+    env = operator_env(gcs_emulator, arch_file, TPUSERVE_CONVERTER_ENV=json.dumps(converter_env))
+    process = OperatorProcess(kube_cluster.kubeconfig, work / "operator.log", env)
+    process.start()
+    yield process
+    process.stop()
+
+
+def hf_checkpoint(name: str, output: str, secret: str = "hf-secret") -> dict[str, Any]:
+    return {
+        "apiVersion": "tpuserve.dev/v1alpha1",
+        "kind": "LlamaCheckpoint",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "llama3.1-8b",
+            "format": "huggingface",
+            "huggingFace": {"repoId": REPO, "tokenSecretRef": {"name": secret}},
+            "output": output,
+            "converter": LOCAL,
+        },
+    }
+
+
+def token_secret(name: str, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"hf_api_token": token},
+    }
+
+
+def test_hf_checkpoint_is_mirrored_by_a_real_job_then_reused(
+    mirror_operator: OperatorProcess,
+    objects: Objects,
+    namespace: str,
+    gcs_client: Any,
+    gcs_bucket: str,
+    hub: LocalHub,
+) -> None:
+    output = f"gs://{gcs_bucket}/hf/llama3.1-8b"
+    objects.apply(namespace, token_secret("hf-secret", TOKEN), hf_checkpoint("llama3", output))
+    ckpt = objects.wait_phase("LlamaCheckpoint", namespace, "llama3", "Ready", "Failed", timeout=180)
+    assert ckpt["phase"] == "Ready", ckpt
+    assert ckpt["huggingFacePath"] == f"{output}/hf"
+    assert ckpt["manifestPath"] == f"{output}/tpuserve-manifest.json"
+    assert ckpt["parameterCount"] == tiny3().num_parameters
+    assert ckpt["jobName"] == "llama3-mirror"
+    assert condition(ckpt, "Ready")["reason"] == "Mirrored"
+    assert "unscannedPath" not in ckpt
+    names = {b.name for b in gcs_client.list_blobs(gcs_bucket, prefix="hf/llama3.1-8b/")}
+    assert "hf/llama3.1-8b/tpuserve-manifest.json" in names
+    assert "hf/llama3.1-8b/hf/model-00001-of-00002.safetensors" in names
+    reasons = {e["reason"] for e in objects.events(namespace, "llama3")}
+    assert {"Mirroring", "Mirrored"} <= reasons
+
+    # A second checkpoint of the same model and output: its Job finds the intact mirror and downloads nothing.
+    downloads = sum(hub.downloads.values())
+    objects.apply(namespace, hf_checkpoint("again", output))
+    again = objects.wait_phase("LlamaCheckpoint", namespace, "again", "Ready", "Failed", timeout=180)
+    assert again["phase"] == "Ready", again
+    assert "an intact mirror was reused" in again["message"]
+    assert again["huggingFacePath"] == ckpt["huggingFacePath"]
+    assert sum(hub.downloads.values()) == downloads
+
+
+def test_a_refused_token_fails_with_the_secret_named(
+    mirror_operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, hub: LocalHub
+) -> None:
+    objects.apply(
+        namespace,
+        token_secret("stale-token", "hf_expired"),
+        hf_checkpoint("denied", f"gs://{gcs_bucket}/hf/denied", secret="stale-token"),
+    )
+    ckpt = objects.wait_phase("LlamaCheckpoint", namespace, "denied", "Ready", "Failed", timeout=180)
+    assert ckpt["phase"] == "Failed", ckpt
+    ready = condition(ckpt, "Ready")
+    assert ready["reason"] == "HubUnauthorized"
+    assert "HTTP 401" in ckpt["message"]
+    assert f"Secret {namespace}/stale-token key hf_api_token" in ckpt["message"]
+    wait_for(
+        lambda: any(e["reason"] == "HubUnauthorized" for e in objects.events(namespace, "denied")),
+        timeout=30,
+        description="a HubUnauthorized event",
+    )
+
+
+def test_a_hub_outage_longer_than_a_job_is_retried_with_a_new_job(
+    mirror_operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, hub: LocalHub
+) -> None:
+    hub.fail_next = 10**9  # down until the test lifts it
+    try:
+        objects.apply(
+            namespace, token_secret("hf-secret", TOKEN), hf_checkpoint("outage", f"gs://{gcs_bucket}/hf/outage")
+        )
+        pending = objects.wait_phase("LlamaCheckpoint", namespace, "outage", "Pending", "Failed", timeout=180)
+        assert pending["phase"] == "Pending", pending
+        assert condition(pending, "Ready")["reason"] == "HubUnavailable"
+        assert "HTTP 503" in pending["message"] and "a new mirror Job starts" in pending["message"]
+    finally:
+        hub.fail_next = 0
+    ready = objects.wait_phase("LlamaCheckpoint", namespace, "outage", "Ready", "Failed", timeout=180)
+    assert ready["phase"] == "Ready", ready
+    assert {"HubUnavailable", "Mirrored"} <= {e["reason"] for e in objects.events(namespace, "outage")}
