@@ -142,7 +142,8 @@ def mirror(options: MirrorOptions) -> ConvertSummary:
         return ctx.failed(FailureReason(exc.kind), str(exc))
     except HubUnavailableError as exc:
         return ctx.failed(
-            FailureReason.HUB_UNAVAILABLE, f"{exc}; the output was left as it was, run the mirror again later"
+            FailureReason.HUB_UNAVAILABLE,
+            f"{exc}; no manifest was written (the next run replaces anything half-copied): run the mirror again later",
         )
     except (ConversionError, ValueError) as exc:
         return ctx.failed(FailureReason.ERROR, str(exc))
