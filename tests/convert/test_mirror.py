@@ -359,26 +359,3 @@ def test_mirrors_the_vllm_test_model_verified_against_its_config(
     assert summary.parameter_count == derived.num_parameters
     names = {b.name.removeprefix("m/hf/") for b in gcs_client.list_blobs(gcs_bucket, prefix="m/hf/")}
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= names
-
-
-def test_the_mirror_takes_its_own_architecture_override_before_the_conversions(
-    hub: LocalHub,
-    gcs_bucket: str,
-    gcs_client: Any,
-    tmp_path: Path,
-    arch_file: Path,
-    tiny_arch_json: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # One converterEnv for both Jobs: the conversions' tiny Llama 2, the mirror's tiny Llama 3.
-    monkeypatch.setenv("TPUSERVE_CONVERT_ARCH", str(tiny_arch_json))
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    termination = tmp_path / "termination"
-    argv = ["convert", "mirror", "--model", "llama3.1-8b", "--output", f"gs://{gcs_bucket}/m", "--repo-id", REPO]
-    argv += ["--work-dir", str(tmp_path / "work"), "--termination-message-path", str(termination)]
-    assert _cli(argv) == 6  # verified against the Llama 2 shape: refused
-    assert "does not match" in (ConvertSummary.from_termination_message(termination.read_text()).message or "")
-    monkeypatch.setenv("TPUSERVE_MIRROR_ARCH", str(arch_file))
-    assert _cli(argv) == 0
-    assert ConvertSummary.from_termination_message(termination.read_text()).outcome == Outcome.MIRRORED

@@ -7,14 +7,13 @@ Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (
 the file-resolution API huggingface_hub calls), reached through HF_ENDPOINT, which the operator's
 `converterEnv` setting passes to the Job as it would a hub proxy's address; the tests cannot reach the hub.
 The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given as
-TPUSERVE_MIRROR_ARCH (as the conversion tests give theirs as TPUSERVE_CONVERT_ARCH).
+TPUSERVE_CONVERT_ARCH (as the conversion tests give theirs).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,29 +38,20 @@ def hub() -> Iterator[LocalHub]:
 
 @pytest.fixture(scope="module")
 def mirror_operator(
-    kube_cluster: Any,
-    crds: None,
-    gcs_emulator: str,
-    hub: LocalHub,
-    tiny_arch_file: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    kube_cluster: Any, crds: None, gcs_emulator: str, hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     if not kube_cluster.has_local_node:
         pytest.skip("needs the local node (real processes)")
     kube_cluster.set_local_node_env(STORAGE_EMULATOR_HOST=gcs_emulator)
     work = tmp_path_factory.mktemp("mirror-operator")
     arch_file = arch_json(tiny3(), work / "tiny3.json")
-    # One operator setting for both Jobs, as in the demo: conversions get the tiny Llama 2, mirrors the tiny
-    # Llama 3 (TPUSERVE_MIRROR_ARCH comes first for them); a short hub retry budget, so that an outage outlasts
-    # one Job here (the default is 30 minutes).
+    # A short hub retry budget, so that an outage outlasts one Job here (the default is 30 minutes).
     converter_env = {
-        "TPUSERVE_CONVERT_STEP": "synthetic",
-        "TPUSERVE_CONVERT_ARCH": str(tiny_arch_file),
-        "TPUSERVE_MIRROR_ARCH": str(arch_file),
+        "TPUSERVE_CONVERT_ARCH": str(arch_file),
         "HF_ENDPOINT": hub.endpoint,
         "TPUSERVE_HUB_RETRY_SECONDS": "2",
     }
-    env = operator_env(gcs_emulator, tiny_arch_file, TPUSERVE_CONVERTER_ENV=json.dumps(converter_env))
+    env = operator_env(gcs_emulator, arch_file, TPUSERVE_CONVERTER_ENV=json.dumps(converter_env))
     process = OperatorProcess(kube_cluster.kubeconfig, work / "operator.log", env)
     process.start()
     yield process

@@ -13,9 +13,6 @@ from tpuserve import llama
 
 TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
 HUB_RETRY_ENV = "TPUSERVE_HUB_RETRY_SECONDS"  # the mirror's retry budget (operators set it via converterEnv)
-# The mirror's own architecture override (tests, the demo), before TPUSERVE_CONVERT_ARCH: one operator setting
-# (converterEnv) then gives a tiny Llama 2 to conversions and a tiny Llama 3 to mirrors.
-MIRROR_ARCH_ENV = "TPUSERVE_MIRROR_ARCH"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 
@@ -169,12 +166,10 @@ def _arch_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _arch_json(args: argparse.Namespace, *more_specific_env: str) -> str | None:
+def _arch_json(args: argparse.Namespace) -> str | None:
     from tpuserve.convert.run import ARCH_ENV
 
-    value: str | None = args.arch_json
-    for env in (*more_specific_env, ARCH_ENV):
-        value = value or os.environ.get(env) or None
+    value: str | None = args.arch_json or os.environ.get(ARCH_ENV) or None
     return str(Path(value).resolve()) if value else None
 
 
@@ -227,7 +222,7 @@ def _mirror(args: argparse.Namespace) -> int:
         work_dir=args.work_dir or Path(DEFAULT_WORK_DIR),
         download_workers=args.download_workers,
         force=args.force,
-        arch_json=_arch_json(args, MIRROR_ARCH_ENV),
+        arch_json=_arch_json(args),
         policy=RetryPolicy(
             budget_seconds=_hub_retry_seconds(args.hub_retry_seconds),
             initial_seconds=args.hub_retry_initial_seconds,
