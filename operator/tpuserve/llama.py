@@ -49,6 +49,10 @@ class LlamaArch:
     maxtext_name: str | None = None  # MaxText model_name where MaxText ships the model (vLLM's MaxText adapter)
     runtimes: tuple[Runtime, ...] = (Runtime.JETSTREAM_MAXTEXT, Runtime.VLLM_TPU)
 
+    def __post_init__(self) -> None:
+        # From JSON (an --arch override) runtimes arrive as a list of strings.
+        object.__setattr__(self, "runtimes", tuple(Runtime(r) for r in self.runtimes))
+
     @property
     def num_parameters(self) -> int:
         attn = self.d_model * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)

@@ -10,6 +10,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+# The protocols a benchmark speaks (BenchmarkRun.spec.target.protocol and `tpuserve bench run --protocol`).
+JETSTREAM = "jetstream"  # JetStream's gRPC Orchestrator/Decode
+OPENAI = "openai"  # the OpenAI-compatible HTTP API with SSE streaming (vLLM)
+PROTOCOLS = (JETSTREAM, OPENAI)
+
 SUMMARY_SCHEMA_VERSION = "tpuserve.dev/bench-summary/v1"
 # Kubernetes truncates a termination message at 4096 bytes; the summary must fit whole.
 SUMMARY_MAX_BYTES = 4096
@@ -106,6 +111,20 @@ class StageReport(StageResults):
 
     name: str = Field(description="Stage label, e.g. 'rate=4' or 'concurrency=8' or 'warmup'.")
     ttst_ms: LatencyStats | None = Field(default=None, description="Time to second stream message (JetStream).")
+    e2el_ms: LatencyStats | None = Field(
+        default=None,
+        alias="e2elMs",  # to_camel would make it e2ElMs
+        description="vllm bench serve's E2EL: request sent to the last message that carried tokens.",
+    )
+    chunk_itl_ms: LatencyStats | None = Field(
+        default=None, description="vllm bench serve's ITL: gaps between token messages, not divided by tokens."
+    )
+    error_examples: dict[str, str] = Field(
+        default_factory=dict, description="The first failed request's reason for each error code."
+    )
+    requests_without_usage: int = Field(
+        default=0, ge=0, description="OpenAI streams that ended without usage (tokens counted from the text)."
+    )
     unsent_requests: int = Field(default=0, ge=0, description="Requests never sent (run ended early).")
     undecodable_tokens: int = Field(default=0, ge=0, description="Output token ids outside the tokenizer.")
     empty_responses: int = Field(
@@ -123,6 +142,7 @@ class BenchmarkResults(CamelModel):
     """The full results file (results.json): the run's settings, the warmup, and every stage in full."""
 
     schema_version: str = Field(default=RESULTS_SCHEMA_VERSION)
+    protocol: str = Field(default=JETSTREAM, description="jetstream (gRPC) or openai (HTTP/SSE).")
     target: str
     started_at: str = Field(description="UTC, ISO 8601.")
     finished_at: str = Field(description="UTC, ISO 8601.")

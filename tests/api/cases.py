@@ -518,6 +518,49 @@ INVALID: tuple[Case, ...] = (
     Case("bench-negative-slo", BR, {"spec.slo": {"ttftMs": -1}}, ("spec.slo.ttftMs", "greater than 0")),
     Case("bench-unknown-warmup", BR, {"spec.warmup": "twice"}, ("spec.warmup", "Unsupported value")),
     Case(
+        "bench-openai-options-on-a-jetstream-target",
+        BR,
+        {"spec.serverRef": DELETE, "spec.target": {"host": "h"}, "spec.openai": {"ignoreEos": True}},
+        ("spec.openai", "applies to the openai protocol"),
+    ),
+    Case(
+        "bench-target-unknown-protocol",
+        BR,
+        {"spec.serverRef": DELETE, "spec.target": {"host": "h", "protocol": "http"}},
+        ("spec.target.protocol", "Unsupported value"),
+    ),
+    Case(
+        "bench-openai-unknown-endpoint",
+        BR,
+        {"spec.openai": {"endpoint": "/v1/embeddings"}},
+        ("spec.openai.endpoint", "Unsupported value"),
+    ),
+    Case(
+        "bench-burstiness-with-concurrency",
+        BR,
+        {"spec.concurrency": 4, "spec.burstiness": 0.5},
+        ("spec", "burstiness and maxConcurrency shape a request rate"),
+    ),
+    Case(
+        "bench-max-concurrency-with-concurrency",
+        BR,
+        {"spec.concurrency": 4, "spec.maxConcurrency": 2},
+        ("spec", "burstiness and maxConcurrency shape a request rate"),
+    ),
+    Case("bench-burstiness-zero", BR, {"spec.burstiness": 0}, ("spec.burstiness", "greater than 0")),
+    Case(
+        "bench-max-concurrency-zero",
+        BR,
+        {"spec.maxConcurrency": 0},
+        ("spec.maxConcurrency", "greater than or equal to 1"),
+    ),
+    Case(
+        "bench-api-key-secret-without-key",
+        BR,
+        {"spec.openai": {"apiKeySecret": {"name": "vllm-key"}}},
+        ("spec.openai.apiKeySecret.key", "Required value"),
+    ),
+    Case(
         "bench-target-port-zero",
         BR,
         {"spec.serverRef": DELETE, "spec.target": {"host": "h", "port": 0}},
@@ -655,6 +698,27 @@ VALID: tuple[Case, ...] = (
     Case("bench-inf-rate", BR, {"spec.requestRate": "inf"}),
     Case("bench-sweep", BR, {"spec.sweep": {"rates": [1, "2.5", "inf"]}}),
     Case("bench-concurrency", BR, {"spec.concurrency": 64}),
+    Case(
+        "bench-openai-target",
+        BR,
+        {
+            "spec.serverRef": DELETE,
+            "spec.target": {"protocol": "openai", "host": "vllm.default.svc", "port": 8000},
+            "spec.openai": {
+                "endpoint": "/v1/chat/completions",
+                "ignoreEos": True,
+                "apiKeySecret": {"name": "vllm-key", "key": "api_key"},
+            },
+            "spec.requestRate": "2.5",
+            "spec.burstiness": 0.5,
+            "spec.maxConcurrency": 32,
+        },
+    ),
+    Case(
+        "bench-openai-options-for-a-server-ref",
+        BR,
+        {"spec.openai": {"ignoreEos": True}, "spec.sweep": {"rates": [1, 2]}, "spec.maxConcurrency": 8},
+    ),
     Case(
         "bench-synthetic",
         BR,

@@ -107,7 +107,8 @@ def test_gcs_inputs_and_outputs(
     assert run.summary["resultsUri"] == f"{prefix}/results.json"
     names = sorted(b.name for b in gcs_client.list_blobs(gcs_bucket, prefix="runs/one/"))
     assert names == [
-        "runs/one/results.json", "runs/one/stage-00.jetstream.json", "runs/one/stage-00.request-outputs.json"
+        "runs/one/results.json", "runs/one/stage-00.jetstream.json", "runs/one/stage-00.request-outputs.json",
+        "runs/one/stage-00.vllm.json",
     ]  # fmt: skip
     rows = json.loads(bucket.blob("runs/one/stage-00.request-outputs.json").download_as_text())
     assert len(rows) == 8 and {"prompt", "original_output", "generated_text", "sample_idx"} <= set(rows[0])

@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec
+from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec, Protocol
 from tpuserve.controllers import naming, render
 from tpuserve.settings import OperatorSettings
 
@@ -256,6 +256,47 @@ def test_bench_load_shapes_and_placement() -> None:
     obj = render.render_bench_job(closed, OWNER, settings, target="10.0.0.1:9000", model=None, tokenizer=None)
     assert "--concurrency 8" in " ".join(containers(obj)[0]["args"])
     assert obj["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
+
+
+def test_bench_job_over_the_openai_protocol(settings: OperatorSettings) -> None:
+    """An openai target: the protocol, endpoint and load-shape flags, and the API key mounted from its Secret as
+    a file the benchmark reads (never an argument or an env value)."""
+    spec = BenchmarkRunSpec.model_validate(
+        {
+            "target": {"protocol": "openai", "host": "vllm.ns.svc"},
+            "openai": {
+                "endpoint": "/v1/chat/completions",
+                "ignoreEos": True,
+                "apiKeySecret": {"name": "k", "key": "t"},
+            },
+            "requestRate": 4,
+            "burstiness": 0.5,
+            "maxConcurrency": 16,
+        }
+    )
+    assert spec.target is not None and spec.target.address() == "http://vllm.ns.svc:8000"
+    obj = render.render_bench_job(
+        spec, OWNER, settings, target=spec.target.address(), model=None, tokenizer=None, protocol=Protocol.OPENAI
+    )
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    (c,) = containers(obj)
+    text = " ".join(c["args"])
+    for fragment in (
+        "--target http://vllm.ns.svc:8000",
+        "--protocol openai --endpoint /v1/chat/completions --ignore-eos",
+        f"--api-key-file {render.API_KEY_PATH}",
+        "--request-rate 4 --burstiness 0.5 --max-concurrency 16",
+    ):
+        assert fragment in text
+    pod = obj["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "api-key", "secret": {"secretName": "k", "items": [{"key": "t", "path": "key"}]}}
+    ]
+    assert c["volumeMounts"][0]["mountPath"] + "/key" == render.API_KEY_PATH
+    jetstream = BenchmarkRunSpec.model_validate({"target": {"host": "h"}})
+    assert jetstream.target is not None and jetstream.target.address() == "h:9000"
+    plain = render.render_bench_job(jetstream, OWNER, settings, target="h:9000", model=None, tokenizer=None)
+    assert "--protocol" not in containers(plain)[0]["args"] and "volumes" not in plain["spec"]["template"]["spec"]
 
 
 def test_rendering_is_deterministic_and_hash_tracks_changes(

@@ -82,6 +82,9 @@ def server_command(python: str, model: str, port: int, extra: list[str] | None =
         "--gpu-memory-utilization",
         "0.1",
         "--enforce-eager",
+        # The small model's tokenizer has no chat template; /v1/chat/completions needs one (Llama 3's layout).
+        "--chat-template",
+        str(HERE / "chat_template.jinja"),
         *(extra or []),
     ]
 

@@ -6,6 +6,7 @@ Importable without kopf or kubernetes. `tpuserve crds` (tpuserve.api.generate) w
 from __future__ import annotations
 
 from tpuserve.api.benchmark import (
+    ApiKeySecret,
     BenchmarkConditionType,
     BenchmarkPhase,
     BenchmarkRun,
@@ -14,6 +15,9 @@ from tpuserve.api.benchmark import (
     DatasetName,
     DatasetSpec,
     MeasuredServer,
+    OpenAIEndpoint,
+    OpenAISpec,
+    Protocol,
     SloSpec,
     SweepSpec,
     SyntheticLengths,
@@ -78,6 +82,7 @@ __all__ = [
     "MANAGED_SERVER_ARGS",
     "VERSION",
     "VLLM_PORT",
+    "ApiKeySecret",
     "Attention",
     "BenchmarkConditionType",
     "BenchmarkPhase",
@@ -106,6 +111,9 @@ __all__ = [
     "MeasuredServer",
     "MetricsSpec",
     "ObjectRef",
+    "OpenAIEndpoint",
+    "OpenAISpec",
+    "Protocol",
     "Quantization",
     "ResourceRequirements",
     "Runtime",

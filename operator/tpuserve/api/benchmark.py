@@ -72,11 +72,54 @@ def rate_per_second(rate: int | str) -> float:
     return value
 
 
-class TargetSpec(ApiModel):
-    """A JetStream gRPC endpoint not managed by an InferenceServer."""
+class Protocol(StrEnum):
+    JETSTREAM = "jetstream"  # JetStream's gRPC Orchestrator/Decode (runtime jetstream-maxtext)
+    OPENAI = "openai"  # the OpenAI-compatible HTTP API, streamed as SSE (runtime vllm-tpu)
 
+
+DEFAULT_PORTS = {Protocol.JETSTREAM: 9000, Protocol.OPENAI: 8000}
+
+
+class TargetSpec(ApiModel):
+    """An endpoint not managed by an InferenceServer: its protocol, host and port."""
+
+    protocol: Protocol = Field(
+        default=Protocol.JETSTREAM,
+        description="jetstream (gRPC, host:port) or openai (OpenAI-compatible HTTP API at http://host:port).",
+    )
     host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
-    port: int = Field(default=9000, ge=1, le=65535, description="gRPC port.")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port; default 9000 (jetstream) or 8000 (openai)."
+    )
+
+    def address(self) -> str:
+        """What `tpuserve bench run --target` takes: host:port (jetstream) or http://host:port (openai)."""
+        port = self.port or DEFAULT_PORTS[self.protocol]
+        return f"{self.host}:{port}" if self.protocol == Protocol.JETSTREAM else f"http://{self.host}:{port}"
+
+
+class ApiKeySecret(ApiModel):
+    """A Secret key holding the OpenAI API key (sent as a bearer token; never copied into status or args)."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name, in the BenchmarkRun's namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret.")
+
+
+class OpenAIEndpoint(StrEnum):
+    COMPLETIONS = "/v1/completions"
+    CHAT = "/v1/chat/completions"
+
+
+class OpenAISpec(ApiModel):
+    """Request options of the OpenAI protocol (vLLM servers)."""
+
+    endpoint: OpenAIEndpoint = Field(
+        default=OpenAIEndpoint.COMPLETIONS, description="/v1/completions or /v1/chat/completions (streamed)."
+    )
+    ignore_eos: bool = Field(default=False, description="Ask the server to generate every max_tokens token.")
+    api_key_secret: ApiKeySecret | None = Field(
+        default=None, description="Bearer token for the server, if it needs one."
+    )
 
 
 class DatasetName(StrEnum):
@@ -163,7 +206,12 @@ LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
 
 class BenchmarkRunSpec(ApiModel):
     server_ref: ObjectRef | None = Field(default=None, description="InferenceServer in this namespace to benchmark.")
-    target: TargetSpec | None = Field(default=None, description="A gRPC endpoint to benchmark instead of serverRef.")
+    target: TargetSpec | None = Field(
+        default=None, description="An endpoint to benchmark instead of serverRef (its protocol, host and port)."
+    )
+    openai: OpenAISpec | None = Field(
+        default=None, description="OpenAI-protocol options (a vllm-tpu server or an openai target)."
+    )
     dataset: DatasetSpec = Field(
         default_factory=DatasetSpec, description="Prompts to send.", json_schema_extra=nested_default(DatasetSpec)
     )
@@ -189,6 +237,16 @@ class BenchmarkRunSpec(ApiModel):
     sweep: SweepSpec | None = Field(default=None, description="A stage per request rate, instead of requestRate.")
     concurrency: int | None = Field(
         default=None, ge=1, le=100000, description="Closed loop with this many requests in flight, instead of a rate."
+    )
+    burstiness: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Gamma arrivals as vllm bench serve draws them (1 = Poisson, below 1 burstier); default "
+        "JetStream's Poisson draw. With a rate only.",
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100000, description="With a rate: at most this many requests in flight (later wait)."
     )
     warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
@@ -229,6 +287,15 @@ class BenchmarkRunSpec(ApiModel):
                 message="spec: set at most one of requestRate, sweep or concurrency",
             ),
             CelRule(
+                rule="!has(self.concurrency) || (!has(self.burstiness) && !has(self.maxConcurrency))",
+                message="spec: burstiness and maxConcurrency shape a request rate; concurrency is a closed loop",
+            ),
+            CelRule(
+                rule="!has(self.openai) || !has(self.target) || self.target.protocol == 'openai'",
+                message="spec.openai applies to the openai protocol: set spec.target.protocol to openai",
+                field_path=".openai",
+            ),
+            CelRule(
                 rule="!self.saveRequestOutputs || has(self.output)",
                 message="spec.saveRequestOutputs needs spec.output (a gs:// prefix to write them to)",
                 field_path=".saveRequestOutputs",
@@ -257,6 +324,10 @@ class BenchmarkRunSpec(ApiModel):
             raise ValueError("set at most one of requestRate, sweep or concurrency")
         if self.save_request_outputs and self.output is None:
             raise ValueError("saveRequestOutputs needs output")
+        if self.concurrency is not None and (self.burstiness is not None or self.max_concurrency is not None):
+            raise ValueError("burstiness and maxConcurrency shape a request rate; concurrency is a closed loop")
+        if self.openai is not None and self.target is not None and self.target.protocol != Protocol.OPENAI:
+            raise ValueError("spec.openai applies to the openai protocol: set spec.target.protocol to openai")
         for rate in self.sweep.rates if self.sweep else []:
             rate_per_second(rate)
         return self
@@ -294,8 +365,11 @@ class BenchmarkConditionType(StrEnum):
 class MeasuredServer(ApiModel):
     """What was measured, recorded when the run starts so that results stay comparable later."""
 
-    name: str | None = Field(default=None, description="InferenceServer name, or host:port of a target.")
-    endpoint: str | None = Field(default=None, description="gRPC host:port the benchmark dialled.")
+    name: str | None = Field(default=None, description="InferenceServer name, or the address of a target.")
+    protocol: Protocol | None = Field(default=None, description="jetstream (gRPC) or openai (HTTP/SSE).")
+    endpoint: str | None = Field(
+        default=None, description="What the benchmark dialled: gRPC host:port, or the OpenAI base URL."
+    )
     model: str | None = Field(default=None, description="Llama model served.")
     accelerator: str | None = Field(default=None, description="GKE accelerator label value.")
     topology: str | None = Field(default=None, description="TPU slice topology.")
@@ -335,7 +409,7 @@ class BenchmarkRunStatus(ApiModel):
 
 
 class BenchmarkRun(ApiModel, KindInfo):
-    """One benchmark of one JetStream server; immutable, so a re-run is a new object."""
+    """One benchmark of one JetStream or vLLM server; immutable, so a re-run is a new object."""
 
     KIND: ClassVar[str] = "BenchmarkRun"
     PLURAL: ClassVar[str] = "benchmarkruns"
@@ -350,6 +424,7 @@ class BenchmarkRun(ApiModel, KindInfo):
         PrinterColumn(
             "TPOT p50 ms", "number", ".status.results.tpotMs.median", "Median JetStream TPOT (latency / tokens)."
         ),
+        PrinterColumn("Protocol", "string", ".status.server.protocol", "jetstream or openai.", priority=1),
         PrinterColumn(
             "Decode TPOT p50 ms",
             "number",

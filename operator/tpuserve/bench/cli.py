@@ -82,9 +82,35 @@ def positive(text: str) -> float:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", required=True, metavar="HOST:PORT", help="JetStream gRPC endpoint")
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="HOST:PORT|URL",
+        help="JetStream gRPC HOST:PORT, or an OpenAI-compatible server's base URL (http://HOST:PORT)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["jetstream", "openai"],
+        help="default: openai for an http(s):// target, else jetstream",
+    )
+    g = p.add_argument_group("OpenAI protocol")
+    g.add_argument(
+        "--endpoint",
+        choices=["/v1/completions", "/v1/chat/completions"],
+        default="/v1/completions",
+        help="streamed with stream_options.include_usage",
+    )
+    g.add_argument("--ignore-eos", action="store_true", help="ask the server to generate every max_tokens token")
+    g.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="bearer token file (default $TPUSERVE_BENCH_API_KEY; never a command-line value)",
+    )
     g = p.add_argument_group("dataset")
-    g.add_argument("--dataset", choices=["openorca", "sharegpt", "synthetic"], default="openorca")
+    g.add_argument("--dataset", choices=["openorca", "sharegpt", "synthetic", "random"], default="openorca")
+    g.add_argument("--random-input-len", type=positive_int, default=1024, help="random: mean prompt tokens (vLLM)")
+    g.add_argument("--random-output-len", type=positive_int, default=128, help="random: mean output tokens")
+    g.add_argument("--random-range-ratio", type=non_negative, default=0.0, help="random: lengths in L*(1 -/+ r)")
     g.add_argument(
         "--dataset-path",
         metavar="PATH|gs://...",
@@ -96,7 +122,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tokenizer",
         metavar="PATH|gs://...|assets/...",
-        help="SentencePiece model (assets/... resolves against $TPUSERVE_MAXTEXT_DIR, default /opt/maxtext)",
+        help="SentencePiece model, or a Hugging Face tokenizer.json / a directory holding one (Llama 3); "
+        "assets/... resolves against $TPUSERVE_MAXTEXT_DIR, default /opt/maxtext",
     )
     g.add_argument("--num-prompts", type=positive_int, default=1000)
     g.add_argument("--seed", type=int, default=0, help="prompt sampling and arrival times (JetStream's draws)")
@@ -115,6 +142,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--request-rate", type=rate, help="Poisson arrivals per second, or inf (all at once)")
     g.add_argument("--concurrency", type=positive_int, help="closed loop: this many requests in flight")
     g.add_argument("--sweep", type=rates, metavar="R1,R2,...", help="one stage per rate (inf allowed)")
+    g.add_argument(
+        "--burstiness",
+        type=positive,
+        help="gamma arrivals as vllm bench serve draws them (1 = Poisson; <1 burstier); default JetStream's Poisson",
+    )
+    g.add_argument(
+        "--max-concurrency", type=positive_int, help="with a rate: at most this many in flight (later ones wait)"
+    )
     g.add_argument("--stage-pause", type=non_negative, default=5.0, metavar="SECONDS", help="between stages")
     g.add_argument("--warmup", choices=["none", "sampled", "full"], default="sampled")
     g.add_argument("--warmup-pause", type=non_negative, default=5.0, metavar="SECONDS")
@@ -132,10 +167,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("goodput")
     g.add_argument("--slo-ttft-ms", type=positive)
     g.add_argument("--slo-tpot-ms", type=positive, help="on decode TPOT")
+    g.add_argument("--slo-e2el-ms", type=positive, help="on E2EL (vllm bench serve's goodput)")
     g = p.add_argument_group("output")
     g.add_argument("--output", metavar="DIR|gs://bucket/prefix", help="where result files go (default: none)")
     g.add_argument("--save-request-outputs", action="store_true", help="also every request's output (needs --output)")
-    g.add_argument("--model", default="unknown", help="model label in the JetStream-style result (model_id)")
+    g.add_argument(
+        "--model",
+        default="unknown",
+        help="model label in the results (model_id); OpenAI: the model requested (default: the server's first)",
+    )
     g.add_argument("--metadata", metavar="JSON", help='extra string dimensions, e.g. {"accelerator": "v5e-8"}')
     g.add_argument(
         "--termination-message-path", help="default $TPUSERVE_TERMINATION_MESSAGE_PATH or /dev/termination-log"
@@ -156,9 +196,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    bench = subparsers.add_parser("bench", help="benchmark a JetStream server", description=__doc__)
+    bench = subparsers.add_parser(
+        "bench", help="benchmark a JetStream or OpenAI-compatible server", description=__doc__
+    )
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND", parser_class=_BenchParser)
-    run = sub.add_parser("run", help="send a dataset to a JetStream server and measure it")
+    run = sub.add_parser("run", help="send a dataset to a JetStream or OpenAI-compatible server and measure it")
     add_run_arguments(run)
     run.set_defaults(func=_run)
     report = sub.add_parser("report", help="tables and PNG plots from results files")

@@ -194,3 +194,50 @@ def describe(requests: list[Request]) -> dict[str, Any]:
         "input_tokens": sum(r.prompt_len for r in requests),
         "max_tokens": sum(r.max_tokens for r in requests),
     }
+
+
+def random_requests(
+    num_prompts: int,
+    seed: int,
+    input_len: int,
+    output_len: int,
+    range_ratio: float,
+    tokenizer: Tokenizer,
+) -> list[Request]:
+    """`vllm bench serve --dataset-name random` (vLLM 0.32 RandomDataset, prefix length 0): lengths uniform in
+    [floor(L * (1 - r)), ceil(L * (1 + r))] (input after the tokenizer's special tokens are taken off, output at
+    least 1); request i's prompt is the allowed ids (offset_i + i + arange(n)) % len(allowed), decoded, re-encoded
+    and cut or topped up to n tokens (up to 10 tries), all from `np.random.default_rng(seed)` in vLLM's order.
+    Allowed ids are the vocabulary less the tokenizer's special added tokens (vLLM's transformers tokenizer
+    leaves out only its special_tokens_map ids, so prompts can differ; lengths follow the same draws)."""
+    if not 0.0 <= range_ratio < 1.0:
+        raise BenchError(f"--random-range-ratio {range_ratio} must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    special = tokenizer.num_special_tokens_to_add()
+    real_input = max(0, input_len - special)
+    in_lo, in_hi = math.floor(real_input * (1 - range_ratio)), math.ceil(real_input * (1 + range_ratio))
+    out_lo = max(math.floor(output_len * (1 - range_ratio)), 1)
+    out_hi = max(math.ceil(output_len * (1 + range_ratio)), 1)
+    if in_lo < 1:
+        raise BenchError(f"--random-input-len {input_len} is too small for range ratio {range_ratio}")
+    vocab = tokenizer.base_vocab_size()
+    input_lens = rng.integers(in_lo, in_hi + 1, size=num_prompts)
+    output_lens = rng.integers(out_lo, out_hi + 1, size=num_prompts)
+    offsets = rng.integers(0, vocab, size=num_prompts)
+    allowed = np.array(sorted(set(range(vocab)) - set(tokenizer.special_ids())))
+    requests = []
+    for i in range(num_prompts):
+        n = int(input_lens[i])
+        ids = allowed[(int(offsets[i]) + i + np.arange(n)) % len(allowed)].tolist()
+        text = ""
+        for attempt in range(11):
+            text = tokenizer.decode(ids)[0]
+            ids = tokenizer.encode(text)
+            if len(ids) == n or attempt == 10:
+                break
+            if len(ids) < n:
+                ids.extend(rng.integers(0, vocab, size=n - len(ids)).tolist())
+            else:
+                ids = ids[:n]
+        requests.append(Request(text, ids, "", int(output_lens[i]), int(output_lens[i]), i))
+    return requests

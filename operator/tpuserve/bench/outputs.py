@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
 
 from tpuserve.bench import storage
 from tpuserve.bench.datasets import Request
@@ -21,6 +25,19 @@ DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 RESULTS_FILE = "results.json"
 # Above this share of one core the client itself may be what limits the measured figures.
 CLIENT_BUSY_WARNING = 0.9
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """The run settings vllm bench serve writes beside its figures."""
+
+    backend: str  # vLLM's backend name: "openai" (completions) or "openai-chat"; "jetstream" for gRPC runs
+    model_id: str
+    tokenizer_id: str
+    num_prompts: int
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    goodput_slos_ms: dict[str, float] = field(default_factory=dict)  # ttft / tpot / e2el
 
 
 def termination_path(flag: str | None) -> str:
@@ -48,8 +65,12 @@ def print_summary(stage: StageReport, out: TextIO) -> None:
     p("---- tpuserve extras (TPOT above is JetStream's: latency / tokens, TTFT included) ----\n")
     p(f"Failed requests: {stage.failed_requests}")
     p(f"  {stage.errors}\n" if stage.errors else "\n")
+    for code, detail in sorted(stage.error_examples.items()):
+        p(f"  first {code}: {detail}\n")
     if stage.empty_responses:
         p(f"Empty responses: {stage.empty_responses} (status OK, no token; JetStream does not count them completed)\n")
+    if stage.requests_without_usage:
+        p(f"Streams without usage: {stage.requests_without_usage} (their tokens counted from the text)\n")
     if stage.unsent_requests:
         p(f"Unsent requests: {stage.unsent_requests}\n")
     p(f"Total token throughput: {stage.total_throughput:.2f} tokens/s\n")
@@ -58,6 +79,8 @@ def print_summary(stage: StageReport, out: TextIO) -> None:
         ("TTFT ms", stage.ttft_ms),
         ("Decode TPOT ms", stage.decode_tpot_ms),
         ("ITL ms", stage.itl_ms),
+        ("Chunk ITL ms", stage.chunk_itl_ms),
+        ("E2EL ms", stage.e2el_ms),
         ("E2E latency ms", stage.latency_ms),
         ("JetStream TPOT ms", stage.tpot_ms),
     ):
@@ -133,7 +156,9 @@ def request_outputs(
     the token ids as received (also those the tokenizer cannot decode)."""
     rows = []
     for request, result in zip(requests, results, strict=False):
-        text = tokenizer.decode(result.output_ids)[0] if tokenizer is not None else ""
+        text = result.text if result.text is not None else ""
+        if result.text is None and tokenizer is not None:
+            text = tokenizer.decode(result.output_ids)[0]
         rows.append(
             {
                 "prompt": request.prompt,
@@ -146,10 +171,11 @@ def request_outputs(
                 "ttst_sec": result.ttst or 0.0,
                 "prompt_len": request.prompt_len,
                 "output_len": result.output_len,
+                "max_tokens": request.max_tokens,
                 "sample_idx": request.sample_idx,
                 "error": None if result.ok else f"{result.record.code}: {result.record.detail}",
                 "send_time_sec": result.record.send - stage_start,
-                "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.record.arrivals],
+                "arrivals_ms": [round((t - result.record.send) * 1000.0, 4) for t in result.arrivals],
                 "tokens_per_message": result.counts,
                 "output_token_ids": result.output_ids,
             }
@@ -227,3 +253,74 @@ def write_termination_message(path: str, text: str) -> None:
 def failure_summary(message: str) -> str:
     """The termination message of a run that produced no stage: zeros and the reason."""
     return summary([], None, message).to_termination_message()
+
+
+def vllm_result(
+    stage: StageReport,
+    results: list[RequestResult],
+    settings: VllmSettings,
+    date: datetime,
+    detailed: bool = False,
+) -> dict[str, Any]:
+    """`vllm bench serve --save-result` layout (vLLM 0.32 serve.py), computed with its definitions from the same
+    requests: completed = requests with a token message (ours counts empty answers successful and reports them
+    apart; vLLM fails them); output tokens from usage (vLLM's tokenizer fallback when a stream had none); TPOT
+    excluding the first token; ITL = gaps between chunks; E2EL to the last token chunk; np.mean/median/std and
+    linear percentiles; request_goodput with the ttft/tpot/e2el SLOs (a one-token request's TPOT counts as 0).
+    `duration` is ours (first request sent to last response ended; vLLM's runs from before the first send to
+    after the last). With `detailed` (its --save-detailed) the per-request lists are included."""
+    good = [r for r in results if r.ok and r.ttft is not None]
+    ttfts = [r.ttft or 0.0 for r in good]
+    tpots = [t for r in good if (t := r.decode_tpot) is not None]
+    itls = [b - a for r in good for a, b in itertools.pairwise(r.arrivals)]
+    e2els = [r.e2el for r in good]
+    total_in = sum(r.prompt_len for r in good)
+    total_out = sum(r.output_len for r in good)
+    duration = stage.duration_seconds or 1e-9
+    goodput = None
+    slos = settings.goodput_slos_ms
+    if slos:
+        count = 0
+        for r in good:
+            values = {"ttft": r.ttft or 0.0, "tpot": r.decode_tpot or 0.0, "e2el": r.e2el}
+            count += all(values[k] * 1000.0 <= v for k, v in slos.items())
+        goodput = count / duration
+    out: dict[str, Any] = {
+        "date": date.strftime("%Y%m%d-%H%M%S"),
+        "endpoint_type": settings.backend,
+        "backend": settings.backend,
+        "label": None,
+        "model_id": settings.model_id,
+        "tokenizer_id": settings.tokenizer_id,
+        "num_prompts": settings.num_prompts,
+        "request_rate": stage.request_rate if stage.request_rate is not None else "inf",
+        "burstiness": settings.burstiness,
+        "max_concurrency": stage.concurrency or settings.max_concurrency,
+        "duration": stage.duration_seconds,
+        "completed": len(good),
+        "failed": len(results) - len(good),
+        "total_input_tokens": total_in,
+        "total_output_tokens": total_out,
+        "request_throughput": len(good) / duration,
+        "request_goodput": goodput,
+        "output_throughput": total_out / duration,
+        "total_token_throughput": (total_in + total_out) / duration,
+    }
+    for name, series in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
+        a = np.asarray(series or [0.0], dtype=np.float64) * 1000.0
+        out[f"mean_{name}_ms"] = float(a.mean())
+        out[f"median_{name}_ms"] = float(np.median(a))
+        out[f"std_{name}_ms"] = float(a.std())
+        for p in (90, 95, 99):
+            out[f"p{p}_{name}_ms"] = float(np.percentile(a, p))
+    if detailed:
+        out["input_lens"] = [r.prompt_len for r in results]
+        counted = {id(r) for r in good}
+        out["output_lens"] = [r.output_len if id(r) in counted else 0 for r in results]
+        out["ttfts"] = [(r.ttft or 0.0) if r.ok else 0.0 for r in results]
+        out["itls"] = [[b - a for a, b in itertools.pairwise(r.arrivals)] if r.ok else [] for r in results]
+        out["latencies"] = [r.e2el if r.ok else 0.0 for r in results]
+        out["start_times"] = [r.record.send for r in results]
+        out["generated_texts"] = [r.text or "" for r in results]
+        out["errors"] = ["" if r.ok else f"{r.record.code}: {r.record.detail}" for r in results]
+    return out

@@ -16,8 +16,11 @@ from tpuserve.bench import BenchError, RunFailed, storage
 from tpuserve.bench import datasets as ds
 from tpuserve.bench.client import Client
 from tpuserve.bench.metrics import parse_run, stage_report
+from tpuserve.bench.openai import CHAT, HealthClient, read_bearer, request_body
+from tpuserve.bench.openai_http import BaseURL, HttpStreams
 from tpuserve.bench.outputs import (
     RESULTS_FILE,
+    VllmSettings,
     dump,
     failure_summary,
     jetstream_result,
@@ -26,12 +29,20 @@ from tpuserve.bench.outputs import (
     stage_file,
     summary,
     termination_path,
+    vllm_result,
     write_termination_message,
 )
 from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
-from tpuserve.bench.streams import open_streams
+from tpuserve.bench.streams import Streams, open_streams
 from tpuserve.bench.tokenizer import Tokenizer
-from tpuserve.results import BenchmarkResults, StageReport
+from tpuserve.results import JETSTREAM, OPENAI, BenchmarkResults, StageReport
+
+
+def protocol(args: argparse.Namespace) -> str:
+    """--protocol, else openai for an http(s):// target and jetstream otherwise."""
+    if args.protocol:
+        return str(args.protocol)
+    return OPENAI if args.target.startswith(("http://", "https://")) else JETSTREAM
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -40,9 +51,20 @@ def validate(args: argparse.Namespace) -> None:
     if len(loads) > 1:
         flags = ", ".join("--" + n.replace("_", "-") for n in loads)
         raise BenchError(f"choose one load shape: {flags} were all given")
-    host, sep, port = args.target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BenchError(f"--target {args.target!r} must be HOST:PORT (e.g. llama.default.svc:9000)")
+    if args.concurrency is not None and (args.burstiness is not None or args.max_concurrency is not None):
+        raise BenchError("--burstiness and --max-concurrency shape an open-loop rate; --concurrency is a closed loop")
+    if protocol(args) == OPENAI:
+        BaseURL(args.target)  # raises with the reason
+        read_bearer(args.api_key_file)
+    else:
+        host, sep, port = args.target.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BenchError(f"--target {args.target!r} must be HOST:PORT (e.g. llama.default.svc:9000)")
+    if args.dataset == "random":
+        if not args.tokenizer:
+            raise BenchError("--dataset random needs --tokenizer (the server's tokenizer.json or SentencePiece model)")
+        if not 0 <= args.random_range_ratio < 1:
+            raise BenchError(f"--random-range-ratio {args.random_range_ratio:g} must be in [0, 1)")
     synthetic = args.dataset == "synthetic"
     lengths = (args.synthetic_input_length, args.synthetic_output_length)
     if synthetic and None in lengths:
@@ -51,8 +73,12 @@ def validate(args: argparse.Namespace) -> None:
         raise BenchError("--synthetic-input-length/--synthetic-output-length only apply to --dataset synthetic")
     if synthetic and args.dataset_path:
         raise BenchError("--dataset-path does not apply to --dataset synthetic")
+    if synthetic and protocol(args) == OPENAI and not args.tokenizer and args.endpoint == CHAT:
+        raise BenchError("--dataset synthetic on /v1/chat/completions needs --tokenizer (messages are text)")
     if not synthetic and not args.tokenizer:
-        raise BenchError(f"--dataset {args.dataset} needs --tokenizer (the server's SentencePiece model)")
+        raise BenchError(
+            f"--dataset {args.dataset} needs --tokenizer (the server's SentencePiece model or tokenizer.json)"
+        )
     if args.save_request_outputs and not args.output:
         raise BenchError("--save-request-outputs needs --output (a directory or gs:// prefix)")
     if args.output and storage.is_gcs(args.output):
@@ -72,13 +98,24 @@ def stages(args: argparse.Namespace) -> list[Stage]:
 
     if args.concurrency is not None:
         return [Stage(f"concurrency={args.concurrency}", concurrency=args.concurrency)]
+    shape = {"burstiness": args.burstiness, "max_concurrency": args.max_concurrency}
     if args.sweep is not None:
-        return [Stage(rate_name(r), request_rate=r) for r in args.sweep]
+        return [Stage(rate_name(r), request_rate=r, **shape) for r in args.sweep]
     r = args.request_rate if args.request_rate is not None else math.inf
-    return [Stage(rate_name(r), request_rate=r)]
+    return [Stage(rate_name(r), request_rate=r, **shape)]
 
 
 def load_requests(args: argparse.Namespace, tokenizer: Tokenizer | None) -> list[ds.Request]:
+    if args.dataset == "random":
+        assert tokenizer is not None
+        return ds.random_requests(
+            args.num_prompts,
+            args.seed,
+            args.random_input_len,
+            args.random_output_len,
+            args.random_range_ratio,
+            tokenizer,
+        )
     if args.dataset == "synthetic":
         return ds.synthetic_requests(
             args.num_prompts,
@@ -115,6 +152,8 @@ class Session:
         self.warmup: StageReport | None = None
         self.results_uri: str | None = None
         self.tokenizer: Tokenizer | None = None
+        self.protocol = protocol(args)
+        self.model: str = args.model
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -130,9 +169,15 @@ class Session:
             if warm:
                 # Warm up under the load shape measured first (a sweep's first rate, or the concurrency).
                 first = stages(args)[0]
-                stage = Stage("warmup", request_rate=first.request_rate, concurrency=first.concurrency)
+                stage = Stage(
+                    "warmup",
+                    request_rate=first.request_rate,
+                    concurrency=first.concurrency,
+                    burstiness=first.burstiness,
+                    max_concurrency=first.max_concurrency,
+                )
                 run = await runner.run_stage(stage, warm, warmup=True)
-                self.warmup = stage_report(run, parse_run(run))
+                self.warmup = stage_report(run, parse_run(run, self.protocol, self.tokenizer))
                 print(
                     f"Warmup ({args.warmup}): {self.warmup.successful_requests} ok, "
                     f"{self.warmup.failed_requests} failed; not counted in the results",
@@ -152,8 +197,10 @@ class Session:
 
     def finish_stage(self, index: int, run: StageRun) -> None:
         args = self.args
-        results = parse_run(run)
-        report = stage_report(run, results, args.slo_ttft_ms, args.slo_tpot_ms, self.tokenizer)
+        results = parse_run(run, self.protocol, self.tokenizer)
+        report = stage_report(
+            run, results, args.slo_ttft_ms, args.slo_tpot_ms, self.tokenizer, slo_e2el_ms=args.slo_e2el_ms
+        )
         self.reports.append(report)
         print(f"==== stage {index}: {run.stage.name} ({len(run.requests)} requests) ====")
         print_summary(report, sys.stdout)
@@ -161,8 +208,23 @@ class Session:
         if args.output:
             metadata = {str(k): str(v) for k, v in json.loads(args.metadata or "{}").items()}
             tokenizer_id = args.tokenizer or f"synthetic(vocab={args.vocab_size})"
-            js = jetstream_result(report, args.num_prompts, args.model, tokenizer_id, metadata, _now())
+            js = jetstream_result(report, args.num_prompts, self.model, tokenizer_id, metadata, _now())
             storage.write_text(stage_file(args.output, index, "jetstream"), dump(js))
+            slos = {"ttft": args.slo_ttft_ms, "tpot": args.slo_tpot_ms, "e2el": args.slo_e2el_ms}
+            backend = (
+                JETSTREAM if self.protocol == JETSTREAM else ("openai-chat" if args.endpoint == CHAT else "openai")
+            )
+            settings = VllmSettings(
+                backend=backend,
+                model_id=self.model,
+                tokenizer_id=tokenizer_id,
+                num_prompts=args.num_prompts,
+                burstiness=args.burstiness if args.burstiness is not None else 1.0,
+                max_concurrency=args.max_concurrency,
+                goodput_slos_ms={k: v for k, v in slos.items() if v is not None},
+            )
+            vllm = vllm_result(report, results, settings, _now(), detailed=args.save_request_outputs)
+            storage.write_text(stage_file(args.output, index, "vllm"), dump(vllm))
             if args.save_request_outputs:
                 rows = request_outputs(run.requests, results, self.tokenizer, run.start)
                 storage.write_text(stage_file(args.output, index, "request-outputs"), dump(rows))
@@ -172,6 +234,7 @@ class Session:
             return
         uri = storage.join(self.args.output, RESULTS_FILE)
         results = BenchmarkResults(
+            protocol=self.protocol,
             target=self.args.target,
             started_at=self.started.isoformat(),
             finished_at=_now().isoformat(),
@@ -187,17 +250,35 @@ class Session:
 async def _main(session: Session, requests: list[ds.Request]) -> str | None:
     """Run everything; return why the run failed or ended early (None = it completed)."""
     args = session.args
-    client = Client(args.target)
-    streams = open_streams(args.target, args.channels, args.engine)
+    client: Client | HealthClient
+    streams: Streams
+    encode = None
+    if session.protocol == OPENAI:
+        bearer = read_bearer(args.api_key_file)
+        client = HealthClient(args.target, bearer)
+        streams = HttpStreams(args.target, bearer, args.endpoint)
+    else:
+        client = Client(args.target)
+        streams = open_streams(args.target, args.channels, args.engine)
     try:
         try:
             await client.wait_until_live(args.server_wait)
         except TimeoutError as exc:
             raise RunFailed(f"server {args.target} not live after {args.server_wait:g} s ({exc})") from None
+        if isinstance(client, HealthClient):
+            if session.model == "unknown":
+                session.model = await client.first_model(timeout=10.0)
+            model, endpoint, ignore_eos = session.model, args.endpoint, args.ignore_eos
+
+            def encode(r: ds.Request) -> bytes:
+                # Synthetic prompts without a tokenizer go as token ids (/v1/completions takes a list of ints).
+                prompt: str | list[int] = r.prompt if r.prompt or not r.prompt_ids else r.prompt_ids
+                return request_body(endpoint, model, prompt, r.max_tokens, ignore_eos)
+
         tty = sys.stderr.isatty()
         progress = Progress(args.progress == "always" or (args.progress == "auto" and tty))
         deadline = time.monotonic() + args.timeout if args.timeout else None
-        runner = Runner(client, streams, args.request_timeout or None, args.seed, progress, deadline)
+        runner = Runner(client, streams, args.request_timeout or None, args.seed, progress, deadline, encode)
         main_task = asyncio.current_task()
         assert main_task is not None
 

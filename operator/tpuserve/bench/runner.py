@@ -16,12 +16,14 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from tpuserve.bench.client import Client, Record, encode_request
+from tpuserve.bench.client import Record, encode_request
 from tpuserve.bench.datasets import Request
 from tpuserve.bench.streams import Streams
 
@@ -29,11 +31,23 @@ from tpuserve.bench.streams import Streams
 FATAL_CODES = frozenset({"UNAVAILABLE"})
 
 
+OnDone = Callable[[Record], None]
+StartCall = Callable[[Record, bytes, float | None, OnDone], None]
+
+
+class Liveness(Protocol):
+    """Whether the server answers now (gRPC HealthCheck, or HTTP GET /health)."""
+
+    async def answers(self, timeout: float) -> bool: ...
+
+
 @dataclass
 class Stage:
     name: str
     request_rate: float | None = None  # math.inf = all at once; None with concurrency
     concurrency: int | None = None
+    burstiness: float | None = None  # None = JetStream's Poisson draw; a value = vLLM's gamma arrivals
+    max_concurrency: int | None = None  # open loop: at most this many in flight (vllm bench serve's semaphore)
 
 
 @dataclass
@@ -74,10 +88,22 @@ class Progress:
         sys.stderr.flush()
 
 
-def arrival_offsets(n: int, rate: float, seed: int) -> list[float]:
-    """Send times (seconds from stage start) of n requests: JetStream's exponential gaps for this seed."""
+def arrival_offsets(n: int, rate: float, seed: int, burstiness: float | None = None) -> list[float]:
+    """Send times (seconds from stage start) of n requests: JetStream's exponential gaps for this seed, or with a
+    burstiness vllm bench serve's gamma arrivals (vLLM 0.32 get_request): gaps gamma(shape=b, scale=1/(rate*b))
+    from a RandomState(seed), the first request after the first gap, the cumulative times scaled so that the
+    last one is n / rate (vLLM draws from its global numpy state, so its values differ; the law is the same)."""
     if math.isinf(rate):
         return [0.0] * n
+    if burstiness is not None:
+        if math.isinf(burstiness):
+            times = np.arange(1, n + 1) / rate
+        else:
+            gaps = np.random.RandomState(seed).gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
+            times = np.cumsum(gaps)
+            if n and times[-1] > 0:
+                times = times * ((n / rate) / times[-1])
+        return [float(x) for x in times]
     gaps = np.random.RandomState(seed).exponential(1.0 / rate, size=n)
     offsets = np.concatenate(([0.0], np.cumsum(gaps[:-1]))) if n else np.zeros(0)
     return [float(x) for x in offsets]
@@ -138,13 +164,15 @@ class _Completions:
 class Runner:
     def __init__(
         self,
-        client: Client,
+        client: Liveness,
         streams: Streams,
         request_timeout: float | None,
         seed: int,
         progress: Progress,
         run_deadline: float | None = None,
+        encode: Callable[[Request], bytes] | None = None,
     ) -> None:
+        self.encode = encode or (lambda r: encode_request(r.prompt_ids, r.max_tokens))
         self.client = client
         self.streams = streams
         self.request_timeout = request_timeout
@@ -155,7 +183,7 @@ class Runner:
         self.terminated: str | None = None  # set (with a task cancel) by a signal handler: stop, keep results
 
     async def run_stage(self, stage: Stage, requests: list[Request], warmup: bool = False) -> StageRun:
-        payloads = [encode_request(r.prompt_ids, r.max_tokens) for r in requests]
+        payloads = [self.encode(r) for r in requests]
         records = [Record(i) for i in range(len(requests))]
         run = StageRun(stage, requests, records, warmup=warmup)
         label = f"{'warmup' if warmup else stage.name}"
@@ -192,8 +220,9 @@ class Runner:
                     self._closed_loop(stage.concurrency, payloads, records, completions, stop, run)
                 else:
                     rate = stage.request_rate if stage.request_rate is not None else math.inf
-                    offsets = arrival_offsets(len(requests), rate, self.seed)
-                    await self._open_loop(offsets, payloads, records, completions, stop, run, tick)
+                    offsets = arrival_offsets(len(requests), rate, self.seed, stage.burstiness)
+                    cap = stage.max_concurrency
+                    await self._open_loop(offsets, payloads, records, completions, stop, run, tick, cap)
                 completions.stop_sending()
                 timeout = None if self.run_deadline is None else max(0.0, self.run_deadline - time.monotonic())
                 if not await completions.wait(timeout, tick):
@@ -239,13 +268,16 @@ class Runner:
         stop: threading.Event,
         run: StageRun,
         tick: Callable[[], None],
+        max_concurrency: int | None = None,
     ) -> None:
-        start_call = self.streams.start
+        start_call: StartCall = self.streams.start
         started = completions.started
-        finished = completions.finished
+        finished: OnDone = completions.finished
         timeout = self.request_timeout
         start = run.start
         clock = time.perf_counter
+        if max_concurrency is not None:
+            start_call, finished = self._capped(max_concurrency, start_call, finished, stop)
         for i, offset in enumerate(offsets):
             delay = start + offset - clock()
             if delay > 0:
@@ -257,6 +289,48 @@ class Runner:
                 break
             started()
             start_call(records[i], payloads[i], timeout, finished)
+
+    def _capped(
+        self,
+        cap: int,
+        start_call: StartCall,
+        finished: OnDone,
+        stop: threading.Event,
+    ) -> tuple[StartCall, OnDone]:
+        """A start that waits while `cap` requests are in flight (vllm bench serve's --max-concurrency semaphore):
+        a request due when every slot is busy is sent as soon as one frees, and timed from then, as vLLM times
+        it. Requests still waiting when the run stops are finished as CANCELLED."""
+        lock = threading.Lock()
+        waiting: deque[tuple[Record, bytes, float | None]] = deque()
+        in_flight = 0
+
+        def start(record: Record, payload: bytes, timeout: float | None, _on_done: OnDone) -> None:
+            nonlocal in_flight
+            with lock:
+                if in_flight >= cap:
+                    waiting.append((record, payload, timeout))
+                    return
+                in_flight += 1
+            start_call(record, payload, timeout, on_done)
+
+        def on_done(record: Record) -> None:
+            nonlocal in_flight
+            while True:
+                with lock:
+                    if not waiting:
+                        in_flight -= 1
+                        break
+                    nxt = waiting.popleft()
+                if stop.is_set():
+                    nxt[0].code, nxt[0].detail = "CANCELLED", "cancelled by the benchmark before it was sent"
+                    nxt[0].send = nxt[0].end = time.perf_counter()
+                    finished(nxt[0])
+                    continue
+                start_call(nxt[0], nxt[1], nxt[2], on_done)
+                break
+            finished(record)
+
+        return start, on_done
 
     def _closed_loop(
         self,

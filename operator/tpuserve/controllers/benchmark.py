@@ -17,6 +17,7 @@ from tpuserve.api import (
     BenchmarkRunStatus,
     InferenceServer,
     MeasuredServer,
+    Protocol,
     ServerPhase,
 )
 from tpuserve.controllers import kube, naming, observe, render, render_vllm
@@ -79,8 +80,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     if job is None:
         # 1. The target.
         if spec.target is not None:
-            target = f"{spec.target.host}:{spec.target.port}"
-            measured = MeasuredServer(name=target, endpoint=target)
+            target = spec.target.address()
+            protocol = spec.target.protocol
+            measured = MeasuredServer(name=target, protocol=protocol, endpoint=target)
             model, tokenizer = None, None
             status.conditions = set_condition(
                 status.conditions,
@@ -120,10 +122,21 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             server = InferenceServer.model_validate(
                 {k: v for k, v in server_body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
             )
-            target = (server_status.get("endpoints") or {}).get("grpc") or render.service_endpoint(ref, ns)
+            endpoints = server_status.get("endpoints") or {}
+            if server.spec.runtime == "vllm-tpu":  # vLLM serves the OpenAI API only
+                protocol = Protocol.OPENAI
+                target = (endpoints.get("openai") or render_vllm.openai_base_url(ref, ns)).removesuffix("/v1")
+            else:
+                protocol = Protocol.JETSTREAM
+                target = endpoints.get("grpc") or render.service_endpoint(ref, ns)
             default_image = ctx.settings.vllm_image if server.spec.runtime == "vllm-tpu" else ctx.settings.server_image
             measured = measured_server(server, server_status, target, default_image)
+            measured.protocol = protocol
             model, tokenizer = server.spec.model, server.spec.effective_tokenizer_path()
+            if protocol == Protocol.OPENAI:
+                # vLLM serves under its --model (or --served-model-name): the benchmark asks the server (GET
+                # /v1/models); MaxText's tokenizer file is no use to it: only an explicit tokenizer.json is.
+                model, tokenizer = None, server.spec.tokenizer_path
             status.conditions = set_condition(
                 status.conditions,
                 BenchmarkConditionType.SERVER_READY,
@@ -134,7 +147,9 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                 now,
             )
         # 2. The Job.
-        desired = render.render_bench_job(spec, meta, ctx.settings, target=target, model=model, tokenizer=tokenizer)
+        desired = render.render_bench_job(
+            spec, meta, ctx.settings, target=target, model=model, tokenizer=tokenizer, protocol=protocol
+        )
         kube.ensure_child(ctx, KIND, desired, patchable=False)
         status.server, status.job_name = measured, job_name
         status.start_time = status.start_time or now

@@ -22,6 +22,8 @@ from tpuserve.api import (
     DatasetName,
     InferenceServerSpec,
     LlamaCheckpointSpec,
+    OpenAISpec,
+    Protocol,
     ResourceRequirements,
     Toleration,
 )
@@ -34,6 +36,8 @@ ANNOTATION_OWNER = "tpuserve.dev/owner"
 TPU_TOLERATION = {"key": tpu.TPU_TAINT_KEY, "operator": "Exists", "effect": tpu.TPU_TAINT_EFFECT}
 # The benchmark gets this long after its own --timeout to write partial results before the Job is killed.
 BENCH_DEADLINE_GRACE_SECONDS = 120
+# The OpenAI API key is mounted from its Secret as a file (never an argument or a plain env value).
+API_KEY_PATH = "/var/run/tpuserve/api-key/key"
 # Google's inference-checkpoint image writes these under its output directory (facts: jetstream-maxtext.md).
 GOOGLE_UNSCANNED_SUFFIX = "bf16/unscanned/checkpoints/0/items"
 GOOGLE_SCANNED_SUFFIX = "bf16/scanned/0/items"
@@ -364,8 +368,22 @@ def _rate_text(rate: float) -> str:
     return "inf" if math.isinf(rate) else _number(rate)
 
 
-def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokenizer: str | None) -> list[str]:
+def bench_args(
+    spec: BenchmarkRunSpec,
+    target: str,
+    *,
+    model: str | None,
+    tokenizer: str | None,
+    protocol: Protocol = Protocol.JETSTREAM,
+) -> list[str]:
     args = ["bench", "run", "--target", target, "--dataset", str(spec.dataset.name)]
+    if protocol == Protocol.OPENAI:
+        openai = spec.openai or OpenAISpec()
+        args += ["--protocol", str(protocol), "--endpoint", str(openai.endpoint)]
+        if openai.ignore_eos:
+            args += ["--ignore-eos"]
+        if openai.api_key_secret is not None:
+            args += ["--api-key-file", API_KEY_PATH]
     if spec.dataset.path:
         args += ["--dataset-path", spec.dataset.path]
     if spec.dataset.name == DatasetName.SYNTHETIC and spec.dataset.synthetic is not None:
@@ -390,6 +408,10 @@ def bench_args(spec: BenchmarkRunSpec, target: str, *, model: str | None, tokeni
         args += ["--sweep", ",".join(_rate_text(r) for r in rates)]
     else:
         args += ["--request-rate", _rate_text(rates[0])]
+    if spec.burstiness is not None:
+        args += ["--burstiness", _number(spec.burstiness)]
+    if spec.max_concurrency is not None:
+        args += ["--max-concurrency", str(spec.max_concurrency)]
     args += ["--warmup", str(spec.warmup), "--seed", str(spec.seed)]
     if spec.slo is not None:
         if spec.slo.ttft_ms is not None:
@@ -414,6 +436,7 @@ def render_bench_job(
     target: str,
     model: str | None,
     tokenizer: str | None,
+    protocol: Protocol = Protocol.JETSTREAM,
 ) -> dict[str, Any]:
     node_selector = spec.node_selector or settings.benchmark_node_selector
     tolerations = spec.tolerations or settings.benchmark_tolerations
@@ -430,7 +453,9 @@ def render_bench_job(
         tolerations=_tolerations(tolerations),
         image=spec.effective_image(settings.bench_image),
         pull_policy=settings.image_pull_policy,
-        args=bench_args(spec, target, model=model, tokenizer=tokenizer),
+        args=bench_args(spec, target, model=model, tokenizer=tokenizer, protocol=protocol),
+        api_key_secret=spec.openai.api_key_secret if spec.openai and protocol == Protocol.OPENAI else None,
+        api_key_dir=API_KEY_PATH.rsplit("/", 1)[0],
         env=_env(settings.bench_env),
         resources=_resources(spec.resources),
     )

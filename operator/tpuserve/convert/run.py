@@ -142,9 +142,16 @@ def make_steps(options: RunOptions) -> ConversionSteps:
 
 
 def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
+    """The catalog's architecture, or the override: one LlamaArch as JSON, or {model: LlamaArch} for several
+    models (one operator-wide override serving both a conversion and a mirror of different models)."""
     if arch_json:
         try:
-            return llama.LlamaArch(**json.loads(Path(arch_json).read_text()))
+            data = json.loads(Path(arch_json).read_text())
+            if "name" not in data:
+                if model not in data:
+                    return llama.arch(model)
+                data = data[model]
+            return llama.LlamaArch(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise ConversionError(f"cannot read architecture JSON {arch_json}: {exc}") from exc
     return llama.arch(model)

@@ -10,6 +10,7 @@
 // max=.." (ms by which each first token was late after the timer, since the last SIGUSR1) and starts again.
 // With -stamp-lateness the first token's id is that lateness in µs, so a client's per-request outputs can take
 // the server's own delay out of its TTFT exactly.
+// With -openai it speaks vLLM's OpenAI-compatible HTTP/SSE protocol instead of gRPC, same delays (openai.go).
 // With -client HOST:PORT the same binary is a native reference load client instead (loadclient.go).
 // Messages are encoded by hand (raw-bytes codec), so no generated code is needed. Listens on 127.0.0.1 only;
 // prints "PORT <n>" when serving.
@@ -142,6 +143,8 @@ func main() {
 	requests := flag.Int("requests", 1000, "client: how many Decode calls")
 	tokens := flag.Int("tokens", 16, "client: max_tokens per call")
 	seed := flag.Int64("seed", 0, "client: arrival-time seed")
+	openai := flag.Bool("openai", false, "serve the OpenAI-compatible HTTP/SSE protocol instead (openai.go)")
+	chunkTokens := flag.Int("chunk-tokens", 1, "openai: tokens per SSE chunk (the last chunk may carry fewer)")
 	flag.Parse()
 	if *client != "" {
 		encoding.RegisterCodec(rawCodec{})
@@ -157,6 +160,35 @@ func main() {
 		messages[i] = response(3 + (i*7919)%(*vocab-3))
 	}
 
+	// waitFor sleeps until token k of a request that arrived at start is due; for the first token it returns
+	// how late it still was (and records it), else 0.
+	waitFor := func(start time.Time, k int) time.Duration {
+		if ttft <= 0 && itl <= 0 {
+			return 0
+		}
+		due := start.Add(ttft + time.Duration(k)*itl)
+		if k == 0 && spinFor > 0 {
+			if d := time.Until(due) - spinFor; d > 0 {
+				time.Sleep(d)
+			}
+			for time.Now().Before(due) {
+				runtime.Gosched()
+			}
+		} else if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		if k != 0 {
+			return 0
+		}
+		l := time.Since(due)
+		late.add(l)
+		return l
+	}
+	stamping := *stamp && (ttft > 0 || itl > 0)
+	if *openai {
+		os.Exit(serveOpenAI(*port, waitFor, stamping, *chunkTokens, late))
+	}
+
 	decode := func(srv any, stream grpc.ServerStream) error {
 		var req []byte
 		if err := stream.RecvMsg(&req); err != nil {
@@ -165,26 +197,10 @@ func main() {
 		start := time.Now()
 		n := maxTokens(req)
 		for k := 0; k < n; k++ {
-			due := start.Add(ttft + time.Duration(k)*itl)
-			if ttft > 0 || itl > 0 {
-				if k == 0 && spinFor > 0 {
-					if d := time.Until(due) - spinFor; d > 0 {
-						time.Sleep(d)
-					}
-					for time.Now().Before(due) {
-						runtime.Gosched()
-					}
-				} else if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-			}
+			l := waitFor(start, k)
 			msg := messages[k%len(messages)]
-			if k == 0 && (ttft > 0 || itl > 0) {
-				l := time.Since(due)
-				late.add(l)
-				if *stamp {
-					msg = response(int(l.Microseconds()))
-				}
+			if k == 0 && stamping {
+				msg = response(int(l.Microseconds()))
 			}
 			if err := stream.SendMsg(&msg); err != nil {
 				return err
