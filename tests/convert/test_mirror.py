@@ -12,6 +12,7 @@ architecture given as `--arch-json`, as the conversion tests do. Nothing is mock
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -135,6 +136,23 @@ def test_cli_mirrors_from_the_hub_then_reuses_without_uploading(
     assert (again.ok, again.outcome, again.model_path) == (True, Outcome.REUSED, summary.model_path)
     assert sum(hub.downloads.values()) == downloads  # nothing downloaded
     assert {n: b.time_created for n, b in _blobs(gcs_client, gcs_bucket, "llama3/8b/").items()} == created
+
+
+def test_a_mirror_of_a_pinned_commit_is_reused_without_the_hub(
+    hub: LocalHub, gcs_client: Any, gcs_bucket: str, tmp_path: Path, arch_file: Path
+) -> None:
+    commit = hub.repos[REPO].commit
+    options = _options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client, revision=commit)
+    assert mirror(options).outcome == Outcome.MIRRORED
+    requests = sum(hub.status_counts.values())
+    hub.fail_next = 10**9  # the hub is down: a commit cannot change, so it is not asked
+    summary = mirror(options)
+    assert (summary.ok, summary.outcome) == (True, Outcome.REUSED), summary.message
+    assert sum(hub.status_counts.values()) == requests
+    # A damaged output still needs the hub: then the outage is reported, not papered over.
+    gcs_client.bucket(gcs_bucket).blob("m/hf/config.json").delete()
+    policy = RetryPolicy(budget_seconds=0.3, initial_seconds=0.05, max_seconds=0.1)
+    assert mirror(dataclasses.replace(options, policy=policy)).reason == FailureReason.HUB_UNAVAILABLE
 
 
 def test_a_damaged_output_is_mirrored_again(

@@ -6,12 +6,13 @@ Real: the control plane, the operator, the GCS emulator, the mirror process and 
 Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (tests/convert/hub_server.py:
 the file-resolution API huggingface_hub calls), reached through HF_ENDPOINT, which the operator's
 `converterEnv` setting passes to the Job as it would a hub proxy's address; the tests cannot reach the hub.
-The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given as
-TPUSERVE_CONVERT_ARCH (as the conversion tests give theirs).
+The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given in
+TPUSERVE_CONVERT_ARCH (one entry per model: the conversion tests' tiny Llama 2 beside it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.cluster.wait import wait_for
-from tests.convert.hf_model import arch_json, hf_model_files, tiny3
+from tests.convert.conftest import TINY
+from tests.convert.hf_model import hf_model_files, tiny3
 from tests.convert.hub_server import HubRepo, LocalHub, running_hub
 from tests.operator.conftest import LOCAL, operator_env
 from tests.operator.harness import Objects, OperatorProcess, condition
@@ -44,9 +46,15 @@ def mirror_operator(
         pytest.skip("needs the local node (real processes)")
     kube_cluster.set_local_node_env(STORAGE_EMULATOR_HOST=gcs_emulator)
     work = tmp_path_factory.mktemp("mirror-operator")
-    arch_file = arch_json(tiny3(), work / "tiny3.json")
-    # A short hub retry budget, so that an outage outlasts one Job here (the default is 30 minutes).
+    # One operator-wide override for both Jobs, as in the demo: conversions get the tiny Llama 2, mirrors of
+    # llama3.1-8b the tiny Llama 3. A short hub retry budget, so that an outage outlasts one Job here (the
+    # default is 30 minutes).
+    arch_file = work / "archs.json"
+    arch_file.write_text(
+        json.dumps({"llama2-7b": dataclasses.asdict(TINY), "llama3.1-8b": dataclasses.asdict(tiny3())})
+    )
     converter_env = {
+        "TPUSERVE_CONVERT_STEP": "synthetic",
         "TPUSERVE_CONVERT_ARCH": str(arch_file),
         "HF_ENDPOINT": hub.endpoint,
         "TPUSERVE_HUB_RETRY_SECONDS": "2",

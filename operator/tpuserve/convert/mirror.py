@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -61,6 +62,7 @@ from tpuserve.convert.safetensors_header import (
 from tpuserve.convert.storage import LocalStore, checksums_of_file, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
+COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")  # a hub revision that names a commit
 # A corrupted transfer is downloaded again this many times before the file counts as corrupt at the source.
 DOWNLOAD_ATTEMPTS = 3
 
@@ -140,7 +142,8 @@ def mirror(options: MirrorOptions) -> ConvertSummary:
         return ctx.failed(FailureReason(exc.kind), str(exc))
     except HubUnavailableError as exc:
         return ctx.failed(
-            FailureReason.HUB_UNAVAILABLE, f"{exc}; the output was left as it was, run the mirror again later"
+            FailureReason.HUB_UNAVAILABLE,
+            f"{exc}; no manifest was written (the next run replaces anything half-copied): run the mirror again later",
         )
     except (ConversionError, ValueError) as exc:
         return ctx.failed(FailureReason.ERROR, str(exc))
@@ -165,6 +168,9 @@ def _mirror(ctx: _Context, arch: llama.LlamaArch, source: ModelSource) -> Conver
 
 def _mirror_in(ctx: _Context, arch: llama.LlamaArch, source: ModelSource, work: Path) -> ConvertSummary:
     o = ctx.options
+    pinned = _reuse_pinned_commit(ctx, arch)
+    if pinned is not None:
+        return pinned
     listing = source.listing()
     log(f"{listing.description}: {len(listing.files)} files to mirror, {_mb(listing)} MB")
     if not listing.files:
@@ -286,6 +292,34 @@ def _mirror_in(ctx: _Context, arch: llama.LlamaArch, source: ModelSource, work: 
         Outcome.MIRRORED,
         message=f"mirrored and verified {listing.description} ({len(mirrored)} files)",
         parameter_count=count,
+        **_paths(o.output),
+    )
+
+
+def _reuse_pinned_commit(ctx: _Context, arch: llama.LlamaArch) -> ConvertSummary | None:
+    """A hub revision that is a commit hash cannot change, so an intact mirror of that commit is reused without
+    asking the hub (snapshot_download skips the hub for commit hashes too): a hub outage or a revoked token does
+    not hold up a model that is already mirrored and verified."""
+    o = ctx.options
+    if o.force or o.repo_id is None or not COMMIT_HASH.fullmatch(o.revision):
+        return None
+    existing = parse_mirror_manifest(read_raw_manifest(o.output, client=o.client))
+    if (
+        existing is None
+        or not existing.verified
+        or existing.model != o.model
+        or existing.arch != hf_expected.catalog_facts(arch)
+        or existing.source.get("repoId") != o.repo_id
+        or existing.source.get("commit") != o.revision
+        or existing.model_path != model_path(o.output)
+        or output_problems(existing, client=o.client)
+    ):
+        return None
+    log(f"reusing the verified mirror of commit {o.revision} at {existing.model_path} without asking the hub")
+    return ctx.summary(
+        Outcome.REUSED,
+        message=f"a verified mirror of hf://{o.repo_id}@{o.revision} exists at {existing.model_path}",
+        parameter_count=existing.parameter_count,
         **_paths(o.output),
     )
 
