@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tpuserve.bench.client import OK, Record, parse_messages
+from tpuserve.bench.client import OK, Record, parse_record
 from tpuserve.bench.runner import StageRun
 from tpuserve.bench.tokenizer import Tokenizer
 from tpuserve.results import Goodput, LatencyStats, StageReport
@@ -77,7 +77,7 @@ def parse_run(run: StageRun) -> list[RequestResult]:
         if record.end == 0.0:  # never reported finished by its engine before the stage stopped waiting
             record.code, record.detail = "CANCELLED", "cancelled by the benchmark (run ended)"
             record.end = run.end
-        counts, ids = parse_messages(record.messages)
+        counts, ids = parse_record(record)
         results.append(RequestResult(record, request.prompt_len, ids, counts))
     return results
 
