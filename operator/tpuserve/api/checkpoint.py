@@ -15,16 +15,24 @@ from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     GCS_URI_PATTERN,
+    MAX_IMAGE,
+    MAX_LIST_ITEMS,
+    MAX_SHORT_STRING,
+    AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
     KindInfo,
+    LabelMap,
     PrinterColumn,
     Quantity,
     ResourceRequirements,
     Toleration,
+    annotations_field,
     cel_rules,
+    check_name,
     conditions_field,
+    labels_field,
     nested_default,
 )
 
@@ -78,6 +86,7 @@ class ConverterSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
         f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
     )
@@ -86,13 +95,16 @@ class ConverterSpec(ApiModel):
         description="Container resources; default requests and limits memory sized from the model "
         "(64Gi for llama2-7b) and 4 CPUs.",
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
+    node_selector: LabelMap = labels_field(
+        "spec.converter.nodeSelector", "Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the Job's pod.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the Job's pod."
+    )
     service_account_name: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
         "and write access to `output`).",
     )
@@ -101,7 +113,7 @@ class ConverterSpec(ApiModel):
         description="Size limit of the Job's scratch volume (staged source and both checkpoints before upload); "
         "default sized from the model (about 2.2 times the weights).",
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the Job's pod.")
+    pod_annotations: AnnotationMap = annotations_field("spec.converter.podAnnotations", "Annotations on the Job's pod.")
 
     def effective_image(self, preset_images: Mapping[ConverterPreset, str] = PRESET_IMAGES) -> str:
         """The converter image: the spec's, else the (operator-configured) default for the preset."""
@@ -110,6 +122,8 @@ class ConverterSpec(ApiModel):
 
 # CEL: a gs:// URI without one trailing slash, so gs://b/x and gs://b/x/ compare equal.
 _CEL_WITHOUT_SLASH = "({f}.endsWith('/') ? {f}.substring(0, {f}.size() - 1) : {f})"
+_OUT = _CEL_WITHOUT_SLASH.format(f="self.output")
+_SRC = _CEL_WITHOUT_SLASH.format(f="self.source")
 
 
 class LlamaCheckpointSpec(ApiModel):
@@ -146,9 +160,9 @@ class LlamaCheckpointSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             CelRule(
-                rule=f"{_CEL_WITHOUT_SLASH.format(f='self.output')} != {_CEL_WITHOUT_SLASH.format(f='self.source')}",
-                message="spec.output must differ from spec.source (the converter writes scanned/ and unscanned/ "
-                "below output and clears them after an interrupted run)",
+                rule=f"{_OUT} != {_SRC} && !{_OUT}.startsWith({_SRC} + '/') && !{_SRC}.startsWith({_OUT} + '/')",
+                message="spec.output must differ from spec.source, and neither may lie inside the other (the "
+                "converter writes scanned/ and unscanned/ below output and clears them after an interrupted run)",
                 field_path=".output",
             )
         )
@@ -156,8 +170,9 @@ class LlamaCheckpointSpec(ApiModel):
 
     @model_validator(mode="after")
     def _output_is_not_source(self) -> LlamaCheckpointSpec:
-        if self.output.rstrip("/") == self.source.rstrip("/"):
-            raise ValueError("output must differ from source")
+        output, source = self.output.rstrip("/"), self.source.rstrip("/")
+        if output == source or output.startswith(source + "/") or source.startswith(output + "/"):
+            raise ValueError("output must differ from source, and neither may lie inside the other")
         return self
 
     def converter_resources(self) -> ResourceRequirements:
@@ -223,3 +238,8 @@ class LlamaCheckpoint(ApiModel, KindInfo):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: LlamaCheckpointSpec
     status: LlamaCheckpointStatus | None = None
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> LlamaCheckpoint:
+        check_name(self.KIND, self.metadata)
+        return self

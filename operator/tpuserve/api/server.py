@@ -14,6 +14,10 @@ from tpuserve.api.checkpoint import Quantization, WeightDtype
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     GCS_URI_PATTERN,
+    MAX_IMAGE,
+    MAX_PATH,
+    MAX_SHORT_STRING,
+    AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
@@ -21,8 +25,10 @@ from tpuserve.api.conventions import (
     ObjectRef,
     PrinterColumn,
     ResourceRequirements,
+    annotations_field,
     cel_rules,
     cel_string_list,
+    check_name,
     conditions_field,
     exactly_one_of,
     nested_default,
@@ -201,6 +207,7 @@ class InferenceServerSpec(ApiModel):
     tokenizer_path: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_PATH,
         description="Tokenizer the server loads; default MaxText's asset for the model (assets/tokenizer.llama2).",
     )
     tpu: TpuSpec = Field(description="TPU slice of each replica.")
@@ -210,12 +217,14 @@ class InferenceServerSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="JetStream/MaxText server image; default the operator's setting (out of the box "
         f"{images.GOOGLE_SERVER_IMAGE}).",
     )
     http_image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
         f"{images.GOOGLE_HTTP_IMAGE}).",
     )
@@ -224,13 +233,16 @@ class InferenceServerSpec(ApiModel):
         default_factory=MetricsSpec, description="Prometheus metrics.", json_schema_extra=nested_default(MetricsSpec)
     )
     service_account_name: str | None = Field(
-        default=None, min_length=1, description="ServiceAccount of the server pods (Workload Identity for gs:// reads)."
+        default=None,
+        min_length=1,
+        max_length=MAX_SHORT_STRING,
+        description="ServiceAccount of the server pods (Workload Identity for gs:// reads).",
     )
     resources: ResourceRequirements | None = Field(
         default=None,
         description="Overrides for the server container's resources; google.com/tpu is always the host's chip count.",
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
+    pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the server pods.")
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
@@ -338,3 +350,8 @@ class InferenceServer(ApiModel, KindInfo):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceServerSpec
     status: InferenceServerStatus | None = None
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> InferenceServer:
+        check_name(self.KIND, self.metadata)
+        return self

@@ -18,7 +18,7 @@ from tpuserve.api import (
     LlamaCheckpoint,
     LlamaCheckpointStatus,
 )
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import kube, naming, observe, outcomes, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
-    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
+    kube.reconcile_latest(ctx, KIND, namespace, name, outcomes.guarded(KIND, _reconcile))
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
@@ -107,13 +107,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         return  # terminal for this generation; a spec change starts over
 
     job_name = naming.job_name_convert(meta["name"])
-    job = kube.get_or_none(ctx.batch.read_namespaced_job, job_name, meta["namespace"])
-    job_dict: dict[str, Any] | None = ctx.api.sanitize_for_serialization(job) if job is not None else None
+    job_dict = kube.get_owned_job(ctx, meta["namespace"], job_name, meta["uid"])
     if job_dict is not None:
         job_generation = (job_dict["metadata"].get("annotations") or {}).get(naming.ANNOTATION_GENERATION)
         if job_generation != str(generation):
             # The spec changed since this Job was rendered (a Job's pod template is immutable): replace it.
-            kube.delete_job(ctx, meta["namespace"], job_name)
+            kube.delete_job(ctx, job_dict)
             status.job_name = None
             job_dict = None
             raise kopf.TemporaryError("replacing the conversion Job of an older generation", delay=2)
@@ -224,7 +223,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
 
     state = observe.job_state(job_dict)
     status.job_name = job_name
-    pods = kube.list_pods(ctx, meta["namespace"], {"job-name": job_name})
+    pods = kube.job_pods(ctx, job_dict)
     summary = _summary(pods)
     if state.outcome == observe.JobOutcome.SUCCEEDED:
         scanned, unscanned = render.converter_output_paths(spec)

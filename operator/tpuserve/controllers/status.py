@@ -18,6 +18,9 @@ class Reason(StrEnum):
 
     ACCEPTED = "Accepted"  # the object was read; nothing started yet
     INVALID_SPEC = "InvalidSpec"  # the spec cannot be reconciled (the message says which field)
+    NAME_CONFLICT = "NameConflict"  # a child's name is held by an object this one does not control (named)
+    API_REJECTED = "ApiRejected"  # the API server refused a child for good (its message); not retried
+    RETRIES_EXHAUSTED = "RetriesExhausted"  # a temporary problem outlasted TPUSERVE_RETRY_BUDGET_SECONDS
     # LlamaCheckpoint
     SOURCE_NOT_FOUND = "SourceNotFound"  # nothing at spec.source
     SOURCE_INCOMPLETE = "SourceIncomplete"  # spec.source lacks required files (listed)
