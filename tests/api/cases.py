@@ -371,9 +371,14 @@ INVALID: tuple[Case, ...] = (
         "checkpoint-name-56",
         CK,
         {"metadata.name": "c" * 56},
-        ("metadata.name", "at most 55 characters", "<name>-convert"),
+        ("metadata.name", "may have at most 55 characters", "<name>-convert"),
     ),
-    Case("bench-name-58", BR, {"metadata.name": "b" * 58}, ("metadata.name", "at most 57 characters", "<name>-bench")),
+    Case(
+        "bench-name-58",
+        BR,
+        {"metadata.name": "b" * 58},
+        ("metadata.name", "may have at most 57 characters", "<name>-bench"),
+    ),
     # Maps passed through to children: keys and values Kubernetes would refuse on the pod.
     Case(
         "bench-annotation-key-with-space",

@@ -264,15 +264,16 @@ def name_rules(kind: str) -> tuple[CelRule, ...]:
             CelRule(
                 rule=f"self.metadata.name.size() <= {MAX_CHILD_NAME} && "
                 f"self.metadata.name.matches('{DNS1035_LABEL_PATTERN}')",
-                message=f"metadata.name of an InferenceServer is the name of its Service (a DNS-1035 label): at most "
-                f"{MAX_CHILD_NAME} lowercase letters, digits and '-', starting with a letter, no '.'",
+                # No fieldPath: the API server allows none into metadata; the message starts with the field instead.
+                message=f"metadata.name: an InferenceServer's name is the name of its Service (a DNS-1035 label): "
+                f"at most {MAX_CHILD_NAME} lowercase letters, digits and '-', starting with a letter, no '.'",
             ),
         )
     limit = MAX_CHILD_NAME - len(JOB_NAME_SUFFIXES[kind])
     return (
         CelRule(
             rule=f"self.metadata.name.size() <= {limit}",
-            message=f"metadata.name of a {kind} may have at most {limit} characters (its Job is "
+            message=f"metadata.name: a {kind}'s name may have at most {limit} characters (its Job is "
             f"<name>{JOB_NAME_SUFFIXES[kind]}, at most {MAX_CHILD_NAME})",
         ),
     )
