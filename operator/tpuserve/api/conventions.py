@@ -35,7 +35,10 @@ MAX_CHILD_NAME = 63
 JOB_NAME_SUFFIXES = {"LlamaCheckpoint": "-convert", "BenchmarkRun": "-bench"}
 # Label and annotation keys (Kubernetes qualified names: an optional DNS-subdomain prefix and `/`, then a name of
 # at most 63 characters) and label values (at most 63 characters, possibly empty).
-QUALIFIED_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 MAX_KEY_PREFIX = 253
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 MAX_LABEL_VALUE = 63
