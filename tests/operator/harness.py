@@ -191,6 +191,19 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     raise AssertionError(f"no condition {type_} in {status.get('conditions')}")
 
 
+def controller_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """An ownerReference that makes `owner` (an object read back from the API server) the controller."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def install_crds(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     wait_crds_established(kubectl, *(f"crd/{plural}.tpuserve.dev" for plural in PLURAL.values()))

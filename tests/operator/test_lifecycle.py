@@ -41,15 +41,17 @@ def test_chain_checkpoint_server_benchmark_with_real_numbers(
         pytest.skip("needs the local node (real processes)")
     source = meta_source()
     output = f"gs://{gcs_bucket}/maxtext/llama2-7b"
-    # The Service exists before the server (the operator adopts it): its annotation is the simulated DNS entry
-    # that points the benchmark at the local JetStream server.
-    objects.apply(namespace, sim_service("llama", jetstream_mock_server))
     objects.apply(
         namespace,
         checkpoint("llama2-7b", source, output, **LOCAL),
         server("llama", ref="llama2-7b"),
         benchmark("openorca-like", server_ref="llama", **LOCAL),
     )
+    # The server's Service, made while the server waits for its checkpoint and controlled by it: its annotation
+    # is the simulated DNS entry that points the benchmark at the local JetStream server.
+    srv_body = objects.get("InferenceServer", namespace, "llama")
+    assert srv_body is not None
+    objects.apply(namespace, sim_service("llama", jetstream_mock_server, srv_body))
     # Everything waits on its dependency first.
     run = objects.wait_phase("BenchmarkRun", namespace, "openorca-like", "WaitingForServer", "Running", "Succeeded")
     assert run["phase"] != "Succeeded" or condition(run, "ServerReady")["status"] == "True"

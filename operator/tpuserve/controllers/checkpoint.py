@@ -18,7 +18,7 @@ from tpuserve.api import (
     LlamaCheckpoint,
     LlamaCheckpointStatus,
 )
-from tpuserve.controllers import kube, naming, observe, outcomes, render
+from tpuserve.controllers import checkpoint_guard, kube, naming, observe, outcomes, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                     manifest = _gcs_call(
                         ctx,
                         lambda: find_verified_output(
-                            spec.output, spec.model, str(spec.weight_dtype), quantization, client=ctx.gcs()
+                            spec.output,
+                            spec.model,
+                            str(spec.weight_dtype),
+                            quantization,
+                            source=spec.source,
+                            client=ctx.gcs(),
                         ),
                     )
                 if manifest is not None:
@@ -173,6 +178,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
 
                 check = _gcs_call(ctx, lambda: check_source(spec.source, spec.model, client=ctx.gcs()))
             except Exception as exc:
+                from tpuserve.convert.manifest import ManifestUnreadable
+
+                if isinstance(exc, ManifestUnreadable):
+                    done(CheckpointPhase.FAILED, Reason.OUTPUT_CONFLICT, str(exc), ready=False, converted=False)
+                    ctx.metrics.reconciles.labels(KIND, "ok").inc()
+                    return
                 if not _transient_gcs_error(exc):
                     raise
                 ctx.metrics.gcs_errors.labels("check_source").inc()
@@ -204,6 +215,17 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                 )
                 ctx.metrics.reconciles.labels(KIND, "ok").inc()
                 return
+        in_use = checkpoint_guard.servers_loading_from(ctx, meta["namespace"], spec.output)
+        if in_use:
+            done(
+                CheckpointPhase.FAILED,
+                Reason.OUTPUT_IN_USE,
+                checkpoint_guard.in_use_message(spec.output, in_use),
+                ready=False,
+                converted=False,
+            )
+            ctx.metrics.reconciles.labels(KIND, "ok").inc()
+            return
         desired = render.render_convert_job(spec, meta, ctx.settings)
         created = kube.ensure_child(ctx, KIND, desired, patchable=False)
         status.job_name = job_name
@@ -225,7 +247,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     status.job_name = job_name
     pods = kube.job_pods(ctx, job_dict)
     summary = _summary(pods)
-    if state.outcome == observe.JobOutcome.SUCCEEDED:
+    problem = checkpoint_guard.summary_problem(spec, summary) if state.outcome == observe.JobOutcome.SUCCEEDED else None
+    if problem is not None:
+        status.completion_time = now
+        message = f"conversion Job {job_name} exited 0 but {problem}; not Ready (see kubectl logs job/{job_name})"
+        done(CheckpointPhase.FAILED, Reason.INVALID_SUMMARY, message, ready=False, converted=False)
+    elif state.outcome == observe.JobOutcome.SUCCEEDED:
         scanned, unscanned = render.converter_output_paths(spec)
         if summary is not None and summary.ok:
             scanned = summary.scanned_path or scanned
@@ -247,9 +274,11 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     elif state.outcome == observe.JobOutcome.FAILED:
         status.completion_time = now
         if summary is not None and not summary.ok:
-            reason = {"SourceNotFound": Reason.SOURCE_NOT_FOUND, "SourceIncomplete": Reason.SOURCE_INCOMPLETE}.get(
-                str(summary.reason), Reason.CONVERSION_FAILED
-            )
+            reason = {
+                "SourceNotFound": Reason.SOURCE_NOT_FOUND,
+                "SourceIncomplete": Reason.SOURCE_INCOMPLETE,
+                "OutputConflict": Reason.OUTPUT_CONFLICT,
+            }.get(str(summary.reason), Reason.CONVERSION_FAILED)
             message = f"conversion Job {job_name} failed ({summary.reason}): {summary.message or ''}".strip()
         else:
             reason = Reason.CONVERSION_FAILED

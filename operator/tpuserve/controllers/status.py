@@ -29,6 +29,9 @@ class Reason(StrEnum):
     CONVERTING = "Converting"  # the conversion Job is running
     CONVERTED = "Converted"  # the conversion Job succeeded
     CONVERSION_FAILED = "ConversionFailed"  # the conversion Job failed (the message has the converter's reason)
+    OUTPUT_CONFLICT = "OutputConflict"  # spec.output holds a manifest that cannot be read, or another conversion
+    OUTPUT_IN_USE = "OutputInUse"  # a Ready InferenceServer serves from spec.output: it is not rewritten
+    INVALID_SUMMARY = "InvalidSummary"  # the Job succeeded without a valid summary with paths under spec.output
     # InferenceServer
     WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"  # the referenced LlamaCheckpoint is not Ready yet
     CHECKPOINT_NOT_FOUND = "CheckpointNotFound"  # the referenced LlamaCheckpoint does not exist

@@ -27,6 +27,7 @@ from tpuserve.convert import layout, maxtext
 from tpuserve.convert.expected import Layout, parameter_count
 from tpuserve.convert.manifest import (
     ConversionManifest,
+    ManifestUnreadable,
     OutputFiles,
     Timings,
     ToolVersions,
@@ -245,21 +246,34 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
         )
     out_store = open_store(o.output, o.client)
 
-    # 1. Reuse a verified output with a matching manifest.
-    if not o.force:
-        found = find_verified_output(
-            o.output, o.model, o.weight_dtype, o.quantization, client=o.client, arch=dataclasses.asdict(arch)
-        )
-        if found is not None:
-            log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
-            return ctx.summary(
-                Outcome.REUSED,
-                message=f"a verified {o.model} conversion with a matching manifest exists at {o.output}",
-                parameter_count=found.parameter_count,
-                quantized_path=found.quantized_path,
-                **_paths_summary(o.output),
+    # 1. Reuse a verified output with a matching manifest, converted from the source as it is now. A manifest
+    # that cannot be read stops everything: it may belong to someone's finished checkpoint.
+    try:
+        found = None
+        if not o.force:
+            found = find_verified_output(
+                o.output,
+                o.model,
+                o.weight_dtype,
+                o.quantization,
+                source=o.source,
+                client=o.client,
+                arch=dataclasses.asdict(arch),
             )
-    existing = read_manifest(o.output, client=o.client)
+        existing = read_manifest(o.output, client=o.client)
+    except ManifestUnreadable as exc:
+        if not o.force:
+            return ctx.failed(FailureReason.OUTPUT_CONFLICT, str(exc), **_paths_summary(o.output))
+        found, existing = None, None
+    if not o.force and found is not None:
+        log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
+        return ctx.summary(
+            Outcome.REUSED,
+            message=f"a verified {o.model} conversion with a matching manifest exists at {o.output}",
+            parameter_count=found.parameter_count,
+            quantized_path=found.quantized_path,
+            **_paths_summary(o.output),
+        )
     conflict = (
         existing is not None
         and existing.verified
