@@ -204,6 +204,24 @@ def controller_reference(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def convert_summary_json(output: str, model: str = "llama2-7b") -> str:
+    """The converter's success summary for `output` (what kwok-simulated conversion pods report: the operator
+    marks a checkpoint Ready only on a valid summary whose paths lie under spec.output)."""
+    from tpuserve.convert import layout
+    from tpuserve.convert.summary import ConvertSummary, Outcome
+
+    return ConvertSummary(
+        ok=True,
+        outcome=Outcome.CONVERTED,
+        model=model,
+        weight_dtype="bfloat16",
+        scanned_path=layout.scanned_items(output),
+        unscanned_path=layout.unscanned_items(output),
+        manifest_path=layout.manifest_path(output),
+        parameter_count=1,
+    ).to_termination_message()
+
+
 def install_crds(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     wait_crds_established(kubectl, *(f"crd/{plural}.tpuserve.dev" for plural in PLURAL.values()))

@@ -14,7 +14,7 @@ from tests.cluster import sim
 from tests.cluster.wait import wait_for
 from tests.gcs_fixtures import make_client, running_gcs_emulator
 from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, free_port, metric_value
+from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, free_port, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -44,9 +44,11 @@ def test_operator_killed_mid_phase_resumes_without_duplicates_or_lost_results(
 ) -> None:
     slow = {sim.RUN_DURATION_ANNOTATION: "8s"}
     run_annotations = {**slow, sim.TERMINATION_MESSAGE_ANNOTATION: summary_json(output_throughput=2500.0)}
+    output = f"gs://{gcs_bucket}/out"
+    converted = {**slow, sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(output)}
     objects.apply(
         namespace,
-        checkpoint("ckpt", meta_source(), f"gs://{gcs_bucket}/out", podAnnotations=slow),
+        checkpoint("ckpt", meta_source(), output, podAnnotations=converted),
         server("srv", ref="ckpt"),
         benchmark("run", server_ref="srv", podAnnotations=run_annotations),
     )

@@ -18,7 +18,7 @@ import pytest
 from tests.cluster import sim
 from tests.cluster.wait import wait_for
 from tests.operator.conftest import LOCAL, benchmark, checkpoint, server, sim_service, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, metric_value
+from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -271,8 +271,10 @@ def test_waiting_server_proceeds_when_its_checkpoint_appears(
     status = objects.wait_phase("InferenceServer", namespace, "late", "WaitingForCheckpoint")
     assert condition(status, "CheckpointReady")["reason"] == "CheckpointNotFound"
     assert objects.items("deployments", namespace) == []
-    # The checkpoint's conversion is simulated by kwok (exit 0, no summary): the default output paths are used.
-    objects.apply(namespace, checkpoint("later", meta_source(), f"gs://{gcs_bucket}/later"))
+    # The checkpoint's conversion is simulated by kwok (exit 0 and the converter's summary).
+    output = f"gs://{gcs_bucket}/later"
+    converted = {sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(output)}
+    objects.apply(namespace, checkpoint("later", meta_source(), output, podAnnotations=converted))
     objects.wait_phase("LlamaCheckpoint", namespace, "later", "Ready", timeout=60)
     status = objects.wait_phase("InferenceServer", namespace, "late", "Ready", timeout=60)
     assert status["checkpointPath"] == f"gs://{gcs_bucket}/later/unscanned/checkpoints/0/items"
