@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tpuserve import __version__, llama
-from tpuserve.convert import layout, maxtext
+from tpuserve.convert import layout, maxtext, stopping
 from tpuserve.convert.expected import Layout, parameter_count
 from tpuserve.convert.manifest import (
     ConversionManifest,
@@ -204,8 +203,7 @@ class _Context:
 
 def run_subprocess(argv: list[str], env: dict[str, str]) -> int:
     log("running " + " ".join(argv))
-    completed = subprocess.run(argv, env={**os.environ, **env}, check=False)
-    return completed.returncode
+    return stopping.run_step(argv, {**os.environ, **env})
 
 
 def run(options: RunOptions, *, runner: Callable[[list[str], dict[str, str]], int] = run_subprocess) -> ConvertSummary:
@@ -218,6 +216,10 @@ def run(options: RunOptions, *, runner: Callable[[list[str], dict[str, str]], in
     ctx = _Context(options, arch)
     try:
         return _run(ctx, runner)
+    except stopping.Stopped as exc:
+        return ctx.failed(
+            FailureReason.TERMINATED, f"{exc}: nothing more was uploaded and no manifest was written (not Ready)"
+        )
     except ConversionError as exc:
         return ctx.failed(FailureReason.ERROR, str(exc))
     except Exception as exc:  # storage and other unexpected errors still produce a summary
@@ -405,6 +407,7 @@ def _convert(
     total = sum(p.stat().st_size for d, _ in to_upload for p in d.rglob("*") if p.is_file())
     progress = Progress(f"uploading to {o.output}", total, interval=o.progress_interval)
     for local_dir, prefix in to_upload:
+        stopping.check(f"uploading {prefix}")
         out_store.upload_tree(local_dir, prefix, workers=o.upload_workers, progress=progress)
     ctx.timings.upload_seconds = round(progress.seconds, 3)
     ctx.timings.upload_bytes = total
@@ -421,7 +424,8 @@ def _convert(
         if failure is not None:
             return failure
 
-    # 8. The manifest, last.
+    # 8. The manifest, last (never after SIGTERM: the output is then not a finished conversion).
+    stopping.check("writing the manifest")
     ctx.timings.total_seconds = round(time.monotonic() - ctx.started, 3)
     quantized_path = layout.join(o.output, quantized_local.name) if quantized_local is not None else None
     checkpoint_paths = [layout.scanned_items(o.output), layout.unscanned_items(o.output)]

@@ -26,6 +26,7 @@ class FailureReason(StrEnum):
     CONVERSION_FAILED = "ConversionFailed"  # a MaxText step exited non-zero
     VERIFICATION_FAILED = "VerificationFailed"  # the written checkpoint does not match the architecture
     ERROR = "Error"  # anything else (storage errors, bad arguments)
+    TERMINATED = "Terminated"  # SIGTERM (the Job was replaced or deleted): stopped cleanly, no manifest
 
 
 EXIT_CODES: dict[FailureReason | None, int] = {
@@ -36,6 +37,7 @@ EXIT_CODES: dict[FailureReason | None, int] = {
     FailureReason.OUTPUT_CONFLICT: 4,
     FailureReason.CONVERSION_FAILED: 5,
     FailureReason.VERIFICATION_FAILED: 6,
+    FailureReason.TERMINATED: 143,  # 128 + SIGTERM, as a shell reports it
 }
 
 
