@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tpuserve.convert.summary import ConvertSummary, FailureReason
 
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
@@ -77,3 +78,27 @@ def test_sigterm_during_conversion_stops_cleanly(
     time.sleep(2)  # anything still running would write within this time; nothing is
     assert [b.name for b in gcs_client.list_blobs(gcs_bucket, prefix="out/")] == []
     assert _processes_mentioning(str(work)) == []
+
+
+def test_no_upload_starts_after_sigterm(gcs_client: Any, gcs_bucket: str, tmp_path: Path) -> None:
+    """The upload loop's own check, with a real SIGTERM to this process (handler installed, then restored)."""
+    from tpuserve.convert import stopping
+    from tpuserve.convert.storage import open_store
+
+    local = tmp_path / "ckpt"
+    for index in range(5):
+        (local / "d").mkdir(parents=True, exist_ok=True)
+        (local / "d" / str(index)).write_bytes(b"x" * 1000)
+    store = open_store(f"gs://{gcs_bucket}/out", gcs_client)
+    previous = signal.getsignal(signal.SIGTERM)
+    stopping.install()
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        assert stopping.requested()
+        with pytest.raises(stopping.Stopped, match="before uploading d/0"):
+            store.upload_tree(local, "scanned", workers=1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stopping.reset()
+    assert list(gcs_client.list_blobs(gcs_bucket, prefix="out/")) == []
+    assert store.upload_tree(local, "scanned", workers=2) == 5  # without a SIGTERM the same upload goes through

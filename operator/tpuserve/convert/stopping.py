@@ -62,3 +62,8 @@ def run_step(argv: list[str], env: dict[str, str]) -> int:
             _current = None
     check("the next step")  # a step cut short by SIGTERM is not a conversion failure: say what happened
     return code
+
+
+def reset() -> None:
+    """Forget a SIGTERM (tests that signal their own process)."""
+    _requested.clear()
