@@ -28,7 +28,7 @@ from tests.cluster.harness import LocalCluster
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
 from tests.gcs_fixtures import make_client, running_gcs_emulator
 from tests.jetstream.server import start_mock_server
-from tests.operator.harness import Objects, OperatorProcess, install_crds, metric_value
+from tests.operator.harness import Objects, OperatorProcess, controller_reference, install_crds, metric_value
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "llama2-7b-v5e"
 BUCKET = "tpuserve-demo"
@@ -83,7 +83,9 @@ def demo_objects(jetstream: str) -> list[dict[str, Any]]:
         "timeout": "10m",
         **copy.deepcopy(local),
     }
-    service = {  # adopted by the operator; its annotation is the simulated DNS entry for the local server
+    # Owned by the InferenceServer (its uid is filled in once it exists: the operator touches only the children it
+    # controls); the annotation is the simulated DNS entry for the local server.
+    service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": srv["metadata"]["name"], "annotations": {sim.ADDRESS_ANNOTATION: jetstream}},
@@ -142,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             step("4/6 kubectl apply: LlamaCheckpoint, InferenceServer (v5e 2x4, the manual's settings), BenchmarkRun")
             objects = Objects(kubectl)
             items = demo_objects(jetstream)
-            print(yaml.safe_dump_all(items[1:], sort_keys=False))
+            service, *items = items
+            print(yaml.safe_dump_all(items, sort_keys=False))
             objects.apply(NAMESPACE, *items)
+            server_body = objects.get("InferenceServer", NAMESPACE, service["metadata"]["name"]) or {}
+            service["metadata"]["ownerReferences"] = [controller_reference(server_body)]
+            objects.apply(NAMESPACE, service)
             vllm = demo_vllm.Scenario(kubectl, objects, NAMESPACE, BUCKET, work, client)
             print("  and, for the vLLM scenario (shown after the JetStream results):")
             print(yaml.safe_dump_all(vllm.start()[1:], sort_keys=False))

@@ -105,7 +105,13 @@ class OperatorSettings(BaseSettings):
         default=15.0, gt=0, description="Deadline of one GCS check; past it GCS counts as unavailable (retried)."
     )
     gcs_retry_seconds: float = Field(
-        default=5.0, gt=0, description="Delay before retrying after GCS was unavailable (never marks Failed)."
+        default=5.0, gt=0, description="Delay before retrying after GCS was unavailable (not Failed at once)."
+    )
+    retry_budget_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long a handler retries a temporary problem (GCS unavailable, a name conflict) before the "
+        "object is marked Failed with reason RetriesExhausted.",
     )
 
     def converter_images(self) -> dict[ConverterPreset, str]:

@@ -77,6 +77,36 @@ def test_token_ids_beyond_the_vocabulary_do_not_crash(
     assert all(r["success"] and r["output_len"] == 5 for r in rows)
 
 
+BAD_STREAMS = [
+    ("garbage", "malformed stream message 1 (not a DecodeResponse)"),
+    ("oversized", "oversized stream message (limit 1048576 bytes)"),
+    ("overlong", "stream cut after 24 messages (max_tokens + 16)"),
+]
+
+
+@pytest.mark.parametrize("engine", ["cq", "aio"])
+@pytest.mark.parametrize(("kind", "reason"), BAD_STREAMS, ids=[k for k, _ in BAD_STREAMS])
+def test_bad_stream_fails_that_request_not_the_run(
+    engine: str, kind: str, reason: str, delay_server: Callable[..., Any], run_bench: Run
+) -> None:
+    """Every 3rd Decode of a real gRPC server sends a stream the client must refuse: that request is a client
+    error with its reason (in the request outputs), the other requests and the run go on."""
+    server = delay_server("--bad-stream", kind, "--bad-every", "3", "--tokens-per-message", "1")
+    run = run_bench(
+        *synthetic(server.target, 9), "--engine", engine, "--save-request-outputs", "--request-timeout", "30"
+    )
+    assert run.code == 0, run.stdout
+    assert run.summary["errors"] == {"CLIENT_ERROR": 3}, run.summary
+    assert run.summary["successfulRequests"] == 6
+    rows = json.loads((run.output / "stage-00.request-outputs.json").read_text())
+    failed = [r for r in rows if not r["success"]]
+    assert len(failed) == 3
+    assert all(r["error"].startswith(f"CLIENT_ERROR: {reason}") for r in failed), [r["error"] for r in failed]
+    # What a failed request kept is bounded by the cut: never more than max_tokens + 16 messages.
+    assert all(len(r["tokens_per_message"]) <= 8 + 16 for r in rows)
+    assert all(r["output_len"] == 8 for r in rows if r["success"])
+
+
 def test_unreachable_server_fails_after_bounded_wait(run_bench: Run) -> None:
     run = run_bench(*synthetic(f"127.0.0.1:{free_port()}", 2), "--server-wait", "1")
     assert run.code == 1

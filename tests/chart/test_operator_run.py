@@ -38,6 +38,7 @@ from tests.chart.prometheus import running_prometheus
 from tests.chart.tools import REPO, render_objects
 from tests.cluster import sim
 from tests.cluster.wait import wait_for
+from tests.operator.harness import convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.jetstream, pytest.mark.slow]
 
@@ -167,7 +168,17 @@ def _run_cycle(
                 "apiVersion": "tpuserve.dev/v1alpha1",
                 "kind": "LlamaCheckpoint",
                 "metadata": {"name": "llama2-7b"},
-                "spec": {"model": "llama2-7b", "source": f"gs://{bucket}/meta", "output": f"gs://{bucket}/maxtext"},
+                "spec": {
+                    "model": "llama2-7b",
+                    "source": f"gs://{bucket}/meta",
+                    "output": f"gs://{bucket}/maxtext",
+                    # kwok runs the conversion: exit 0 with the converter's summary.
+                    "converter": {
+                        "podAnnotations": {
+                            sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(f"gs://{bucket}/maxtext")
+                        }
+                    },
+                },
             },
         )
         # One object that fails, so that the failure panels have something to show.

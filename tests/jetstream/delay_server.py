@@ -5,7 +5,9 @@ message `--ttft-ms` after the request arrives, then one every `--itl-ms` (absolu
 Faults it produces for real: `--max-inflight N` answers RESOURCE_EXHAUSTED beyond N streams in flight (as a
 full JetStream prefill queue does); `--unavailable-every K` fails every K-th Decode with UNAVAILABLE while
 staying up (a transient error); `--hang` never answers (deadline tests); `--vocab-size` bounds token ids
-(`--out-of-vocab` emits ids past it, as JetStream's mock engine does).
+(`--out-of-vocab` emits ids past it, as JetStream's mock engine does); `--bad-stream KIND --bad-every K` makes
+every K-th Decode misbehave: `garbage` (one stream message that is not a DecodeResponse), `oversized` (one
+2 MiB message) or `overlong` (token messages without end, past max_tokens).
 
 Run: python -m tests.jetstream.delay_server --port 0 --ttft-ms 50 --itl-ms 10   (prints "PORT <n>" when serving)
 """
@@ -38,6 +40,13 @@ class Behaviour:
     out_of_vocab: bool = False
     live: bool = True
     unavailable_every: int = 0  # 0 = never; else every k-th Decode ends with UNAVAILABLE (a live server)
+    bad_stream: str = ""  # garbage | oversized | overlong, on every bad_every-th Decode
+    bad_every: int = 1
+
+
+# Not a DecodeResponse: field 1 (stream_content) as a length-delimited field whose length runs past the end.
+GARBAGE_MESSAGE = b"\x0a\xff\xff\xff\x0f\x01"
+OVERSIZED_BYTES = 2 << 20
 
 
 def _message(ids: list[int]) -> bytes:
@@ -80,10 +89,15 @@ class DelayServer:
         if self.b.unavailable_every and self.requests % self.b.unavailable_every == 0:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "injected: try again")
         parsed = jetstream_pb2.DecodeRequest.FromString(request)
+        bad = self.b.bad_stream if self.b.bad_stream and self.requests % self.b.bad_every == 0 else ""
         self.inflight += 1
         try:
             if self.b.hang:
                 await asyncio.sleep(3600)
+            if bad:
+                async for message in self._bad(bad, parsed.max_tokens):
+                    yield message
+                return
             messages = self._messages(max(0, parsed.max_tokens))
             ttft = self.b.ttft_ms / 1000.0
             itl = self.b.itl_ms / 1000.0
@@ -95,6 +109,22 @@ class DelayServer:
                 yield message
         finally:
             self.inflight -= 1
+
+    async def _bad(self, kind: str, max_tokens: int) -> AsyncIterator[bytes]:
+        """A stream the client must refuse (one request fails, the run goes on)."""
+        yield _message([3])
+        if kind == "garbage":
+            yield GARBAGE_MESSAGE
+        elif kind == "oversized":
+            yield _message([1 << 21] * (OVERSIZED_BYTES // 4))  # 4-byte varints: about OVERSIZED_BYTES
+        elif kind == "overlong":
+            while True:  # until the client cancels: never ending unless cut
+                yield _message([4])
+                await asyncio.sleep(0)
+        else:
+            raise ValueError(f"unknown --bad-stream {kind}")
+        for message in self._messages(max(0, max_tokens - 1)):
+            yield message
 
     async def health(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         data: bytes = jetstream_pb2.HealthCheckResponse(is_live=self.b.live).SerializeToString()
@@ -148,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-of-vocab", action="store_true")
     parser.add_argument("--not-live", action="store_true")
     parser.add_argument("--unavailable-every", type=int, default=0, help="every k-th Decode answers UNAVAILABLE")
+    parser.add_argument("--bad-stream", choices=["garbage", "oversized", "overlong"], default="")
+    parser.add_argument("--bad-every", type=int, default=1, help="which Decodes --bad-stream affects (every k-th)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (faster, for performance runs)")
     args = parser.parse_args(argv)
     behaviour = Behaviour(
@@ -160,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         out_of_vocab=args.out_of_vocab,
         live=not args.not_live,
         unavailable_every=args.unavailable_every,
+        bad_stream=args.bad_stream,
+        bad_every=max(1, args.bad_every),
     )
     if args.uvloop:
         import uvloop

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster import sim
 from tests.convert.conftest import TINY, upload_dir, write_meta_source
-from tests.operator.harness import Objects, OperatorProcess, install_crds
+from tests.operator.harness import Objects, OperatorProcess, controller_reference, install_crds
 
 LOCAL: dict[str, Any] = dict(sim.local_node_placement())  # {"nodeSelector": ..., "tolerations": ...}
 
@@ -111,12 +111,17 @@ def benchmark(name: str, *, server_ref: str | None = None, target: str | None = 
     return {"apiVersion": "tpuserve.dev/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": name}, "spec": body}
 
 
-def sim_service(name: str, address: str) -> dict[str, Any]:
-    """A Service the operator will adopt, carrying the simulated-DNS address of a local JetStream server."""
+def sim_service(name: str, address: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """The server's Service made ahead of the operator, controlled by the InferenceServer `owner` (the operator
+    touches only children it controls), carrying the simulated-DNS address of a local JetStream server."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "annotations": {sim.ADDRESS_ANNOTATION: address}},
+        "metadata": {
+            "name": name,
+            "annotations": {sim.ADDRESS_ANNOTATION: address},
+            "ownerReferences": [controller_reference(owner)],
+        },
         "spec": {"ports": [{"name": "grpc", "port": 9000}], "selector": {"tpuserve.dev/inferenceserver": name}},
     }
 

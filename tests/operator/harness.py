@@ -191,6 +191,37 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     raise AssertionError(f"no condition {type_} in {status.get('conditions')}")
 
 
+def controller_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """An ownerReference that makes `owner` (an object read back from the API server) the controller."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def convert_summary_json(output: str, model: str = "llama2-7b") -> str:
+    """The converter's success summary for `output` (what kwok-simulated conversion pods report: the operator
+    marks a checkpoint Ready only on a valid summary whose paths lie under spec.output)."""
+    from tpuserve.convert import layout
+    from tpuserve.convert.summary import ConvertSummary, Outcome
+
+    return ConvertSummary(
+        ok=True,
+        outcome=Outcome.CONVERTED,
+        model=model,
+        weight_dtype="bfloat16",
+        scanned_path=layout.scanned_items(output),
+        unscanned_path=layout.unscanned_items(output),
+        manifest_path=layout.manifest_path(output),
+        parameter_count=1,
+    ).to_termination_message()
+
+
 def install_crds(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     wait_crds_established(kubectl, *(f"crd/{plural}.tpuserve.dev" for plural in PLURAL.values()))

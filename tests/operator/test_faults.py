@@ -14,7 +14,7 @@ from tests.cluster import sim
 from tests.cluster.wait import wait_for
 from tests.gcs_fixtures import make_client, running_gcs_emulator
 from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, free_port, metric_value
+from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, free_port, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -44,9 +44,11 @@ def test_operator_killed_mid_phase_resumes_without_duplicates_or_lost_results(
 ) -> None:
     slow = {sim.RUN_DURATION_ANNOTATION: "8s"}
     run_annotations = {**slow, sim.TERMINATION_MESSAGE_ANNOTATION: summary_json(output_throughput=2500.0)}
+    output = f"gs://{gcs_bucket}/out"
+    converted = {**slow, sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(output)}
     objects.apply(
         namespace,
-        checkpoint("ckpt", meta_source(), f"gs://{gcs_bucket}/out", podAnnotations=slow),
+        checkpoint("ckpt", meta_source(), output, podAnnotations=converted),
         server("srv", ref="ckpt"),
         benchmark("run", server_ref="srv", podAnnotations=run_annotations),
     )
@@ -135,3 +137,25 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
         assert job_names(objects, namespace) == ["ckpt-convert"]
         errors = metric_value(process.metrics(), "tpuserve_gcs_errors_total", {"operation": "check_source"})
         assert errors is not None and errors >= 1
+
+
+def test_retries_end_in_failed_with_the_last_reason(
+    kube_cluster: Any, crds: None, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
+) -> None:
+    """GCS never answers: past TPUSERVE_RETRY_BUDGET_SECONDS the checkpoint is Failed/RetriesExhausted with the
+    last reason, instead of Pending forever."""
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = operator_env(endpoint, tiny_arch_file, TPUSERVE_GCS_TIMEOUT_SECONDS="2", TPUSERVE_RETRY_BUDGET_SECONDS="8")
+    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", env)
+    process.start()
+    try:
+        objects.apply(namespace, checkpoint("ckpt", "gs://nowhere-bucket/meta", "gs://nowhere-bucket/out"))
+        status = objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Failed", timeout=90)
+        ready = condition(status, "Ready")
+        assert ready["reason"] == "RetriesExhausted"
+        assert "TPUSERVE_RETRY_BUDGET_SECONDS=8" in status["message"] and "GCS unavailable" in status["message"]
+        assert status["observedGeneration"] == 1
+        assert any(e["reason"] == "RetriesExhausted" for e in objects.events(namespace, "ckpt"))
+        assert job_names(objects, namespace) == []
+    finally:
+        process.stop()

@@ -18,7 +18,7 @@ import pytest
 from tests.cluster import sim
 from tests.cluster.wait import wait_for
 from tests.operator.conftest import LOCAL, benchmark, checkpoint, server, sim_service, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, metric_value
+from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -41,15 +41,17 @@ def test_chain_checkpoint_server_benchmark_with_real_numbers(
         pytest.skip("needs the local node (real processes)")
     source = meta_source()
     output = f"gs://{gcs_bucket}/maxtext/llama2-7b"
-    # The Service exists before the server (the operator adopts it): its annotation is the simulated DNS entry
-    # that points the benchmark at the local JetStream server.
-    objects.apply(namespace, sim_service("llama", jetstream_mock_server))
     objects.apply(
         namespace,
         checkpoint("llama2-7b", source, output, **LOCAL),
         server("llama", ref="llama2-7b"),
         benchmark("openorca-like", server_ref="llama", **LOCAL),
     )
+    # The server's Service, made while the server waits for its checkpoint and controlled by it: its annotation
+    # is the simulated DNS entry that points the benchmark at the local JetStream server.
+    srv_body = objects.get("InferenceServer", namespace, "llama")
+    assert srv_body is not None
+    objects.apply(namespace, sim_service("llama", jetstream_mock_server, srv_body))
     # Everything waits on its dependency first.
     run = objects.wait_phase("BenchmarkRun", namespace, "openorca-like", "WaitingForServer", "Running", "Succeeded")
     assert run["phase"] != "Succeeded" or condition(run, "ServerReady")["status"] == "True"
@@ -269,8 +271,10 @@ def test_waiting_server_proceeds_when_its_checkpoint_appears(
     status = objects.wait_phase("InferenceServer", namespace, "late", "WaitingForCheckpoint")
     assert condition(status, "CheckpointReady")["reason"] == "CheckpointNotFound"
     assert objects.items("deployments", namespace) == []
-    # The checkpoint's conversion is simulated by kwok (exit 0, no summary): the default output paths are used.
-    objects.apply(namespace, checkpoint("later", meta_source(), f"gs://{gcs_bucket}/later"))
+    # The checkpoint's conversion is simulated by kwok (exit 0 and the converter's summary).
+    output = f"gs://{gcs_bucket}/later"
+    converted = {sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(output)}
+    objects.apply(namespace, checkpoint("later", meta_source(), output, podAnnotations=converted))
     objects.wait_phase("LlamaCheckpoint", namespace, "later", "Ready", timeout=60)
     status = objects.wait_phase("InferenceServer", namespace, "late", "Ready", timeout=60)
     assert status["checkpointPath"] == f"gs://{gcs_bucket}/later/unscanned/checkpoints/0/items"

@@ -11,9 +11,19 @@ import pytest
 import yaml
 from tpuserve import tpu
 from tpuserve.api import KINDS
-from tpuserve.api.generate import build_crd, crd_filename, register, render_crds, render_docs, stale_files, write_crds
+from tpuserve.api.generate import (
+    build_crd,
+    crd_filename,
+    register,
+    render_crds,
+    render_docs,
+    stale_files,
+    unbounded_fields,
+    write_crds,
+)
 
 REPO = Path(__file__).resolve().parents[2]
+CEL = "x-kubernetes-validations"
 
 
 def test_committed_crds_and_docs_are_current(tmp_path: Path) -> None:
@@ -69,6 +79,27 @@ def test_schema_is_structural(kind: Any) -> None:
         if "default" in node:
             assert node["default"] is not None, f"{kind.KIND}{path}"
     assert version["subresources"] == {"status": {}}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.KIND for k in KINDS])
+def test_every_spec_string_list_and_map_is_bounded(kind: Any) -> None:
+    spec = build_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert unbounded_fields(spec, "spec") == []
+    # The finder itself finds what lacks a bound.
+    assert unbounded_fields({"type": "object", "properties": {"s": {"type": "string"}}}, "x") == ["x.s"]
+    loose_map = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 1}}
+    assert unbounded_fields(loose_map, "m") == ["m"]
+    assert unbounded_fields({"type": "array", "maxItems": 1, "items": {"type": "string"}}, "l") == ["l[]"]
+
+
+def test_metadata_name_rules_sit_at_the_root() -> None:
+    rules = {
+        kind.KIND: [r["rule"] for r in build_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"][CEL]]
+        for kind in KINDS
+    }
+    assert rules["LlamaCheckpoint"] == ["self.metadata.name.size() <= 55"]
+    assert rules["BenchmarkRun"] == ["self.metadata.name.size() <= 57"]
+    assert "self.metadata.name.size() <= 63" in rules["InferenceServer"][0]
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=[k.KIND for k in KINDS])

@@ -16,18 +16,27 @@ from tpuserve.api.conventions import (
     AGE_COLUMN,
     DURATION_PATTERN,
     GCS_URI_PATTERN,
+    MAX_IMAGE,
+    MAX_LIST_ITEMS,
+    MAX_PATH,
+    MAX_SHORT_STRING,
+    AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
     KindInfo,
+    LabelMap,
     ObjectRef,
     PrinterColumn,
     ResourceRequirements,
     Toleration,
+    annotations_field,
     cel_rules,
+    check_name,
     conditions_field,
     exactly_one_of,
     immutable,
+    labels_field,
     nested_default,
     parse_duration,
 )
@@ -220,7 +229,10 @@ class BenchmarkRunSpec(ApiModel):
         default_factory=DatasetSpec, description="Prompts to send.", json_schema_extra=nested_default(DatasetSpec)
     )
     tokenizer_path: str | None = Field(
-        default=None, min_length=1, description="Tokenizer for prompts and outputs; default the server's."
+        default=None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="Tokenizer for prompts and outputs; default the server's.",
     )
     num_prompts: int = Field(default=1000, ge=1, le=1_000_000, description="Prompts sampled from the dataset.")
     max_output_length: int = Field(
@@ -272,6 +284,7 @@ class BenchmarkRunSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description=f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE}).",
     )
     resources: ResourceRequirements | None = Field(
@@ -280,12 +293,17 @@ class BenchmarkRunSpec(ApiModel):
         f"{BENCH_DEFAULT_REQUESTS['cpu']}, memory {BENCH_DEFAULT_REQUESTS['memory']}; limits memory "
         f"{BENCH_DEFAULT_LIMITS['memory']}; no CPU limit, so that throttling never shows up as server latency).",
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the benchmark pod must match.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the benchmark pod.")
-    service_account_name: str | None = Field(
-        default=None, min_length=1, description="ServiceAccount of the benchmark pod (Workload Identity for gs://)."
+    node_selector: LabelMap = labels_field("spec.nodeSelector", "Node labels the benchmark pod must match.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the benchmark pod."
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the benchmark pod.")
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SHORT_STRING,
+        description="ServiceAccount of the benchmark pod (Workload Identity for gs://).",
+    )
+    pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the benchmark pod.")
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
@@ -459,3 +477,8 @@ class BenchmarkRun(ApiModel, KindInfo):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: BenchmarkRunSpec
     status: BenchmarkRunStatus | None = None
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> BenchmarkRun:
+        check_name(self.KIND, self.metadata)
+        return self

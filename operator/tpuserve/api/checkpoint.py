@@ -16,17 +16,25 @@ from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     GCS_URI_PATTERN,
+    MAX_IMAGE,
+    MAX_LIST_ITEMS,
+    MAX_SHORT_STRING,
+    AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
     KindInfo,
+    LabelMap,
     PrinterColumn,
     Quantity,
     ResourceRequirements,
     Toleration,
+    annotations_field,
     cel_rules,
     cel_string_list,
+    check_name,
     conditions_field,
+    labels_field,
     nested_default,
 )
 from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
@@ -112,6 +120,7 @@ class ConverterSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
         f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
     )
@@ -120,13 +129,16 @@ class ConverterSpec(ApiModel):
         description="Container resources; default requests and limits memory sized from the model "
         "(64Gi for llama2-7b) and 4 CPUs.",
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
+    node_selector: LabelMap = labels_field(
+        "spec.converter.nodeSelector", "Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the Job's pod.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the Job's pod."
+    )
     service_account_name: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
         "and write access to `output`).",
     )
@@ -135,7 +147,7 @@ class ConverterSpec(ApiModel):
         description="Size limit of the Job's scratch volume (staged source and both checkpoints before upload); "
         "default sized from the model (about 2.2 times the weights).",
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the Job's pod.")
+    pod_annotations: AnnotationMap = annotations_field("spec.converter.podAnnotations", "Annotations on the Job's pod.")
 
     def effective_image(self, preset_images: Mapping[ConverterPreset, str] = PRESET_IMAGES) -> str:
         """The converter image: the spec's, else the (operator-configured) default for the preset."""
@@ -144,6 +156,8 @@ class ConverterSpec(ApiModel):
 
 # CEL: a gs:// URI without one trailing slash, so gs://b/x and gs://b/x/ compare equal.
 _CEL_WITHOUT_SLASH = "({f}.endsWith('/') ? {f}.substring(0, {f}.size() - 1) : {f})"
+_OUT = _CEL_WITHOUT_SLASH.format(f="self.output")
+_SRC = _CEL_WITHOUT_SLASH.format(f="self.source")
 
 
 _HF = CheckpointFormat.HUGGING_FACE.value
@@ -203,10 +217,10 @@ class LlamaCheckpointSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             CelRule(
-                rule=f"!has(self.source) || {_CEL_WITHOUT_SLASH.format(f='self.output')} != "
-                f"{_CEL_WITHOUT_SLASH.format(f='self.source')}",
-                message="spec.output must differ from spec.source (the converter writes scanned/ and unscanned/ "
-                "below output and clears them after an interrupted run)",
+                rule=f"!has(self.source) || ({_OUT} != {_SRC} && !{_OUT}.startsWith({_SRC} + '/') && "
+                f"!{_SRC}.startsWith({_OUT} + '/'))",
+                message="spec.output must differ from spec.source, and neither may lie inside the other (the "
+                "converter writes scanned/ and unscanned/ below output and clears them after an interrupted run)",
                 field_path=".output",
             ),
             CelRule(
@@ -254,8 +268,10 @@ class LlamaCheckpointSpec(ApiModel):
 
     @model_validator(mode="after")
     def _output_is_not_source(self) -> LlamaCheckpointSpec:
-        if self.source is not None and self.output.rstrip("/") == self.source.rstrip("/"):
-            raise ValueError("output must differ from source")
+        if self.source is not None:
+            output, source = self.output.rstrip("/"), self.source.rstrip("/")
+            if output == source or output.startswith(source + "/") or source.startswith(output + "/"):
+                raise ValueError("output must differ from source, and neither may lie inside the other")
         return self
 
     @model_validator(mode="after")
@@ -362,3 +378,8 @@ class LlamaCheckpoint(ApiModel, KindInfo):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: LlamaCheckpointSpec
     status: LlamaCheckpointStatus | None = None
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> LlamaCheckpoint:
+        check_name(self.KIND, self.metadata)
+        return self

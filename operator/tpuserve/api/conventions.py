@@ -18,12 +18,37 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "tpuserve"
 
-# The pattern every object-storage path in the API must match: a gs:// URI with a valid bucket name.
-GCS_URI_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$"
+# The pattern every object-storage path in the API must match: a gs:// URI with a valid bucket name and object
+# path segments of characters that GCS, gcloud/gsutil and the converter's tools take literally: no whitespace or
+# control characters, no wildcards (* ? [ ]) or `#`, no empty segment (`//`), no segment starting with `.`
+# (`.`/`..` would climb out of the prefix in the tools that treat paths as file paths); one trailing `/` allowed.
+GCS_URI_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[A-Za-z0-9_~=+@,:-][A-Za-z0-9._~=+@,:-]*)*/?$"
 # Kubernetes-style duration (metav1.Duration spelling without sub-second units): 90s, 30m, 2h, 1h30m.
 DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 # DNS-1123 subdomain, the names of objects a spec refers to.
 DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# DNS-1035 label: what a Service name must be (the cluster DNS name of an InferenceServer).
+DNS1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# Child names (controllers/naming.py): `<owner><suffix>`, at most 63 characters (a Service name is a DNS label;
+# a Job's name becomes the job-name label of its pods). An owner name that fits keeps its child names readable.
+MAX_CHILD_NAME = 63
+JOB_NAME_SUFFIXES = {"LlamaCheckpoint": "-convert", "BenchmarkRun": "-bench"}
+# Label and annotation keys (Kubernetes qualified names: an optional DNS-subdomain prefix and `/`, then a name of
+# at most 63 characters) and label values (at most 63 characters, possibly empty).
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+MAX_KEY_PREFIX = 253
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+MAX_LABEL_VALUE = 63
+# Bounds of what a spec passes through to children (keeps objects and CEL costs small).
+MAX_MAP_ENTRIES = 64
+MAX_ANNOTATION_VALUE = 4096  # 64 x 4 KiB stays under Kubernetes' 256 KiB for all annotations of an object
+MAX_LIST_ITEMS = 64
+MAX_IMAGE = 1024
+MAX_PATH = 1024
+MAX_SHORT_STRING = 253
 
 
 class ApiModel(BaseModel):
@@ -118,8 +143,11 @@ QUANTITY_PATTERN = (
 )
 
 
+MAX_QUANTITY = 64
+
+
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+    if isinstance(value, str) and (len(value) > MAX_QUANTITY or not re.match(QUANTITY_PATTERN, value)):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 64Gi, 500m, 8)")
     return value
 
@@ -127,15 +155,17 @@ def _check_quantity(value: int | str) -> int | str:
 Quantity = Annotated[
     int | str,
     AfterValidator(_check_quantity),
-    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "maxLength": MAX_QUANTITY}),
 ]
 
 
 class ResourceRequirements(ApiModel):
     """Container resource requests and limits (the Kubernetes shape, quantities as int or string)."""
 
-    requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources, e.g. memory: 64Gi.")
-    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
+    requests: dict[str, Quantity] | None = Field(
+        default=None, max_length=16, description="Minimum resources, e.g. memory: 64Gi."
+    )
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=16, description="Maximum resources.")
 
 
 class TolerationOperator(StrEnum):
@@ -152,9 +182,13 @@ class TaintEffect(StrEnum):
 class Toleration(ApiModel):
     """A pod toleration (the Kubernetes shape)."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with operator Exists matches every taint.")
+    key: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_PREFIX + 1 + MAX_LABEL_VALUE,
+        description="Taint key; empty with operator Exists matches every taint.",
+    )
     operator: TolerationOperator | None = Field(default=None, description="Exists or Equal (Kubernetes default).")
-    value: str | None = Field(default=None, description="Taint value, for operator Equal.")
+    value: str | None = Field(default=None, max_length=MAX_LABEL_VALUE, description="Taint value, for operator Equal.")
     effect: TaintEffect | None = Field(default=None, description="Taint effect to match; empty matches all.")
     toleration_seconds: int | None = Field(
         default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
@@ -165,6 +199,99 @@ class ObjectRef(ApiModel):
     """A reference to another object of this API in the same namespace."""
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Object name.")
+
+
+def _qualified_name_ok(key: str) -> bool:
+    prefix, _, _ = key.rpartition("/")
+    return bool(re.match(QUALIFIED_NAME_PATTERN, key)) and len(prefix) <= MAX_KEY_PREFIX
+
+
+def _check_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _qualified_name_ok(key):
+            raise ValueError(f"{key!r} is not a Kubernetes label/annotation key ({QUALIFIED_KEY_HINT})")
+    return value
+
+
+def _check_label_values(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not re.match(LABEL_VALUE_PATTERN, item):
+            raise ValueError(f"label value {item!r} of {key!r} is not a Kubernetes label value ({LABEL_VALUE_HINT})")
+    return value
+
+
+QUALIFIED_KEY_HINT = (
+    "an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit"
+)
+LABEL_VALUE_HINT = "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+
+
+def _keys_rule(where: str) -> CelRule:
+    return CelRule(
+        rule=f"self.all(k, k.matches('{QUALIFIED_NAME_PATTERN}') && "
+        f"(k.indexOf('/') < 0 || k.indexOf('/') <= {MAX_KEY_PREFIX}))",
+        message=f"{where} keys must be Kubernetes label/annotation keys ({QUALIFIED_KEY_HINT})",
+    )
+
+
+AnnotationMap = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_ANNOTATION_VALUE)]], AfterValidator(_check_keys)
+]
+LabelMap = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_LABEL_VALUE, pattern=LABEL_VALUE_PATTERN)]],
+    AfterValidator(_check_keys),
+    AfterValidator(_check_label_values),
+]
+
+
+def annotations_field(where: str, description: str) -> Any:
+    """A map passed through as pod annotations: bounded, keys Kubernetes accepts."""
+    return Field(
+        default_factory=dict,
+        max_length=MAX_MAP_ENTRIES,
+        description=description,
+        json_schema_extra=cel_rules(_keys_rule(where)),
+    )
+
+
+def labels_field(where: str, description: str) -> Any:
+    """A map passed through as labels (a nodeSelector): bounded, keys and values Kubernetes accepts."""
+    return annotations_field(where, description)
+
+
+def name_rules(kind: str) -> tuple[CelRule, ...]:
+    """CEL rules on metadata.name so that every child name derived from it is valid and readable."""
+    if kind == "InferenceServer":
+        return (
+            CelRule(
+                rule=f"self.metadata.name.size() <= {MAX_CHILD_NAME} && "
+                f"self.metadata.name.matches('{DNS1035_LABEL_PATTERN}')",
+                # No fieldPath: the API server allows none into metadata; the message starts with the field instead.
+                message=f"metadata.name: an InferenceServer's name is the name of its Service (a DNS-1035 label): "
+                f"at most {MAX_CHILD_NAME} lowercase letters, digits and '-', starting with a letter, no '.'",
+            ),
+        )
+    limit = MAX_CHILD_NAME - len(JOB_NAME_SUFFIXES[kind])
+    return (
+        CelRule(
+            rule=f"self.metadata.name.size() <= {limit}",
+            message=f"metadata.name: a {kind}'s name may have at most {limit} characters (its Job is "
+            f"<name>{JOB_NAME_SUFFIXES[kind]}, at most {MAX_CHILD_NAME})",
+        ),
+    )
+
+
+def check_name(kind: str, metadata: dict[str, Any]) -> None:
+    """What name_rules(kind) says, for the models."""
+    name = str(metadata.get("name") or "")
+    if not name:
+        return  # generateName or an object not yet named (tests, rendering)
+    if kind == "InferenceServer":
+        if len(name) > MAX_CHILD_NAME or not re.match(DNS1035_LABEL_PATTERN, name):
+            raise ValueError(name_rules(kind)[0].message)
+    elif len(name) > MAX_CHILD_NAME - len(JOB_NAME_SUFFIXES[kind]):
+        raise ValueError(name_rules(kind)[0].message)
 
 
 class ConditionStatus(StrEnum):

@@ -16,6 +16,10 @@ from tpuserve.api.conventions import (
     AGE_COLUMN,
     DNS1123_SUBDOMAIN_PATTERN,
     GCS_URI_PATTERN,
+    MAX_IMAGE,
+    MAX_PATH,
+    MAX_SHORT_STRING,
+    AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
@@ -23,8 +27,10 @@ from tpuserve.api.conventions import (
     ObjectRef,
     PrinterColumn,
     ResourceRequirements,
+    annotations_field,
     cel_rules,
     cel_string_list,
+    check_name,
     conditions_field,
     nested_default,
 )
@@ -383,6 +389,7 @@ class InferenceServerSpec(ApiModel):
     tokenizer_path: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_PATH,
         description="Tokenizer the server loads; default MaxText's asset for the model (assets/tokenizer.llama2).",
     )
     tpu: TpuSpec = Field(description="TPU slice of each replica.")
@@ -395,12 +402,14 @@ class InferenceServerSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="Server image; default the operator's setting for the runtime (out of the box "
         f"{images.GOOGLE_SERVER_IMAGE} for jetstream-maxtext, {images.VLLM_TPU_IMAGE} for vllm-tpu).",
     )
     http_image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE,
         description="JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
         f"{images.GOOGLE_HTTP_IMAGE}).",
     )
@@ -409,13 +418,16 @@ class InferenceServerSpec(ApiModel):
         default_factory=MetricsSpec, description="Prometheus metrics.", json_schema_extra=nested_default(MetricsSpec)
     )
     service_account_name: str | None = Field(
-        default=None, min_length=1, description="ServiceAccount of the server pods (Workload Identity for gs:// reads)."
+        default=None,
+        min_length=1,
+        max_length=MAX_SHORT_STRING,
+        description="ServiceAccount of the server pods (Workload Identity for gs:// reads).",
     )
     resources: ResourceRequirements | None = Field(
         default=None,
         description="Overrides for the server container's resources; google.com/tpu is always the host's chip count.",
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
+    pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the server pods.")
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
@@ -599,3 +611,8 @@ class InferenceServer(ApiModel, KindInfo):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceServerSpec
     status: InferenceServerStatus | None = None
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> InferenceServer:
+        check_name(self.KIND, self.metadata)
+        return self

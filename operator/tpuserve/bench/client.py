@@ -19,8 +19,16 @@ from tpuserve.proto import jetstream_pb2
 DECODE_METHOD = "/jetstream_proto.Orchestrator/Decode"
 HEALTH_METHOD = "/jetstream_proto.Orchestrator/HealthCheck"
 OK = "OK"
-# Any non-gRPC failure inside a request (never expected; counted rather than crashing the run).
+# A failure the client found inside one request (a malformed, oversized or overlong stream, or a bug): counted
+# with its reason in the record's detail, never a reason to stop the run.
 CLIENT_ERROR = "CLIENT_ERROR"
+# Bounds on what one request may hold, so a misbehaving server cannot exhaust the benchmark pod's memory: a real
+# DecodeResponse is a few token ids (bytes to a few KiB of text); a stream carries one message per token at most,
+# plus JetStream's initial and final messages (the margin). gRPC core refuses a larger message itself.
+MAX_STREAM_MESSAGE_BYTES = 1 << 20
+EXTRA_STREAM_MESSAGES = 16
+# gRPC core's own words for a message over max_receive_message_length (src/core/lib/surface/call.cc).
+_CORE_OVERSIZED = "larger than max"
 
 
 def encode_request(prompt_ids: list[int], max_tokens: int) -> bytes:
@@ -46,6 +54,52 @@ class Record:
     messages: list[bytes] = field(default_factory=list)
     code: str = OK
     detail: str = ""
+    max_messages: int = 0  # the stream is cut (a client error) past this many messages; 0 = no limit
+
+
+def max_stream_messages(max_tokens: int) -> int:
+    """Messages a stream of `max_tokens` tokens may take before the client cuts it."""
+    return max(max_tokens, 0) + EXTRA_STREAM_MESSAGES
+
+
+def overlong_detail(limit: int) -> str:
+    return f"stream cut after {limit} messages (max_tokens + {EXTRA_STREAM_MESSAGES}): the server sent more"
+
+
+def end_status(record: Record, code: str, detail: str) -> None:
+    """Record how a call ended; a client error found first stays the reason, and gRPC core's refusal of an
+    oversized message is the client's (the server is healthy, its message is not), not the server's own
+    RESOURCE_EXHAUSTED (a full prefill queue)."""
+    if code == OK or record.code != OK:
+        return
+    if code == "RESOURCE_EXHAUSTED" and _CORE_OVERSIZED in detail:
+        record.code = CLIENT_ERROR
+        record.detail = f"oversized stream message (limit {MAX_STREAM_MESSAGE_BYTES} bytes): {detail}"
+        return
+    record.code, record.detail = code, detail
+
+
+def parse_record(record: Record) -> tuple[list[int], list[int]]:
+    """parse_messages for one request; a message that is not a DecodeResponse fails that request (a client error
+    naming the message) instead of the whole report. (protobuf raises its DecodeError; anything else a
+    broken message provokes in the parser is the same verdict.)"""
+    try:
+        return parse_messages(record.messages)
+    except Exception as exc:
+        index = _first_malformed(record.messages)
+        if record.code == OK:
+            record.code = CLIENT_ERROR
+            record.detail = f"malformed stream message {index} (not a DecodeResponse): {type(exc).__name__}: {exc}"
+        return [], []
+
+
+def _first_malformed(messages: list[bytes]) -> int:
+    for index, raw in enumerate(messages):
+        try:
+            jetstream_pb2.DecodeResponse.FromString(raw)
+        except Exception:
+            return index
+    return -1
 
 
 def parse_messages(messages: list[bytes]) -> tuple[list[int], list[int]]:
@@ -68,7 +122,7 @@ def parse_messages(messages: list[bytes]) -> tuple[list[int], list[int]]:
 def channel_options() -> list[tuple[str, int]]:
     """Channel arguments shared by every engine (long-lived connections that survive idle stretches)."""
     return [
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_receive_message_length", MAX_STREAM_MESSAGE_BYTES),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tpuserve.bench.client import OK, Record, parse_messages
+from tpuserve.bench.client import OK, Record, parse_record
 from tpuserve.bench.openai import parse_stream
 from tpuserve.bench.runner import StageRun
 from tpuserve.bench.tokenizer import Tokenizer
@@ -129,7 +129,7 @@ def parse_run(run: StageRun, protocol: str = JETSTREAM, tokenizer: Tokenizer | N
         if protocol == OPENAI:
             results.append(parse_openai(record, request.prompt_len, tokenizer))
             continue
-        counts, ids = parse_messages(record.messages)
+        counts, ids = parse_record(record)
         results.append(RequestResult(record, request.prompt_len, ids, counts))
     return results
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tpuserve.bench.client import Record, encode_request
+from tpuserve.bench.client import Record, encode_request, max_stream_messages
 from tpuserve.bench.datasets import Request
 from tpuserve.bench.streams import Streams
 
@@ -184,7 +184,7 @@ class Runner:
 
     async def run_stage(self, stage: Stage, requests: list[Request], warmup: bool = False) -> StageRun:
         payloads = [self.encode(r) for r in requests]
-        records = [Record(i) for i in range(len(requests))]
+        records = [Record(i, max_messages=max_stream_messages(r.max_tokens)) for i, r in enumerate(requests)]
         run = StageRun(stage, requests, records, warmup=warmup)
         label = f"{'warmup' if warmup else stage.name}"
         stop = threading.Event()

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 
 import grpc
 
-from tpuserve.bench.client import CLIENT_ERROR, DECODE_METHOD, HEALTH_METHOD, OK, Record, channel_options
+from tpuserve.bench.client import (
+    CLIENT_ERROR,
+    DECODE_METHOD,
+    HEALTH_METHOD,
+    Record,
+    channel_options,
+    end_status,
+    overlong_detail,
+)
 
 OnDone = Callable[[Record], None]
 CANCELLED = grpc.StatusCode.CANCELLED.name
@@ -70,12 +78,13 @@ def available() -> bool:
 class _Stream:
     """One call in flight on the completion-queue engine; also the tag of its receive-message operations."""
 
-    __slots__ = ("arrivals", "call", "messages", "on_done", "open_parts", "record")
+    __slots__ = ("arrivals", "call", "limit", "messages", "on_done", "open_parts", "record")
 
     def __init__(self, record: Record, on_done: OnDone) -> None:
         self.record = record
         self.arrivals = record.arrivals
         self.messages = record.messages
+        self.limit = record.max_messages or sys.maxsize
         self.on_done = on_done
         self.call: Any = None
         # The message stream and the status both have to end before the request is finished (core may
@@ -193,7 +202,10 @@ class CompletionQueueStreams:
             try:
                 if kind is _Stream:
                     message = event.batch_operations[0].message()
-                    if message is not None:
+                    if message is not None and len(tag.messages) >= tag.limit:
+                        # An overlong stream: this request fails, its memory stays bounded, the run goes on.
+                        self._cut(tag, overlong_detail(tag.limit))
+                    elif message is not None:
                         tag.arrivals.append(arrived)
                         tag.messages.append(message)
                         call = tag.call
@@ -211,9 +223,7 @@ class CompletionQueueStreams:
                     stream = tag.stream
                     status = event.batch_operations[0]
                     code = _CODE_NAMES.get(status.code(), f"CODE_{status.code()}")
-                    if code != OK and stream.record.code == OK:  # a client error found first stays the reason
-                        stream.record.code = code
-                        stream.record.detail = status.details() or ""
+                    end_status(stream.record, code, status.details() or "")
                     self._part_done(stream)
                 elif kind is _Wake and self._closing:
                     return
@@ -227,6 +237,14 @@ class CompletionQueueStreams:
                 if stream.open_parts > 1 and stream.call is not None:
                     stream.call.cancel(cygrpc.StatusCode.cancelled, "client error")
                 self._part_done(stream)
+
+    def _cut(self, stream: _Stream, detail: str) -> None:
+        """End a request the client refuses (its message part ends here; the status part follows the cancel)."""
+        stream.record.code = CLIENT_ERROR
+        stream.record.detail = detail
+        if stream.call is not None:
+            stream.call.cancel(cygrpc.StatusCode.cancelled, "client error")
+        self._part_done(stream)
 
     def _part_done(self, stream: _Stream) -> None:
         stream.open_parts -= 1
@@ -300,16 +318,21 @@ class AioStreams:
         arrivals = record.arrivals
         messages = record.messages
         clock = time.perf_counter
+        limit = record.max_messages or sys.maxsize
         record.send = clock()
         try:
-            async for message in stub(payload, timeout=timeout):
+            call = stub(payload, timeout=timeout)
+            async for message in call:
+                if len(messages) >= limit:  # an overlong stream: this request fails, the run goes on
+                    call.cancel()
+                    record.code, record.detail = CLIENT_ERROR, overlong_detail(limit)
+                    break
                 arrivals.append(clock())
                 messages.append(message)
             record.end = clock()
         except grpc.aio.AioRpcError as exc:
             record.end = clock()
-            record.code = exc.code().name
-            record.detail = exc.details() or ""
+            end_status(record, exc.code().name, exc.details() or "")
         except asyncio.CancelledError:
             record.end = clock()
             record.code = CANCELLED

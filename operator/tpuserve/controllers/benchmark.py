@@ -20,7 +20,7 @@ from tpuserve.api import (
     Protocol,
     ServerPhase,
 )
-from tpuserve.controllers import kube, naming, observe, render, render_vllm
+from tpuserve.controllers import kube, naming, observe, outcomes, render, render_vllm
 from tpuserve.controllers.status import Reason, set_condition, write_status
 from tpuserve.results import BenchmarkSummary
 
@@ -31,7 +31,7 @@ TERMINAL = (BenchmarkPhase.SUCCEEDED, BenchmarkPhase.FAILED)
 
 
 def reconcile_benchmark(ctx: kube.Context, namespace: str, name: str) -> None:
-    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
+    kube.reconcile_latest(ctx, KIND, namespace, name, outcomes.guarded(KIND, _reconcile))
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
@@ -60,7 +60,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         return
     spec = obj.spec
     job_name = naming.job_name_bench(name)
-    job = kube.get_or_none(ctx.batch.read_namespaced_job, job_name, ns)
+    job = kube.get_owned_job(ctx, ns, job_name, meta["uid"])
 
     if job is None and status.job_name and status.phase == BenchmarkPhase.RUNNING:
         # The Job was started and is gone before its results were read (deleted by hand, or a Job TTL while the
@@ -163,11 +163,11 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         return
 
     # 3. Follow the Job.
-    job_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(job)
+    job_dict = job
     state = observe.job_state(job_dict)
     status.job_name = job_name
     if state.outcome == observe.JobOutcome.RUNNING:
-        pods = kube.list_pods(ctx, ns, {"job-name": job_name})
+        pods = kube.job_pods(ctx, job_dict)
         unschedulable = observe.unschedulable_message(pods)
         status.phase = BenchmarkPhase.RUNNING
         status.message = (
@@ -181,7 +181,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         write_status(ctx, KIND, body, status, event_reason=Reason.RUNNING)
         ctx.metrics.reconciles.labels(KIND, "ok").inc()
         return
-    pods = kube.list_pods(ctx, ns, {"job-name": job_name})
+    pods = kube.job_pods(ctx, job_dict)
     summary, raw = _summary(pods)
     status.completion_time = _parse_time(state.completion_time) or now
     if summary is not None:

@@ -19,7 +19,7 @@ from tpuserve.api import (
     LlamaCheckpoint,
     LlamaCheckpointStatus,
 )
-from tpuserve.controllers import kube, mirror, naming, observe, render
+from tpuserve.controllers import checkpoint_guard, kube, mirror, naming, observe, outcomes, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
-    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
+    kube.reconcile_latest(ctx, KIND, namespace, name, outcomes.guarded(KIND, _reconcile))
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
@@ -111,13 +111,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
         return  # terminal for this generation; a spec change starts over
 
     job_name = naming.job_name_convert(meta["name"])
-    job = kube.get_or_none(ctx.batch.read_namespaced_job, job_name, meta["namespace"])
-    job_dict: dict[str, Any] | None = ctx.api.sanitize_for_serialization(job) if job is not None else None
+    job_dict = kube.get_owned_job(ctx, meta["namespace"], job_name, meta["uid"])
     if job_dict is not None:
         job_generation = (job_dict["metadata"].get("annotations") or {}).get(naming.ANNOTATION_GENERATION)
         if job_generation != str(generation):
             # The spec changed since this Job was rendered (a Job's pod template is immutable): replace it.
-            kube.delete_job(ctx, meta["namespace"], job_name)
+            kube.delete_job(ctx, job_dict)
             status.job_name = None
             job_dict = None
             raise kopf.TemporaryError("replacing the conversion Job of an older generation", delay=2)
@@ -154,7 +153,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                     manifest = _gcs_call(
                         ctx,
                         lambda: find_verified_output(
-                            spec.output, spec.model, str(spec.weight_dtype), quantization, client=ctx.gcs()
+                            spec.output,
+                            spec.model,
+                            str(spec.weight_dtype),
+                            quantization,
+                            source=spec.source,
+                            client=ctx.gcs(),
                         ),
                     )
                 if manifest is not None:
@@ -178,6 +182,12 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
 
                 check = _gcs_call(ctx, lambda: check_source(spec.meta_source, spec.model, client=ctx.gcs()))
             except Exception as exc:
+                from tpuserve.convert.manifest import ManifestUnreadable
+
+                if isinstance(exc, ManifestUnreadable):
+                    done(CheckpointPhase.FAILED, Reason.OUTPUT_CONFLICT, str(exc), ready=False, converted=False)
+                    ctx.metrics.reconciles.labels(KIND, "ok").inc()
+                    return
                 if not _transient_gcs_error(exc):
                     raise
                 ctx.metrics.gcs_errors.labels("check_source").inc()
@@ -209,6 +219,17 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
                 )
                 ctx.metrics.reconciles.labels(KIND, "ok").inc()
                 return
+        in_use = checkpoint_guard.servers_loading_from(ctx, meta["namespace"], spec.output)
+        if in_use:
+            done(
+                CheckpointPhase.FAILED,
+                Reason.OUTPUT_IN_USE,
+                checkpoint_guard.in_use_message(spec.output, in_use),
+                ready=False,
+                converted=False,
+            )
+            ctx.metrics.reconciles.labels(KIND, "ok").inc()
+            return
         desired = render.render_convert_job(spec, meta, ctx.settings)
         created = kube.ensure_child(ctx, KIND, desired, patchable=False)
         status.job_name = job_name
@@ -228,9 +249,14 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
 
     state = observe.job_state(job_dict)
     status.job_name = job_name
-    pods = kube.list_pods(ctx, meta["namespace"], {"job-name": job_name})
+    pods = kube.job_pods(ctx, job_dict)
     summary = _summary(pods)
-    if state.outcome == observe.JobOutcome.SUCCEEDED:
+    problem = checkpoint_guard.summary_problem(spec, summary) if state.outcome == observe.JobOutcome.SUCCEEDED else None
+    if problem is not None:
+        status.completion_time = now
+        message = f"conversion Job {job_name} exited 0 but {problem}; not Ready (see kubectl logs job/{job_name})"
+        done(CheckpointPhase.FAILED, Reason.INVALID_SUMMARY, message, ready=False, converted=False)
+    elif state.outcome == observe.JobOutcome.SUCCEEDED:
         scanned, unscanned = render.converter_output_paths(spec)
         if summary is not None and summary.ok:
             scanned = summary.scanned_path or scanned
@@ -252,9 +278,11 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     elif state.outcome == observe.JobOutcome.FAILED:
         status.completion_time = now
         if summary is not None and not summary.ok:
-            reason = {"SourceNotFound": Reason.SOURCE_NOT_FOUND, "SourceIncomplete": Reason.SOURCE_INCOMPLETE}.get(
-                str(summary.reason), Reason.CONVERSION_FAILED
-            )
+            reason = {
+                "SourceNotFound": Reason.SOURCE_NOT_FOUND,
+                "SourceIncomplete": Reason.SOURCE_INCOMPLETE,
+                "OutputConflict": Reason.OUTPUT_CONFLICT,
+            }.get(str(summary.reason), Reason.CONVERSION_FAILED)
             message = f"conversion Job {job_name} failed ({summary.reason}): {summary.message or ''}".strip()
         else:
             reason = Reason.CONVERSION_FAILED

@@ -10,12 +10,14 @@ What triggers a reconcile:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import kopf
 
 from tpuserve.api import GROUP, VERSION, BenchmarkPhase, CheckpointPhase, ServerPhase
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import kube, naming, observe, outcomes, render
 from tpuserve.controllers.benchmark import reconcile_benchmark
 from tpuserve.controllers.checkpoint import reconcile_checkpoint
 from tpuserve.controllers.server import reconcile_server
@@ -86,6 +88,27 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
+def _bounded(
+    kind: str, reconcile: Callable[[kube.Context, str, str], None], memo: Any, namespace: str, name: str, runtime: Any
+) -> None:
+    """A change handler's retries end: past TPUSERVE_RETRY_BUDGET_SECONDS (kopf's `runtime` counts from the first
+    attempt, across operator restarts) the object is marked Failed/RetriesExhausted with the last reason."""
+    ctx = _ctx(memo)
+    try:
+        reconcile(ctx, namespace, name)
+    except kopf.PermanentError:
+        raise
+    except Exception as exc:
+        budget = ctx.settings.retry_budget_seconds
+        delay = exc.delay if isinstance(exc, kopf.TemporaryError) and exc.delay else BACKOFF_SECONDS
+        spent = runtime.total_seconds() if isinstance(runtime, timedelta) else 0.0
+        if spent + delay < budget:
+            raise
+        message = f"gave up after {spent:.0f}s of retries (TPUSERVE_RETRY_BUDGET_SECONDS={budget:g}): {exc}"
+        outcomes.give_up(ctx, kind, namespace, name, message)
+        raise kopf.PermanentError(message) from exc
+
+
 @kopf.on.probe(id="api")
 def probe(memo: Any, **_: Any) -> str:
     return "ok" if getattr(memo, "ctx", None) is not None else "starting"
@@ -97,8 +120,8 @@ def probe(memo: Any, **_: Any) -> str:
 @kopf.on.resume(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
 @kopf.on.create(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
 @kopf.on.update(GROUP, VERSION, CHECKPOINTS, field="spec", backoff=BACKOFF_SECONDS)
-def checkpoint_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_checkpoint(_ctx(memo), namespace, name)
+def checkpoint_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
+    _bounded("LlamaCheckpoint", reconcile_checkpoint, memo, namespace, name, runtime)
 
 
 @kopf.timer(
@@ -149,8 +172,8 @@ def checkpoint_event(
 @kopf.on.resume(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
 @kopf.on.create(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
 @kopf.on.update(GROUP, VERSION, SERVERS, field="spec", backoff=BACKOFF_SECONDS)
-def server_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_server(_ctx(memo), namespace, name)
+def server_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
+    _bounded("InferenceServer", reconcile_server, memo, namespace, name, runtime)
 
 
 @kopf.timer(GROUP, VERSION, SERVERS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
@@ -186,8 +209,8 @@ def server_event(
 
 @kopf.on.resume(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
 @kopf.on.create(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
-def run_changed(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_benchmark(_ctx(memo), namespace, name)
+def run_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
+    _bounded("BenchmarkRun", reconcile_benchmark, memo, namespace, name, runtime)
 
 
 @kopf.timer(

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tpuserve.api import GROUP, VERSION
 from tpuserve.controllers import naming
+from tpuserve.controllers.ownership import LABEL_JOB_CONTROLLER_UID, check_controlled, controller_uid, pods_of_job
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.settings import OperatorSettings
 
@@ -229,11 +230,13 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
     """Create the child if absent; patch it when its rendered hash changed (and it may be patched).
 
     409 on create (another reconcile or a previous operator process won) and 404 on patch (deleted meanwhile)
-    are normal outcomes: the live object is read back (or created) instead.
+    are normal outcomes: the live object is read back (or created) instead. An object of that name that this
+    owner does not control (ownerReference uid) is never patched: NameConflict.
     """
     kind = desired["kind"]
     api = child_api(ctx, kind)
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+    owner_uid = controller_uid(desired) or ""
     live: dict[str, Any] | None = get_or_none(api.read, ns, name)
     if live is None:
         try:
@@ -246,6 +249,7 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
                 raise
             live = api.read(ns, name)
             assert live is not None
+    check_controlled(live, kind, owner_uid)
     wanted = desired["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH]
     have = (live.get("metadata", {}).get("annotations") or {}).get(naming.ANNOTATION_SPEC_HASH)
     if patchable and have != wanted:
@@ -260,12 +264,30 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
     return live
 
 
-def delete_job(ctx: Context, namespace: str, name: str) -> None:
+def get_owned_job(ctx: Context, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
+    """The Job `name` as a dict if it exists and `owner_uid` controls it; None if absent; NameConflict otherwise."""
+    job = get_or_none(ctx.batch.read_namespaced_job, name, namespace)
+    if job is None:
+        return None
+    job_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(job)
+    return check_controlled(job_dict, "Job", owner_uid)
+
+
+def delete_job(ctx: Context, job: dict[str, Any]) -> None:
+    """Delete exactly this Job (uid precondition: never a same-named Job created meanwhile)."""
+    meta = job["metadata"]
+    options = k8s.V1DeleteOptions(propagation_policy="Background", preconditions=k8s.V1Preconditions(uid=meta["uid"]))
     try:
-        ctx.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        ctx.batch.delete_namespaced_job(meta["name"], meta["namespace"], body=options)
     except ApiException as exc:
-        if exc.status != 404:
+        if exc.status not in (404, 409):  # gone, or already replaced (uid precondition failed)
             raise
+
+
+def job_pods(ctx: Context, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pods of this Job, found by its controller uid (label and ownerReference), not by its name."""
+    uid = job["metadata"]["uid"]
+    return pods_of_job(list_pods(ctx, job["metadata"]["namespace"], {LABEL_JOB_CONTROLLER_UID: uid}), uid)
 
 
 def list_pods(ctx: Context, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:

@@ -77,12 +77,11 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
         ctx.metrics.reconciles.labels(KIND, "ok").inc()
 
     job_name = naming.job_name_mirror(meta["name"])
-    job = kube.get_or_none(ctx.batch.read_namespaced_job, job_name, meta["namespace"])
-    job_dict: dict[str, Any] | None = ctx.api.sanitize_for_serialization(job) if job is not None else None
+    job_dict = kube.get_owned_job(ctx, meta["namespace"], job_name, meta["uid"])
     if job_dict is not None:
         job_generation = (job_dict["metadata"].get("annotations") or {}).get(naming.ANNOTATION_GENERATION)
         if job_generation != str(generation):
-            kube.delete_job(ctx, meta["namespace"], job_name)
+            kube.delete_job(ctx, job_dict)
             raise kopf.TemporaryError("replacing the mirror Job of an older generation", delay=2)
 
     if job_dict is None:
@@ -103,7 +102,7 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
 
     state = observe.job_state(job_dict)
     status.job_name = job_name
-    pods = kube.list_pods(ctx, meta["namespace"], {"job-name": job_name})
+    pods = kube.job_pods(ctx, job_dict)
     summary = _summary(pods)
     if state.outcome == observe.JobOutcome.SUCCEEDED and summary is not None and summary.ok:
         status.hugging_face_path = summary.model_path or render.mirror_model_path(spec)
@@ -122,7 +121,7 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
         reason = _FAILURE_REASONS.get(str(summary.reason), Reason.MIRROR_FAILED) if summary else Reason.MIRROR_FAILED
         if reason == Reason.HUB_UNAVAILABLE:
             # Retried, not failed: a new Job after a pause (the Job already retried within its own budget).
-            kube.delete_job(ctx, meta["namespace"], job_name)
+            kube.delete_job(ctx, job_dict)
             message = (
                 f"{summary.message if summary else 'the Hugging Face hub is unavailable'}; "
                 f"a new mirror Job starts in {ctx.settings.gcs_retry_seconds:g}s"

@@ -19,7 +19,7 @@ from tpuserve.api import (
     ServerPhase,
     TpuStatus,
 )
-from tpuserve.controllers import kube, naming, observe, render, render_vllm
+from tpuserve.controllers import kube, naming, observe, outcomes, render, render_vllm
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ MONITORS = (
 
 
 def reconcile_server(ctx: kube.Context, namespace: str, name: str) -> None:
-    kube.reconcile_latest(ctx, KIND, namespace, name, _reconcile)
+    kube.reconcile_latest(ctx, KIND, namespace, name, outcomes.guarded(KIND, _reconcile))
 
 
 def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:

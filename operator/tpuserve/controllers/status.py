@@ -18,6 +18,9 @@ class Reason(StrEnum):
 
     ACCEPTED = "Accepted"  # the object was read; nothing started yet
     INVALID_SPEC = "InvalidSpec"  # the spec cannot be reconciled (the message says which field)
+    NAME_CONFLICT = "NameConflict"  # a child's name is held by an object this one does not control (named)
+    API_REJECTED = "ApiRejected"  # the API server refused a child for good (its message); not retried
+    RETRIES_EXHAUSTED = "RetriesExhausted"  # a temporary problem outlasted TPUSERVE_RETRY_BUDGET_SECONDS
     # LlamaCheckpoint
     SOURCE_NOT_FOUND = "SourceNotFound"  # nothing at spec.source
     SOURCE_INCOMPLETE = "SourceIncomplete"  # spec.source lacks required files (listed)
@@ -31,6 +34,9 @@ class Reason(StrEnum):
     MIRROR_FAILED = "MirrorFailed"  # the mirror failed (checksums, headers against the catalog; message says)
     HUB_UNAUTHORIZED = "HubUnauthorized"  # the Hugging Face hub refused the token (the message names the Secret)
     HUB_UNAVAILABLE = "HubUnavailable"  # the hub kept failing; a new mirror Job is started later, not failed
+    OUTPUT_CONFLICT = "OutputConflict"  # spec.output holds a manifest that cannot be read, or another conversion
+    OUTPUT_IN_USE = "OutputInUse"  # a Ready InferenceServer serves from spec.output: it is not rewritten
+    INVALID_SUMMARY = "InvalidSummary"  # the Job succeeded without a valid summary with paths under spec.output
     # InferenceServer
     WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"  # the referenced LlamaCheckpoint is not Ready yet
     CHECKPOINT_NOT_FOUND = "CheckpointNotFound"  # the referenced LlamaCheckpoint does not exist

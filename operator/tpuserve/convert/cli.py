@@ -185,8 +185,10 @@ def write_termination_message(path: str, text: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tpuserve.convert import stopping
     from tpuserve.convert.run import DEFAULT_WORK_DIR, STEP_ENV, RunOptions, run
 
+    stopping.install()
     options = RunOptions(
         model=args.model,
         source=args.source,

@@ -15,10 +15,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from tpuserve.convert import layout
-from tpuserve.convert.source import SourceFile
+from tpuserve.convert.source import SourceFile, source_files
 from tpuserve.convert.storage import open_store
 
 MANIFEST_SCHEMA_VERSION = "tpuserve.dev/convert-manifest/v1"
+
+
+class ManifestUnreadable(Exception):
+    """A manifest exists but is not one this version can read (corrupt, or another schema version). Whoever finds
+    it must stop: the output may be someone's finished checkpoint, so it is never a reason to clear the output."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} exists but cannot be read ({why}); nothing was changed: delete it if the output may be "
+            "replaced, or choose another spec.output"
+        )
 
 
 class _Camel(BaseModel):
@@ -78,7 +90,7 @@ class ConversionManifest(_Camel):
 
 
 def read_manifest(output: str, *, client: Any = None) -> ConversionManifest | None:
-    """The manifest under `output`, or None when absent or unreadable."""
+    """The manifest under `output`, or None when absent; ManifestUnreadable when present but unreadable."""
     store = open_store(output, client)
     try:
         raw = store.read(layout.MANIFEST_NAME)
@@ -88,10 +100,18 @@ def read_manifest(output: str, *, client: Any = None) -> ConversionManifest | No
         if type(exc).__name__ == "NotFound":
             return None
         raise
+    path = layout.manifest_path(output)
     try:
-        return ConversionManifest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):
-        return None
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ManifestUnreadable(path, f"not JSON: {exc}") from None
+    version = data.get("schemaVersion") if isinstance(data, dict) else None
+    if version != MANIFEST_SCHEMA_VERSION:
+        raise ManifestUnreadable(path, f"schema version {version!r}, this converter reads {MANIFEST_SCHEMA_VERSION}")
+    try:
+        return ConversionManifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestUnreadable(path, f"{exc.error_count()} invalid field(s): {str(exc)[:300]}") from None
 
 
 def write_manifest(output: str, manifest: ConversionManifest, *, client: Any = None) -> str:
@@ -114,18 +134,39 @@ def files_still_there(manifest: ConversionManifest, *, client: Any = None) -> li
     return problems
 
 
+def source_changes(manifest: ConversionManifest, source: str, *, client: Any = None) -> list[str]:
+    """How the source now differs from the one the manifest was converted from (empty when it is the same): the
+    location, and each file the conversion read (the manifest's record) by size and CRC32C in a fresh listing."""
+    if manifest.source.rstrip("/") != source.rstrip("/"):
+        return [f"converted from {manifest.source}, not from {source}"]
+    now = {f.name: f for f in source_files(source, client=client)}
+    changes: list[str] = []
+    for recorded in manifest.sources:
+        current = now.get(recorded.name)
+        if current is None:
+            changes.append(f"{recorded.name} is gone from the source")
+        elif current.bytes != recorded.bytes:
+            changes.append(f"{recorded.name} is {current.bytes} bytes, was {recorded.bytes}")
+        elif current.crc32c is None or current.crc32c != recorded.crc32c:
+            changes.append(f"{recorded.name} has crc32c {current.crc32c}, was {recorded.crc32c}")
+    return changes
+
+
 def find_verified_output(
     output: str,
     model: str,
     weight_dtype: str,
     quantization: str | None = None,
     *,
+    source: str | None = None,
     client: Any = None,
     arch: dict[str, Any] | None = None,
 ) -> ConversionManifest | None:
     """The manifest of a finished, verified conversion of (model, dtype, quantization) at `output` whose files are
-    all still there with their recorded sizes; None otherwise. A few listings and one small read. `arch` (the
-    LlamaArch fields) is compared too when given (tests convert tiny architectures under real model names)."""
+    all still there with their recorded sizes and, when `source` is given, that was converted from exactly the
+    files `source` holds now (location, sizes, CRC32C); None otherwise. A few listings and one small read. `arch`
+    (the LlamaArch fields) is compared too when given (tests convert tiny architectures under real model names).
+    An unreadable manifest raises ManifestUnreadable (never "absent")."""
     manifest = read_manifest(output, client=client)
     if manifest is None or not manifest.verified or not manifest.matches(model, weight_dtype, quantization):
         return None
@@ -134,5 +175,7 @@ def find_verified_output(
     if manifest.unscanned_path != layout.unscanned_items(output) or not manifest.checkpoints:
         return None
     if files_still_there(manifest, client=client):
+        return None
+    if source is not None and source_changes(manifest, source, client=client):
         return None
     return manifest

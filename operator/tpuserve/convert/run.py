@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tpuserve import __version__, llama
-from tpuserve.convert import layout, maxtext
+from tpuserve.convert import layout, maxtext, stopping
 from tpuserve.convert.expected import Layout, parameter_count
 from tpuserve.convert.manifest import (
     ConversionManifest,
+    ManifestUnreadable,
     OutputFiles,
     Timings,
     ToolVersions,
@@ -203,8 +203,7 @@ class _Context:
 
 def run_subprocess(argv: list[str], env: dict[str, str]) -> int:
     log("running " + " ".join(argv))
-    completed = subprocess.run(argv, env={**os.environ, **env}, check=False)
-    return completed.returncode
+    return stopping.run_step(argv, {**os.environ, **env})
 
 
 def run(options: RunOptions, *, runner: Callable[[list[str], dict[str, str]], int] = run_subprocess) -> ConvertSummary:
@@ -217,6 +216,10 @@ def run(options: RunOptions, *, runner: Callable[[list[str], dict[str, str]], in
     ctx = _Context(options, arch)
     try:
         return _run(ctx, runner)
+    except stopping.Stopped as exc:
+        return ctx.failed(
+            FailureReason.TERMINATED, f"{exc}: nothing more was uploaded and no manifest was written (not Ready)"
+        )
     except ConversionError as exc:
         return ctx.failed(FailureReason.ERROR, str(exc))
     except Exception as exc:  # storage and other unexpected errors still produce a summary
@@ -245,21 +248,34 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
         )
     out_store = open_store(o.output, o.client)
 
-    # 1. Reuse a verified output with a matching manifest.
-    if not o.force:
-        found = find_verified_output(
-            o.output, o.model, o.weight_dtype, o.quantization, client=o.client, arch=llama.conversion_facts(arch)
-        )
-        if found is not None:
-            log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
-            return ctx.summary(
-                Outcome.REUSED,
-                message=f"a verified {o.model} conversion with a matching manifest exists at {o.output}",
-                parameter_count=found.parameter_count,
-                quantized_path=found.quantized_path,
-                **_paths_summary(o.output),
+    # 1. Reuse a verified output with a matching manifest, converted from the source as it is now. A manifest
+    # that cannot be read stops everything: it may belong to someone's finished checkpoint.
+    try:
+        found = None
+        if not o.force:
+            found = find_verified_output(
+                o.output,
+                o.model,
+                o.weight_dtype,
+                o.quantization,
+                source=o.source,
+                client=o.client,
+                arch=llama.conversion_facts(arch),
             )
-    existing = read_manifest(o.output, client=o.client)
+        existing = read_manifest(o.output, client=o.client)
+    except ManifestUnreadable as exc:
+        if not o.force:
+            return ctx.failed(FailureReason.OUTPUT_CONFLICT, str(exc), **_paths_summary(o.output))
+        found, existing = None, None
+    if not o.force and found is not None:
+        log(f"reusing the verified conversion at {o.output} (manifest of {found.created_at.isoformat()})")
+        return ctx.summary(
+            Outcome.REUSED,
+            message=f"a verified {o.model} conversion with a matching manifest exists at {o.output}",
+            parameter_count=found.parameter_count,
+            quantized_path=found.quantized_path,
+            **_paths_summary(o.output),
+        )
     conflict = (
         existing is not None
         and existing.verified
@@ -391,6 +407,7 @@ def _convert(
     total = sum(p.stat().st_size for d, _ in to_upload for p in d.rglob("*") if p.is_file())
     progress = Progress(f"uploading to {o.output}", total, interval=o.progress_interval)
     for local_dir, prefix in to_upload:
+        stopping.check(f"uploading {prefix}")
         out_store.upload_tree(local_dir, prefix, workers=o.upload_workers, progress=progress)
     ctx.timings.upload_seconds = round(progress.seconds, 3)
     ctx.timings.upload_bytes = total
@@ -407,7 +424,8 @@ def _convert(
         if failure is not None:
             return failure
 
-    # 8. The manifest, last.
+    # 8. The manifest, last (never after SIGTERM: the output is then not a finished conversion).
+    stopping.check("writing the manifest")
     ctx.timings.total_seconds = round(time.monotonic() - ctx.started, 3)
     quantized_path = layout.join(o.output, quantized_local.name) if quantized_local is not None else None
     checkpoint_paths = [layout.scanned_items(o.output), layout.unscanned_items(o.output)]

@@ -64,6 +64,17 @@ def _direct_files(listing: dict[str, ObjectInfo]) -> dict[str, ObjectInfo]:
     return {name: info for name, info in listing.items() if "/" not in name}
 
 
+def source_files(source: str, *, client: Any = None) -> list[SourceFile]:
+    """The files directly in `source` with their sizes and CRC32C (GCS reports it in the listing; a local
+    directory is checksummed)."""
+    store = open_store(source, client)
+    listing = _direct_files(store.list())
+    return [
+        SourceFile(name=name, bytes=info.size, crc32c=info.crc32c or store.checksum(name, info))
+        for name, info in sorted(listing.items())
+    ]
+
+
 def parse_checklist(text: str) -> dict[str, str]:
     """Meta's checklist.chk (md5sum output): file name -> MD5 hex."""
     out: dict[str, str] = {}

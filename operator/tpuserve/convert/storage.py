@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import google_crc32c
 
+from tpuserve.convert import stopping
+
 DOWNLOAD_CHUNK_BYTES = 64 * 1024 * 1024
 _HASH_BLOCK = 8 * 1024 * 1024
 
@@ -287,6 +289,7 @@ class GcsStore:
 
         def put(path: Path) -> None:
             rel = path.relative_to(local_dir).as_posix()
+            stopping.check(f"uploading {rel}")  # after SIGTERM no new file goes up
             blob = self.bucket.blob(self._key(f"{prefix.strip('/')}/{rel}" if prefix else rel))
             # if_generation_match=0 ("must not exist"; the output was cleared first) makes the upload safe to
             # retry, so google-cloud-storage retries transient errors instead of failing a multi-GB upload.

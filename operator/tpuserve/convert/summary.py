@@ -29,6 +29,7 @@ class FailureReason(StrEnum):
     HUB_UNAUTHORIZED = "HubUnauthorized"  # the Hugging Face hub refused the token (401) or access (403)
     HUB_UNAVAILABLE = "HubUnavailable"  # the hub kept failing (5xx, 429, no connection) past the retry budget
     ERROR = "Error"  # anything else (storage errors, bad arguments)
+    TERMINATED = "Terminated"  # SIGTERM (the Job was replaced or deleted): stopped cleanly, no manifest
 
 
 EXIT_CODES: dict[FailureReason | None, int] = {
@@ -41,6 +42,7 @@ EXIT_CODES: dict[FailureReason | None, int] = {
     FailureReason.VERIFICATION_FAILED: 6,
     FailureReason.HUB_UNAUTHORIZED: 7,
     FailureReason.HUB_UNAVAILABLE: 8,
+    FailureReason.TERMINATED: 143,  # 128 + SIGTERM, as a shell reports it
 }
 
 
