@@ -22,7 +22,7 @@ from tests.cluster import sim
 from tests.convert.conftest import upload_dir
 from tests.convert.hf_model import arch_from_config
 from tests.jetstream.server import free_port
-from tests.operator.harness import Objects
+from tests.operator.harness import Objects, controller_reference
 from tests.vllm.rendered import RunningServer, start_rendered_server
 from tests.vllm.server import model_dir
 
@@ -88,7 +88,7 @@ class Scenario:
         server["spec"]["checkpointRef"] = {"name": CHECKPOINT}
         server["spec"]["tpu"]["topology"] = "2x4"  # the issue's demo shape (the example is the 1-chip recipe)
         server["spec"].pop("serviceAccountName", None)
-        # Adopted by the operator; its annotation is the simulated DNS entry for the local vLLM server.
+        # Controlled by the server (see start()); its annotation is the simulated DNS entry for the local vLLM server.
         service = {
             "apiVersion": "v1",
             "kind": "Service",
@@ -128,7 +128,13 @@ class Scenario:
                 (hub / path.name).write_bytes(path.read_bytes())
         upload_dir(self.client, self.bucket, hub, "hub/meta-llama/Llama-3.1-8B-Instruct")
         items = self.objects_to_apply()
-        self.objects.apply(self.namespace, *items)
+        service, *owned = items
+        self.objects.apply(self.namespace, *owned)
+        # The operator touches only children it controls: the Service made ahead of it names the server as its
+        # controller (the operator then patches it like its own).
+        server_body = self.objects.get("InferenceServer", self.namespace, NAME) or {}
+        service["metadata"]["ownerReferences"] = [controller_reference(server_body)]
+        self.objects.apply(self.namespace, service)
         self.thread.start()
         return items
 
