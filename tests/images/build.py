@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -57,37 +58,37 @@ class BuildResult:
     size_bytes: int
 
 
+def stages(dockerfile: Path) -> list[str]:
+    """The named stages (`FROM … AS name`) before the final one."""
+    return re.findall(r"(?m)^FROM \S+ AS (\w+)$", dockerfile.read_text())
+
+
 def build(daemon: DockerDaemon, spec: ImageSpec, base: str, log_dir: Path, no_cache: bool = False) -> BuildResult:
-    args = [
-        "build",
-        "--network",
-        "host",
-        "--file",
-        str(spec.dockerfile),
-        "--tag",
-        spec.tag,
-        "--build-arg",
-        f"BASE={base}",
-    ]
+    """Build the image; each named stage is built and tagged first (tpuserve-cache/<image>-<stage>), so that no
+    stage the image's layers were made from is left untagged for `prune_dangling` to remove."""
+    args = ["build", "--network", "host", "--file", str(spec.dockerfile), "--build-arg", f"BASE={base}"]
     for key, value in spec.build_args:
         args += ["--build-arg", f"{key}={value}"]
     if no_cache:
         args.append("--no-cache")
+    targets = [["--target", stage, "--tag", f"tpuserve-cache/{spec.name}-{stage}"] for stage in stages(spec.dockerfile)]
     log_path = log_dir / f"build-{spec.name}.log"
     started = time.monotonic()
     with open(log_path, "w") as log:
-        code = daemon.stream(*args, str(ROOT), log=log, timeout=BUILD_TIMEOUT)
+        for target in [*targets, ["--tag", spec.tag]]:
+            code = daemon.stream(*args, *target, str(ROOT), log=log, timeout=BUILD_TIMEOUT)
+            if code != 0:
+                raise RuntimeError(
+                    f"building {spec.name} failed (exit {code}); the end of {log_path}:\n{log_path.read_text()[-6000:]}"
+                )
     seconds = time.monotonic() - started
-    if code != 0:
-        raise RuntimeError(
-            f"building {spec.name} failed (exit {code}); the end of {log_path}:\n{log_path.read_text()[-6000:]}"
-        )
     size = int(daemon.run("image", "inspect", "--format", "{{.Size}}", spec.tag).stdout.strip())
     return BuildResult(spec.name, spec.tag, seconds, size)
 
 
 def prune_dangling(daemon: DockerDaemon) -> None:
-    """Drop images no tag reaches any more (earlier builds of changed Dockerfiles), keeping the layer cache."""
+    """Drop images no tag reaches (earlier builds of changed Dockerfiles); every stage of the current images is
+    tagged (see build), so the layer cache stays."""
     daemon.run("image", "prune", "--force", timeout=600)
 
 

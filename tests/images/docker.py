@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import IO
 
 CACHE_ROOT = Path(os.environ.get("TPUSERVE_TOOLS_CACHE", Path.home() / ".cache" / "tpuserve-tools"))
-# Bump to start from an empty data-root (e.g. after a change that leaves unreachable layers behind).
+# Bump to start from an empty data-root. The tests prune what no tag reaches after each session
+# (tests/images/build.py); a data-root grown past DATA_ROOT_LIMIT_BYTES all the same is emptied before the daemon
+# starts.
 DATA_ROOT_GENERATION = 1
+DATA_ROOT_LIMIT_BYTES = 30 * 2**30
 STORAGE_DRIVERS = ("overlay2", "vfs")
 START_SECONDS = 60
 LOCK_WAIT_SECONDS = 1800
@@ -79,6 +82,13 @@ class DockerDaemon:
         ).returncode
 
 
+def _disk_usage(path: Path) -> int:
+    if not path.exists():
+        return 0
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=False).stdout
+    return int(out.split()[0]) if out else 0
+
+
 def _answering(host: str) -> bool:
     env = {**os.environ, "DOCKER_HOST": host}
     result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=env, capture_output=True)
@@ -124,6 +134,8 @@ def running_daemon(log_dir: Path) -> Iterator[DockerDaemon]:
         raise DockerUnavailable("docker client not found: install Debian's docker.io (bash tests/system-deps.sh)")
     root = data_root()
     with _data_root_lock(root):
+        if _disk_usage(root) > DATA_ROOT_LIMIT_BYTES:
+            shutil.rmtree(root)
         runtime = Path(tempfile.mkdtemp(prefix="tpuserve-docker-", dir="/tmp"))  # short: socket paths <= 108 bytes
         try:
             failures = []
