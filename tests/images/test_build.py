@@ -9,7 +9,8 @@ import pytest
 from tests.images.build import IMAGES, BuildResult
 from tests.images.docker import DockerDaemon
 
-pytestmark = [pytest.mark.images, pytest.mark.slow]
+# Building an image from scratch takes minutes (the converter more than ten on a busy 2-core machine).
+pytestmark = [pytest.mark.images, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # What each image's entry point prints with --help (tpuserve's images) or imports (the server, whose entry
 # point starts serving at once).

@@ -29,7 +29,8 @@ from tests.images import tiny
 from tests.images.build import BuildResult
 from tests.images.docker import DockerDaemon
 
-pytestmark = [pytest.mark.images, pytest.mark.slow]
+# Building an image from scratch takes minutes (the converter more than ten on a busy 2-core machine).
+pytestmark = [pytest.mark.images, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SCRIPTS = Path(__file__).parent / "in_container"
 WORK = "/work"  # the workspace inside containers

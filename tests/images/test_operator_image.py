@@ -23,7 +23,7 @@ from tests.images.docker import DockerDaemon
 from tests.operator.conftest import benchmark, summary_json
 from tests.operator.harness import Objects, OperatorProcess, install_crds
 
-pytestmark = [pytest.mark.images, pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.images, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture
