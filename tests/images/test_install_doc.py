@@ -1,7 +1,8 @@
 """docs/install.md's commands: every `gcloud` command parses with the real gcloud (its own argument parser,
 which stops at the missing credentials only after the flags, choices and positional arguments are accepted), and
 no `kubectl get` watches more than one kind (watch takes one; `get a,b,c -w` fails) in the docs or the chart's
-NOTES.txt."""
+NOTES.txt; the `helm install` flags render with the chart (`helm template`); images/cloudbuild.yaml builds and
+pushes every image."""
 
 from __future__ import annotations
 
