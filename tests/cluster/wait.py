@@ -47,6 +47,8 @@ def wait_crds_established(kubectl: Callable[..., Any], *names: str, timeout: flo
     for name in names:
 
         def established(name: str = name) -> bool:
-            return bool(kubectl("get", name, "-o", jsonpath).stdout.strip() == "True")
+            # Filtering a status without conditions is an error to kubectl's jsonpath: not Established yet.
+            result = kubectl("get", name, "-o", jsonpath, check=False)
+            return bool(result.returncode == 0 and result.stdout.strip() == "True")
 
         wait_for(established, timeout=timeout, description=f"{name} to be Established")
