@@ -6,7 +6,7 @@ so it never collides with another daemon. No bridge and no iptables: containers 
 `--network none`. Storage: overlay2, else vfs (copies every layer in full: slow and disk-hungry).
 A lock file keeps a second test session from starting a daemon on the same data-root at the same time.
 
-Run by hand:  python -m tests.images.docker up   (prints DOCKER_HOST=...; Ctrl-C stops it)
+Run by hand:  python -m tests.images.docker up   (prints DOCKER_HOST=...; Ctrl-C or SIGTERM stops it)
 """
 
 from __future__ import annotations
@@ -188,6 +188,14 @@ def main() -> None:
     parser.add_argument("command", choices=["up"])
     parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="tpuserve-dockerd-log-"))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM too, and SIGINT even when a non-interactive shell started this in the background (SIGINT ignored):
+    # either way the daemon is stopped and its mounts removed.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     with running_daemon(log_dir) as daemon:
         print(f"export DOCKER_HOST={daemon.host} DOCKER_BUILDKIT=0  # storage {daemon.storage_driver}, logs {log_dir}")
         with contextlib.suppress(KeyboardInterrupt):
