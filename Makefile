@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: system-deps setup tools jetstream vllm lint test test-unit cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
+.PHONY: system-deps setup tools jetstream vllm lint test test-unit test-images cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Debian packages the tests need (prometheus, openssl).
+# Debian packages the tests need (prometheus, openssl; docker.io and debootstrap for the image tier).
 system-deps:
 	bash tests/system-deps.sh
 
@@ -41,10 +41,15 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test-unit: system-deps setup tools
-	$(VENV)/bin/pytest -m "not cluster and not jetstream and not vllm" tests
+	$(VENV)/bin/pytest -m "not cluster and not jetstream and not vllm and not images" tests
 
 test: system-deps setup tools jetstream vllm lint
 	$(VENV)/bin/pytest tests
+
+# The image tier alone: builds all four images in a private Docker daemon (cached under ~/.cache/tpuserve-tools)
+# and runs them (the operator one against the local cluster, hence tools).
+test-images: system-deps setup tools
+	$(VENV)/bin/pytest -m images tests
 
 # Everything generated from the models and the chart: crds/, docs/api.md, the chart's crds/ and dashboards,
 # manifests/install.yaml. Tests fail when any of them is stale.

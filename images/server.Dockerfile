@@ -1,45 +1,59 @@
-# syntax=docker/dockerfile:1.7
-# MaxText's JetStream server (maxengine) from the pinned release, with jax[tpu]. A drop-in for Google's
+# MaxText's JetStream server (maxengine) from release maxtext-v0.2.3 with jax[tpu]. A drop-in for Google's
 # us-docker.pkg.dev/cloud-tpu-images/inference/maxengine-server:v0.2.2: container args are the same bare
 # `key=value` MaxText settings, appended after the release's base config (Google's image runs
 # `python3 MaxText/maxengine_server.py MaxText/configs/base.yml "$@"`; this release's module is
 # maxtext.inference.maxengine.maxengine_server). Relative paths such as `assets/tokenizer.llama2` resolve in
 # /opt/maxtext, which holds the assets in both the old flat and the new tokenizers/ layout.
-#   docker build -f images/server.Dockerfile -t ghcr.io/tpuserve/maxengine-server:0.1.0 .
-ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
-ARG MAXTEXT_COMMIT=3f36aef23439dd5875b48cbf294bbcba1996a726
-# The JetStream commit the MaxText release names in its requirements.txt.
-ARG JETSTREAM_COMMIT=29329e8e73820993f77cfc8efe34eb2a73f5de98
-ARG JAX_VERSION=0.10.0
+#   docker build -f images/server.Dockerfile -t REGISTRY/maxengine-server:0.1.0 .
+# BASE is the public image users pull; the tests build on a local stand-in (docs/images.md says why).
+# The venv is built in the final stage: copying a multi-GB venv from a build stage would double the build's disk
+# and time; the only compiled dependency is built in its own stage (see below).
+ARG BASE=python:3.13-slim-trixie
 
-FROM ${PYTHON_IMAGE} AS build
-ARG MAXTEXT_COMMIT
-ARG JETSTREAM_COMMIT
-ARG JAX_VERSION
+# Wheels for the few locked packages PyPI has only as C/C++ sources (images/requirements/compiled.txt): built here,
+# so the compiler stays out of the image.
+FROM ${BASE} AS wheels
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ADD https://github.com/AI-Hypercomputer/maxtext/archive/${MAXTEXT_COMMIT}.tar.gz /tmp/maxtext.tar.gz
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN tar -xzf /tmp/maxtext.tar.gz -C /opt && mv "/opt/maxtext-${MAXTEXT_COMMIT}" /opt/maxtext \
-    && sed -E 's/>=/==/' /opt/maxtext/src/dependencies/requirements/generated_requirements/tpu-requirements.txt \
-       > /tmp/maxtext-pins.txt \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --requirement /tmp/maxtext-pins.txt "jax[tpu]==${JAX_VERSION}" \
-    && /opt/venv/bin/pip install --no-deps /opt/maxtext \
-       "google-jetstream @ https://github.com/AI-Hypercomputer/JetStream/archive/${JETSTREAM_COMMIT}.zip" \
-    && cp -n /opt/maxtext/src/maxtext/assets/tokenizers/tokenizer.* /opt/maxtext/src/maxtext/assets/ \
-    && ln -s src/maxtext/assets /opt/maxtext/assets \
-    && test -s /opt/maxtext/assets/tokenizer.llama2
+COPY images/requirements/maxtext.lock images/requirements/compiled.txt /tmp/
+# python3-dev only where the base lacks the headers (Debian's python3; python.org's image ships them).
+# hadolint ignore=SC2046
+RUN headers=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends g++ $([ -e "$headers/Python.h" ] || echo python3-dev) \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /tmp/venv \
+    && /tmp/venv/bin/pip wheel --no-deps --constraint /tmp/maxtext.lock --wheel-dir /wheels --requirement /tmp/compiled.txt
 
-FROM ${PYTHON_IMAGE}
-COPY --from=build /opt/venv /opt/venv
-COPY --from=build /opt/maxtext/src/maxtext/assets /opt/maxtext/src/maxtext/assets
-COPY --from=build /opt/maxtext/src/maxtext/configs /opt/maxtext/src/maxtext/configs
-RUN ln -s src/maxtext/assets /opt/maxtext/assets \
-    && useradd --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin tpuserve
+# The stages up to the dependency install are byte-identical in converter.Dockerfile and server.Dockerfile,
+# so a builder reuses their layers for both images.
+FROM ${BASE}
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# MaxText, JetStream's and tpuserve's dependencies: one conflict-free resolution (images/lock.sh).
+COPY --from=wheels /wheels /tmp/wheels
+COPY images/requirements/maxtext.lock /tmp/maxtext.lock
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-deps --find-links /tmp/wheels --requirement /tmp/maxtext.lock \
+    && rm -rf /tmp/wheels
+# JetStream at the commit MaxText's requirements name (vendored: the repository is archived and PyPI's
+# google-jetstream stops at 0.2.2, whose server_lib.run lacks what MaxText calls); libtpu as jax 0.10.0's `tpu`
+# extra pins it (unused on CPU: JAX falls back to the CPU when there is no TPU).
+ARG LIBTPU_VERSION=0.0.40
+COPY images/vendor/google-jetstream-29329e8e.tar.gz /tmp/google-jetstream.tar.gz
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/google-jetstream.tar.gz "libtpu==${LIBTPU_VERSION}" \
+    && /opt/venv/bin/pip check \
+    && rm /tmp/google-jetstream.tar.gz /tmp/maxtext.lock \
+    && site=$(/opt/venv/bin/python -c "import maxtext, os; print(os.path.dirname(maxtext.__file__))") \
+    && mkdir -p /opt/maxtext \
+    && ln -s "$site/configs" /opt/maxtext/configs \
+    && cp -r "$site/assets" /opt/maxtext/assets \
+    && cp -n /opt/maxtext/assets/tokenizers/tokenizer.* /opt/maxtext/assets/ \
+    && test -s /opt/maxtext/assets/tokenizer.llama2 \
+    && /opt/venv/bin/python -c "import jetstream.core.server_lib, prometheus_client, shortuuid, pathwaysutils" \
+    && useradd --uid 65532 --user-group --create-home --home-dir /home/tpuserve --shell /usr/sbin/nologin tpuserve
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
-    MAXTEXT_REPO_ROOT=/opt/maxtext MAXTEXT_ASSETS_ROOT=/opt/maxtext/src/maxtext/assets
+    MAXTEXT_REPO_ROOT=/opt/maxtext MAXTEXT_ASSETS_ROOT=/opt/maxtext/assets
 WORKDIR /opt/maxtext
 USER 65532:65532
 # gRPC 9000 (hard-coded in MaxText), Prometheus on `prometheus_port` (9100 in the GKE samples).
 EXPOSE 9000 9100
-ENTRYPOINT ["python3", "-m", "maxtext.inference.maxengine.maxengine_server", "/opt/maxtext/src/maxtext/configs/base.yml"]
+ENTRYPOINT ["python3", "-m", "maxtext.inference.maxengine.maxengine_server", "/opt/maxtext/configs/base.yml"]

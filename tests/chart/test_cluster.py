@@ -139,6 +139,9 @@ def test_helm_install_upgrade_uninstall(kube_cluster: Cluster, namespace: str) -
     # NOTES.txt tells the user what to do next.
     assert "manifests/examples/llama2-7b-v5e/" in installed.stdout
     assert "helm show crds" in installed.stdout
+    # The default images are nobody's: NOTES.txt says which values to set.
+    assert "nobody publishes ghcr.io/tpuserve/* images" in installed.stdout
+    assert "workloads.images.converter, workloads.images.benchmark" in installed.stdout
     fullname = f"{release}-tpuserve"
     deployment = kube_cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
     assert yaml.safe_load(deployment)["spec"]["strategy"]["type"] == "Recreate"

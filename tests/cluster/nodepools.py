@@ -31,7 +31,7 @@ class CpuMachine:
     memory_gib: int
 
 
-# n2-highmem-16: 16 vCPU, 128 GiB: room for one 7B conversion Job (64 GiB) per node.
+# n2-highmem-16: 16 vCPU, 128 GiB: room for one 7B conversion Job (80 GiB) per node.
 CPU_POOL_MACHINE = CpuMachine("n2-highmem-16", 16, 128)
 CPU_POOL_NAME = "cpu-highmem"
 # Boot disks (GKE default 100 GB; the CPU pool gets 200 GB because conversion stages ~30 GiB of scratch).

@@ -72,7 +72,7 @@ def test_cpu_pool_fits_a_7b_conversion_job_and_has_no_tpu() -> None:
         "ephemeral-storage": "200Gi",
     }
     allocatable_memory_gib = int(status["allocatable"]["memory"].removesuffix("Ki")) / 2**20
-    assert 64 < allocatable_memory_gib < 128  # a 64 GiB conversion request fits, not two of them
+    assert 80 < allocatable_memory_gib < 160  # an 80 GiB (7B) conversion request fits, not two of them
 
 
 @pytest.mark.parametrize(

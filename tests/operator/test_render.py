@@ -182,7 +182,7 @@ def test_convert_job(settings: OperatorSettings) -> None:
     ]
     assert {"name": "TPUSERVE_CONVERT_STEP", "value": "synthetic"} in c["env"]
     assert {"name": "JAX_PLATFORMS", "value": "cpu"} in c["env"]
-    assert c["resources"] == {"requests": {"memory": "64Gi", "cpu": "4"}, "limits": {"memory": "64Gi"}}
+    assert c["resources"] == {"requests": {"memory": "80Gi", "cpu": "4"}, "limits": {"memory": "80Gi"}}
     assert c["image"] == settings.converter_image
     (volume,) = obj["spec"]["template"]["spec"]["volumes"]
     assert int(volume["emptyDir"]["sizeLimit"]) > 13e9 * 2  # ~2.2 x the bf16 weights of 7B

@@ -94,9 +94,11 @@ PRESET_IMAGES: dict[ConverterPreset, str] = {
     ConverterPreset.INFERENCE_CHECKPOINT: images.GOOGLE_CHECKPOINT_IMAGE,
 }
 
-# Conversion holds the checkpoint about twice over, in float32 on the way: ~8 bytes per parameter,
-# rounded up to 16 GiB steps. That gives the 64 GiB GKE's tutorials use for Llama2-7B.
-CONVERTER_BYTES_PER_PARAMETER = 8
+# Measured (docs/images.md, "Measured"): MaxText's unscanned step (generate_param_only_checkpoint, which builds a
+# training state before it saves the parameters) peaks at ~1.9 GiB + 10-13 bytes per parameter, the scanned step at
+# ~1.5 GiB + 5.6: extrapolated, 64-70 GiB for Llama2-7B, which GKE tutorials' 64 GiB would not hold. 12 bytes per
+# parameter, rounded up to 16 GiB steps: 80 GiB for 7B, 160 GiB for 13B, 784 GiB for 70B.
+CONVERTER_BYTES_PER_PARAMETER = 12
 CONVERTER_MEMORY_STEP_GIB = 16
 CONVERTER_DEFAULT_CPU = "4"
 # The Hugging Face mirror copies file by file (checksums and headers are streamed or read in ranges).
@@ -127,7 +129,7 @@ class ConverterSpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None,
         description="Container resources; default requests and limits memory sized from the model "
-        "(64Gi for llama2-7b) and 4 CPUs.",
+        "(80Gi for llama2-7b) and 4 CPUs.",
     )
     node_selector: LabelMap = labels_field(
         "spec.converter.nodeSelector", "Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
