@@ -88,7 +88,9 @@ def test_recreated_run_does_not_adopt_the_old_jobs_results(
 
     # The old Job goes, its pods stay (orphaned, still labelled job-name=rerun-bench with the old summary):
     # the new run gets its own Job and reads only that Job's pods.
-    objects.kubectl("delete", "job", "rerun-bench", "-n", namespace, "--cascade=orphan", "--wait=true")
+    # --wait=false: the operator recreates a Job of the same name at once, and kubectl's wait for the deletion
+    # can then hang (seen on a loaded machine); the phase wait below is what matters.
+    objects.kubectl("delete", "job", "rerun-bench", "-n", namespace, "--cascade=orphan", "--wait=false")
     status = objects.wait_phase("BenchmarkRun", namespace, "rerun", "Succeeded", "Failed", timeout=90)
     new_job = objects.get("jobs", namespace, "rerun-bench")
     assert new_job is not None and new_job["metadata"]["uid"] != old_job["metadata"]["uid"]
