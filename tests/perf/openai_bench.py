@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -97,16 +98,20 @@ def truth(args: argparse.Namespace) -> None:
             "--save-request-outputs", "--model", "fastserver",
         )  # fmt: skip
         rows = json.loads((out / "stage-00.request-outputs.json").read_text())
-    ttft, ttft_client, tpot, itl = [], [], [], []
+    ttft: list[float] = []
+    ttft_client: list[float] = []
+    tpot: list[float] = []
+    itl: list[float] = []
     for row in rows:
         arrivals = row["arrivals_ms"]
         late_ms = int(row["generated_text"].split("|", 1)[0]) / 1000.0
         ttft.append(arrivals[0] - args.ttft_ms)
         ttft_client.append(arrivals[0] - args.ttft_ms - late_ms)
         tpot.append((arrivals[-1] - arrivals[0]) / (len(arrivals) - 1) - args.itl_ms)
-        itl.extend(b - a - args.itl_ms for a, b in zip(arrivals, arrivals[1:], strict=False))
+        itl.extend(b - a - args.itl_ms for a, b in itertools.pairwise(arrivals))
     print(
-        f"{len(rows)} requests at {args.rate} req/s, {tokens} tokens, injected TTFT {args.ttft_ms} ms, ITL {args.itl_ms}"
+        f"{len(rows)} requests at {args.rate} req/s, {tokens} tokens; "
+        f"injected TTFT {args.ttft_ms}, ITL {args.itl_ms} ms"
     )
     print(f"{'measured - injected (ms)':44}{'p50':>9}{'p99':>9}")
     for label, values in (
@@ -149,9 +154,8 @@ def speed(args: argparse.Namespace) -> None:
                 flush=True,
             )
     for name, values in ratios.items():
-        print(
-            f"median ratio {name}: {statistics.median(values):.2f}x  (per round: {', '.join(f'{x:.2f}' for x in values)})"
-        )
+        per_round = ", ".join(f"{x:.2f}" for x in values)
+        print(f"median ratio {name}: {statistics.median(values):.2f}x  (per round: {per_round})")
 
 
 def sharegpt_file(path: Path, n: int) -> Path:

@@ -20,8 +20,9 @@ from typing import Any
 
 def run() -> None:
     import vllm.benchmarks.serve as serve  # type: ignore[import-not-found]
-    from vllm.benchmarks.serve import add_cli_args, main  # type: ignore[import-not-found]
     from vllm.utils.argparse_utils import FlexibleArgumentParser  # type: ignore[import-not-found]
+
+    add_cli_args, main = serve.add_cli_args, serve.main
 
     cpu_file = os.environ.get("TPUSERVE_CPU_FILE")
     if cpu_file:
