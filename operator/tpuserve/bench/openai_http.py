@@ -1,8 +1,9 @@
 """HTTP/1.1 + SSE streams for the OpenAI-compatible protocol, with the gRPC engines' interface.
 
 `HttpStreams.start(record, body, timeout, on_done)` POSTs one JSON body on a keep-alive connection and times
-every SSE event on receipt: an event costs one `perf_counter()` and two list appends (its raw `data:` payload and
-its arrival time); JSON is parsed after the run (tpuserve.bench.openai). Responses are parsed by `httptools`
+every body chunk on receipt: a chunk costs one `perf_counter()` and two list appends (the raw bytes and their
+arrival time); SSE events are split out and JSON is parsed after the stage (tpuserve.bench.openai), each event
+timed by the chunk that completed it. Responses are parsed by `httptools`
 (llhttp, the parser uvicorn uses) inside an `asyncio.Protocol`: no task, future or stream reader per request or
 per chunk. It was chosen by measurement over aiohttp and httpx (tests/perf/openai_engines.py, docs/bench.md).
 
@@ -178,29 +179,14 @@ class _Connection(asyncio.Protocol):
             if len(self.body) < _ERROR_BODY_LIMIT:
                 self.body += data
             return
-        now = time.perf_counter()
-        buffer = self.buffer + data if self.buffer else data
-        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
-            self.buffer = buffer
-            return
-        events = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-        self.buffer = events.pop()
-        for event in events:
-            # One `data:` line per event is what vLLM sends; comments (":") and other fields are skipped.
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    self.messages.append(line[5:].lstrip(b" "))
-                    self.arrivals.append(now)
+        # The raw chunk and its arrival: SSE events are split out after the stage (tpuserve.bench.openai).
+        self.arrivals.append(time.perf_counter())
+        self.messages.append(data)
 
     def on_message_complete(self) -> None:
         self.complete = True
         keep = self.parser.should_keep_alive() and self.transport is not None and not self.transport.is_closing()
         if self.status == 200:
-            if self.buffer.strip():  # an unterminated last event still counts
-                for line in self.buffer.split(b"\n"):
-                    if line.startswith(b"data:"):
-                        self.messages.append(line[5:].lstrip(b" "))
-                        self.arrivals.append(time.perf_counter())
             code, detail = OK, ""
         else:
             code, detail = f"HTTP_{self.status}", error_reason(self.status, bytes(self.body))
