@@ -31,6 +31,8 @@ SHAPES = (
     "malformed",  # a data payload that is not JSON
     "nodone",  # the body ends without data: [DONE]
 )
+# Connection-level shapes, kept apart from SHAPES (a retried request takes the next shape too).
+DROP = "drop"  # reads the request and closes the connection without a byte of answer
 
 
 def chunk(data: bytes) -> bytes:
@@ -73,6 +75,8 @@ async def answer(shape: str, request: dict[str, object], writer: asyncio.StreamW
     tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 16)  # type: ignore[call-overload]
     if shape == "hang":
         await asyncio.sleep(3600)
+    if shape == DROP:
+        return False
     if shape == "http400":
         message = "This model's maximum context length is 256 tokens."
         body = {"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}
@@ -154,7 +158,7 @@ def main() -> None:
     parser.add_argument("--require-token", help="answer 401 unless the request has this bearer token")
     args = parser.parse_args()
     script = args.script.split(",")
-    unknown = set(script) - set(SHAPES)
+    unknown = set(script) - {*SHAPES, DROP}
     if unknown:
         parser.error(f"unknown shapes {sorted(unknown)}")
     asyncio.run(serve(script, args.port, args.require_token))

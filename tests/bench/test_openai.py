@@ -103,6 +103,20 @@ def test_every_stream_shape_ends_its_own_request_only(
     assert vllm["errors"][SHAPES.index("http503")] == "HTTP_503: server overloaded"
 
 
+def test_a_stale_keep_alive_connection_is_retried_once_and_a_fresh_one_is_not(
+    openai_server: OpenAIServer, run_bench: Callable[..., BenchRun], bench_data: dict[str, Path]
+) -> None:
+    """The server closes a kept-alive connection as the next request arrives on it (uvicorn does after 5 s idle,
+    and a stage pause is 5 s): that request is sent again on a new connection and succeeds. A new connection
+    closed without an answer is a CONNECTION_ERROR (no retry)."""
+    stale = openai_server("--script", "ok,drop")
+    run = run_bench("--target", stale, *sharegpt_args(bench_data, 6), "--concurrency", "1", "--warmup", "none")
+    assert run.code == 0 and run.summary["failedRequests"] == 0, run.stdout
+    fresh = openai_server("--script", "drop")
+    run = run_bench("--target", fresh, *sharegpt_args(bench_data, 3), "--concurrency", "1", "--warmup", "none")
+    assert run.code == 1 and set(run.summary["errors"]) == {"CONNECTION_ERROR"}, run.stdout
+
+
 def test_chat_endpoint_and_bearer_token_from_file_never_in_the_results(
     openai_server: OpenAIServer, run_bench: Callable[..., BenchRun], bench_data: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -141,7 +155,7 @@ def test_usage_errors_for_openai_flags(run_bench: Callable[..., BenchRun], tmp_p
     base = ["--dataset", "synthetic", "--synthetic-input-length", "4", "--synthetic-output-length", "2"]
     bad_url = run_bench("--target", "http://", *base, "--tokenizer", "x")
     assert bad_url.code == 2 and "must be an http:// or https:// URL" in bad_url.summary["message"]
-    no_tokenizer = run_bench("--target", "http://127.0.0.1:1", *base)
+    no_tokenizer = run_bench("--target", "http://127.0.0.1:1", *base, "--endpoint", "/v1/chat/completions")
     assert no_tokenizer.code == 2 and "needs --tokenizer" in no_tokenizer.summary["message"]
     empty = tmp_path / "empty-token"
     empty.write_text("")

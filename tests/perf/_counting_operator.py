@@ -50,7 +50,7 @@ async def request(self: Any, method: str, str_or_url: Any, *args: Any, **kwargs:
     return await _request(self, method, str_or_url, *args, **kwargs)
 
 
-aiohttp.ClientSession._request = request
+aiohttp.ClientSession._request = request  # type: ignore[method-assign]
 
 
 def dump_forever(path: str) -> None:

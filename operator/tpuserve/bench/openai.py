@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,10 +93,31 @@ def _chunk_text(choice: dict[str, Any]) -> str:
     return str(delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content") or "")
 
 
+def sse_data(chunks: list[bytes], arrivals: list[float]) -> Iterator[tuple[bytes, float]]:
+    """(data payload, arrival) of every SSE `data:` line in a response body received as `chunks`; an event is timed
+    by the chunk that completed it. Comments (":") and other fields are skipped; an unterminated last event counts."""
+    buffer = b""
+    last = 0.0
+    for data, arrival in zip(chunks, arrivals, strict=True):
+        last = arrival
+        buffer = buffer + data if buffer else data
+        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
+            continue
+        events = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+        buffer = events.pop()
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    yield line[5:].lstrip(b" "), arrival
+    for line in buffer.replace(b"\r\n", b"\n").split(b"\n"):
+        if line.startswith(b"data:"):
+            yield line[5:].lstrip(b" "), last
+
+
 def parse_stream(record: Record) -> Stream:
     stream = Stream()
     done = False
-    for raw, arrival in zip(record.messages, record.arrivals, strict=True):
+    for raw, arrival in sse_data(record.messages, record.arrivals):
         if raw == b"[DONE]":
             done = True
             continue

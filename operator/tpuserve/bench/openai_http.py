@@ -1,8 +1,9 @@
 """HTTP/1.1 + SSE streams for the OpenAI-compatible protocol, with the gRPC engines' interface.
 
 `HttpStreams.start(record, body, timeout, on_done)` POSTs one JSON body on a keep-alive connection and times
-every SSE event on receipt: an event costs one `perf_counter()` and two list appends (its raw `data:` payload and
-its arrival time); JSON is parsed after the run (tpuserve.bench.openai). Responses are parsed by `httptools`
+every body chunk on receipt: a chunk costs one `perf_counter()` and two list appends (the raw bytes and their
+arrival time); SSE events are split out and JSON is parsed after the stage (tpuserve.bench.openai), each event
+timed by the chunk that completed it. Responses are parsed by `httptools`
 (llhttp, the parser uvicorn uses) inside an `asyncio.Protocol`: no task, future or stream reader per request or
 per chunk. It was chosen by measurement over aiohttp and httpx (tests/perf/openai_engines.py, docs/bench.md).
 
@@ -108,8 +109,11 @@ class _Connection(asyncio.Protocol):
         "on_done",
         "owner",
         "parser",
+        "payload",
         "record",
+        "reused",
         "status",
+        "timeout",
         "timer",
         "transport",
     )
@@ -127,6 +131,9 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.complete = False
         self.timer: asyncio.TimerHandle | None = None
+        self.payload = b""
+        self.timeout: float | None = None
+        self.reused = False  # taken from the idle pool: the server may have closed it meanwhile
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,6 +149,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._forget(self)
+        if self.record is not None and self.reused and self.status == 0:
+            # An idle keep-alive connection the server closed (uvicorn: after 5 s) just as this request was
+            # written on it: nothing came back, so the request is sent again once, on a new connection, and
+            # timed from its first attempt (what every HTTP client pool does with a stale connection).
+            record, on_done = self.record, self.on_done
+            assert on_done is not None
+            self.record = self.on_done = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.owner._resend(record, self.payload, self.timeout, on_done)
+            return
         if self.record is not None:
             # A response without Content-Length or chunking ends with the connection.
             if self.status and not self.complete:
@@ -160,41 +179,28 @@ class _Connection(asyncio.Protocol):
             if len(self.body) < _ERROR_BODY_LIMIT:
                 self.body += data
             return
-        now = time.perf_counter()
-        buffer = self.buffer + data if self.buffer else data
-        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
-            self.buffer = buffer
-            return
-        events = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-        self.buffer = events.pop()
-        for event in events:
-            # One `data:` line per event is what vLLM sends; comments (":") and other fields are skipped.
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    self.messages.append(line[5:].lstrip(b" "))
-                    self.arrivals.append(now)
+        # The raw chunk and its arrival: SSE events are split out after the stage (tpuserve.bench.openai).
+        self.arrivals.append(time.perf_counter())
+        self.messages.append(data)
 
     def on_message_complete(self) -> None:
         self.complete = True
-        keep = self.parser.should_keep_alive()
+        keep = self.parser.should_keep_alive() and self.transport is not None and not self.transport.is_closing()
         if self.status == 200:
-            if self.buffer.strip():  # an unterminated last event still counts
-                for line in self.buffer.split(b"\n"):
-                    if line.startswith(b"data:"):
-                        self.messages.append(line[5:].lstrip(b" "))
-                        self.arrivals.append(time.perf_counter())
-            self._finish(OK, "")
+            code, detail = OK, ""
         else:
-            self._finish(f"HTTP_{self.status}", error_reason(self.status, bytes(self.body)))
-        if keep and self.transport is not None and not self.transport.is_closing():
-            self.owner._release(self)
-        elif self.transport is not None:
+            code, detail = f"HTTP_{self.status}", error_reason(self.status, bytes(self.body))
+        # Back in the pool before the request's completion is reported, so a closed loop's next request (started
+        # from that report) reuses this connection instead of opening another.
+        self._finish(code, detail, release=keep)
+        if not keep and self.transport is not None:
             self.transport.close()
 
     # the engine's side
     def send(self, record: Record, head: bytes, body: bytes, timeout: float | None, on_done: OnDone) -> None:
         assert self.transport is not None
         self.record, self.on_done = record, on_done
+        self.payload, self.timeout = body, timeout
         self.messages, self.arrivals = record.messages, record.arrivals
         self.buffer, self.status, self.complete = b"", 0, False
         if self.body:
@@ -214,7 +220,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _finish(self, code: str, detail: str) -> None:
+    def _finish(self, code: str, detail: str, release: bool = False) -> None:
         record, on_done = self.record, self.on_done
         if record is None or on_done is None:
             return
@@ -227,6 +233,8 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         self.owner._busy.discard(self)
+        if release:
+            self.owner._release(self)
         on_done(record)
 
 
@@ -247,14 +255,24 @@ class HttpStreams:
         if self._idle:
             connection = self._idle.pop()
             self._busy.add(connection)
+            connection.reused = True
             connection.send(record, self.head, payload, timeout, on_done)
             return
-        task = self.loop.create_task(self._connect_and_send(record, payload, timeout, on_done))
+        self._resend(record, payload, timeout, on_done, first=True)
+
+    def _resend(
+        self, record: Record, payload: bytes, timeout: float | None, on_done: OnDone, first: bool = False
+    ) -> None:
+        """Send on a new connection (first attempt, or the one retry after a stale keep-alive connection)."""
+        task = self.loop.create_task(self._connect_and_send(record, payload, timeout, on_done, first))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _connect_and_send(self, record: Record, payload: bytes, timeout: float | None, on_done: OnDone) -> None:
-        record.send = time.perf_counter()  # a failed connect still has a send time
+    async def _connect_and_send(
+        self, record: Record, payload: bytes, timeout: float | None, on_done: OnDone, first: bool = True
+    ) -> None:
+        if first:
+            record.send = time.perf_counter()  # a failed connect still has a send time
         try:
             connect = self.loop.create_connection(
                 lambda: _Connection(self), self.base.host, self.base.port, ssl=self._ssl
