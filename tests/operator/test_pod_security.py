@@ -44,6 +44,18 @@ def _convert(preset: str) -> dict[str, Any]:
     return render.render_convert_job(spec, OWNER, SETTINGS)
 
 
+def _mirror() -> dict[str, Any]:
+    spec = LlamaCheckpointSpec.model_validate(
+        {
+            "model": "llama3.1-8b",
+            "format": "huggingface",
+            "huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct", "tokenSecretRef": {"name": "hf-secret"}},
+            "output": "gs://bkt/llama3.1-8b",
+        }
+    )
+    return render.render_mirror_job(spec, OWNER, SETTINGS)
+
+
 def _bench() -> dict[str, Any]:
     spec = BenchmarkRunSpec.model_validate(example("llama2-7b-v5e", "benchmark.yaml"))
     return render.render_bench_job(spec, OWNER, SETTINGS, target="h:9000", model=None, tokenizer=None)
@@ -53,9 +65,10 @@ WORKLOADS: dict[str, Callable[[], dict[str, Any]]] = {
     "bench": _bench,
     "convert-tpuserve": lambda: _convert("tpuserve"),
     "convert-inference-checkpoint": lambda: _convert("inference-checkpoint"),
+    "mirror": _mirror,
     "server": lambda: _server(SETTINGS),
 }
-RESTRICTED = ("bench", "convert-tpuserve")
+RESTRICTED = ("bench", "convert-tpuserve", "mirror")
 # The documented exception (docs/security.md): Google's images run as root.
 ROOT_IMAGES = ("convert-inference-checkpoint", "server")
 

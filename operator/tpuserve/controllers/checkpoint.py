@@ -19,13 +19,12 @@ from tpuserve.api import (
     LlamaCheckpoint,
     LlamaCheckpointStatus,
 )
-from tpuserve.controllers import checkpoint_guard, kube, mirror, naming, observe, outcomes, render
+from tpuserve.controllers import checkpoint_guard, converter_pods, kube, mirror, naming, observe, outcomes, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 KIND = "LlamaCheckpoint"
-CONTAINER = "converter"
 
 
 def _transient_gcs_error(exc: BaseException) -> bool:
@@ -250,7 +249,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
     state = observe.job_state(job_dict)
     status.job_name = job_name
     pods = kube.job_pods(ctx, job_dict)
-    summary = _summary(pods)
+    summary = converter_pods.converter_summary(pods)
     problem = checkpoint_guard.summary_problem(spec, summary) if state.outcome == observe.JobOutcome.SUCCEEDED else None
     if problem is not None:
         status.completion_time = now
@@ -286,7 +285,7 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             message = f"conversion Job {job_name} failed ({summary.reason}): {summary.message or ''}".strip()
         else:
             reason = Reason.CONVERSION_FAILED
-            text = _last_message(pods)
+            text = converter_pods.last_converter_message(pods)
             message = f"conversion Job {job_name} failed ({state.reason}: {state.message or ''})" + (
                 f": {text}" if text else ""
             )
@@ -299,20 +298,3 @@ def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
             message = f"conversion Job {job_name} cannot be scheduled: {unschedulable}"
         done(CheckpointPhase.CONVERTING, Reason.CONVERTING, message, ready=False, converted=False)
     ctx.metrics.reconciles.labels(KIND, "ok").inc()
-
-
-def _summary(pods: list[dict[str, Any]]) -> Any:
-    from tpuserve.convert.summary import ConvertSummary
-
-    for term in reversed(observe.terminations(pods, CONTAINER)):
-        if term.message:
-            try:
-                return ConvertSummary.from_termination_message(term.message)
-            except ValidationError:
-                continue
-    return None
-
-
-def _last_message(pods: list[dict[str, Any]]) -> str | None:
-    terms = observe.terminations(pods, CONTAINER)
-    return terms[-1].message[-500:] if terms and terms[-1].message else None

@@ -14,12 +14,11 @@ from typing import Any
 import kopf
 
 from tpuserve.api import CheckpointConditionType, CheckpointPhase, LlamaCheckpoint, LlamaCheckpointStatus
-from tpuserve.controllers import kube, naming, observe, render
+from tpuserve.controllers import converter_pods, kube, naming, observe, render
 from tpuserve.controllers.status import Reason, set_condition, write_status
 
 log = logging.getLogger(__name__)
 KIND = "LlamaCheckpoint"
-CONTAINER = "converter"
 
 # Summary reasons (tpuserve.convert.summary.FailureReason) -> condition reasons.
 _FAILURE_REASONS = {
@@ -103,7 +102,7 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
     state = observe.job_state(job_dict)
     status.job_name = job_name
     pods = kube.job_pods(ctx, job_dict)
-    summary = _summary(pods)
+    summary = converter_pods.converter_summary(pods)
     if state.outcome == observe.JobOutcome.SUCCEEDED and summary is not None and summary.ok:
         status.hugging_face_path = summary.model_path or render.mirror_model_path(spec)
         status.manifest_path = summary.manifest_path
@@ -132,7 +131,7 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
         if summary is not None and not summary.ok:
             message = f"mirror Job {job_name} failed ({summary.reason}): {summary.message or ''}".strip()
         else:
-            text = _last_message(pods)
+            text = converter_pods.last_converter_message(pods)
             message = f"mirror Job {job_name} failed ({state.reason}: {state.message or ''})" + (
                 f": {text}" if text else ""
             )
@@ -147,22 +146,3 @@ def reconcile_mirror(ctx: kube.Context, body: dict[str, Any], obj: LlamaCheckpoi
         if problem:
             message = f"mirror Job {job_name} cannot start: {problem}"
         done(CheckpointPhase.CONVERTING, Reason.MIRRORING, message, ready=False, mirrored=False)
-
-
-def _summary(pods: list[dict[str, Any]]) -> Any:
-    from pydantic import ValidationError
-
-    from tpuserve.convert.summary import ConvertSummary
-
-    for term in reversed(observe.terminations(pods, CONTAINER)):
-        if term.message:
-            try:
-                return ConvertSummary.from_termination_message(term.message)
-            except ValidationError:
-                continue
-    return None
-
-
-def _last_message(pods: list[dict[str, Any]]) -> str | None:
-    terms = observe.terminations(pods, CONTAINER)
-    return terms[-1].message[-500:] if terms and terms[-1].message else None

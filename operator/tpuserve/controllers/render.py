@@ -141,21 +141,42 @@ def converter_output_paths(spec: LlamaCheckpointSpec) -> tuple[str, str]:
 def render_convert_job(
     spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
 ) -> dict[str, Any]:
+    size = spec.converter.work_dir_size_limit or layout.work_dir_bytes(spec.model, str(spec.weight_dtype))
+    return _converter_job(
+        spec,
+        owner_meta,
+        settings,
+        job_name=naming.job_name_convert(owner_meta["name"]),
+        app_name="tpuserve-converter",
+        component="converter",
+        args=converter_args(spec),
+        env=_env({"JAX_PLATFORMS": "cpu", **settings.converter_env}),
+        resources=spec.converter_resources().to_wire(),
+        work_dir_size=str(size),
+    )
+
+
+def _converter_job(
+    spec: LlamaCheckpointSpec,
+    owner_meta: dict[str, Any],
+    settings: OperatorSettings,
+    *,
+    job_name: str,
+    app_name: str,
+    component: str,
+    args: list[str],
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    work_dir_size: str,
+) -> dict[str, Any]:
+    """The Job both converter workloads run in (`tpuserve convert run` and `tpuserve convert mirror`): one
+    template, one pod shape, the same security whichever the command."""
     conv = spec.converter
-    env = {"JAX_PLATFORMS": "cpu", **settings.converter_env}
-    size = conv.work_dir_size_limit or layout.work_dir_bytes(spec.model, str(spec.weight_dtype))
     # Google's image runs as root (pip installs, git clones into its file system); ours as uid 65532.
     security = pod_security.RESTRICTED if conv.preset == ConverterPreset.TPUSERVE else pod_security.ROOT_IMAGE
     return render_template(
         "job-convert.yaml.j2",
-        meta=_meta(
-            "LlamaCheckpoint",
-            owner_meta,
-            naming.job_name_convert(owner_meta["name"]),
-            "tpuserve-converter",
-            "converter",
-            {},
-        ),
+        meta=_meta("LlamaCheckpoint", owner_meta, job_name, app_name, component, {}),
         backoff_limit=settings.converter_backoff_limit,
         deadline_seconds=settings.converter_deadline_seconds,
         ttl_seconds=settings.job_ttl_seconds,
@@ -165,11 +186,11 @@ def render_convert_job(
         tolerations=_tolerations(conv.tolerations),
         image=conv.effective_image(settings.converter_images()),
         pull_policy=settings.image_pull_policy,
-        args=converter_args(spec),
-        env=_env(env),
-        resources=_quantities(spec.converter_resources().to_wire()),
+        args=args,
+        env=env,
+        resources=_quantities(resources),
         work_dir=CONVERT_WORK_DIR,
-        work_dir_size=str(size),
+        work_dir_size=work_dir_size,
         pod_security=security.pod,
         container_security=security.container,
     )
@@ -215,31 +236,17 @@ def mirror_env(spec: LlamaCheckpointSpec, settings: OperatorSettings) -> list[di
 def render_mirror_job(
     spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
 ) -> dict[str, Any]:
-    conv = spec.converter
-    return render_template(
-        "job-mirror.yaml.j2",
-        meta=_meta(
-            "LlamaCheckpoint",
-            owner_meta,
-            naming.job_name_mirror(owner_meta["name"]),
-            "tpuserve-mirror",
-            "mirror",
-            {},
-        ),
-        backoff_limit=settings.converter_backoff_limit,
-        deadline_seconds=settings.converter_deadline_seconds,
-        ttl_seconds=settings.job_ttl_seconds,
-        pod_annotations={**conv.pod_annotations, ANNOTATION_OWNER: owner_meta["name"]},
-        service_account=conv.service_account_name or settings.workload_service_account,
-        node_selector=conv.node_selector,
-        tolerations=_tolerations(conv.tolerations),
-        image=conv.effective_image(settings.converter_images()),
-        pull_policy=settings.image_pull_policy,
+    return _converter_job(
+        spec,
+        owner_meta,
+        settings,
+        job_name=naming.job_name_mirror(owner_meta["name"]),
+        app_name="tpuserve-mirror",
+        component="mirror",
         args=mirror_args(spec),
         env=mirror_env(spec, settings),
-        resources=_quantities(spec.mirror_resources().to_wire()),
-        work_dir=CONVERT_WORK_DIR,
-        work_dir_size=str(conv.work_dir_size_limit or MIRROR_WORK_DIR_SIZE),
+        resources=spec.mirror_resources().to_wire(),
+        work_dir_size=str(spec.converter.work_dir_size_limit or MIRROR_WORK_DIR_SIZE),
     )
 
 
