@@ -387,6 +387,19 @@ INVALID: tuple[Case, ...] = (
         {**VLLM, "spec.vllm": {"extraArgs": ["--max-model-len=8192"]}},
         ("spec.vllm.extraArgs", "may not set a flag"),
     ),
+    # Credentials never in vLLM flags (the value would be readable in the object and the Deployment).
+    Case(
+        "vllm-extra-arg-hf-token",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["--async-scheduling", "--hf-token=hf_abc"]}},
+        ("spec.vllm.extraArgs", "may not carry a credential", "tokenSecretRef"),
+    ),
+    Case(
+        "vllm-extra-arg-api-key",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["--api-key=x"]}},
+        ("spec.vllm.extraArgs", "may not carry a credential"),
+    ),
     Case(
         "vllm-unknown-weight-loading",
         IS,
@@ -884,6 +897,12 @@ VALID: tuple[Case, ...] = (
         {**VLLM, "spec.model": "llama3.3-70b", "spec.vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 512}},
     ),
     Case("server-vllm-engine-left-at-defaults", IS, {**VLLM, "spec.engine": {"maxTargetLength": 2048}}),
+    # Flags with credential-looking parts inside a word are not credentials.
+    Case(
+        "server-vllm-token-words-that-are-not-credentials",
+        IS,
+        {**VLLM, "spec.vllm": {"extraArgs": ["--tokenizer-mode=auto", "--max-logprobs=5", "--keyless"]}},
+    ),
     Case("server-name-63", IS, {"metadata.name": "s" * 63}),
     Case("checkpoint-name-55-with-dots", CK, {"metadata.name": "c." + "c" * 53}),
     Case("bench-name-57", BR, {"metadata.name": "b" * 57}),

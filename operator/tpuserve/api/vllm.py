@@ -32,6 +32,9 @@ MANAGED_VLLM_FLAGS: tuple[str, ...] = (
     "gpu-memory-utilization",
 )
 VLLM_FLAG_PATTERN = r"^--[a-z][a-z0-9]*(-[a-z0-9]+)*(=.*)?$"
+# A flag one of whose dash-separated words names a credential (--hf-token, --api-key): its value would sit in the
+# object and the Deployment in clear. Whole words only, so --tokenizer-mode or --max-num-batched-tokens pass.
+VLLM_CREDENTIAL_FLAG_PATTERN = r"^--([a-z0-9]+-)*(token|secret|key|password)(-[a-z0-9]+)*(=.*)?$"
 HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -122,6 +125,11 @@ class VllmSpec(ApiModel):
                 + ", --".join(MANAGED_VLLM_FLAGS)
                 + ")",
             ),
+            CelRule(
+                rule=f"self.all(a, !a.matches('{VLLM_CREDENTIAL_FLAG_PATTERN}'))",
+                message="spec.vllm.extraArgs may not carry a credential (a flag named token, secret, key or "
+                "password): give the hub token as spec.huggingFace.tokenSecretRef, a Secret the pod reads",
+            ),
         ),
     )
 
@@ -132,4 +140,9 @@ class VllmSpec(ApiModel):
                 raise ValueError(f"vllm.extraArgs entry {arg!r} is not a vLLM flag (--flag or --flag=value)")
             if arg.split("=", 1)[0].removeprefix("--") in MANAGED_VLLM_FLAGS:
                 raise ValueError(f"vllm.extraArgs may not set {arg.split('=', 1)[0]}: use the typed vllm field")
+            if re.fullmatch(VLLM_CREDENTIAL_FLAG_PATTERN, arg):
+                raise ValueError(
+                    f"vllm.extraArgs may not carry a credential ({arg.split('=', 1)[0]}): give the hub token as "
+                    "spec.huggingFace.tokenSecretRef"
+                )
         return self
