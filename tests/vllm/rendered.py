@@ -14,13 +14,12 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.jetstream.server import free_port, stop
-from tests.vllm.server import START_TIMEOUT_S, healthy, model_dir, vllm_python
+from tests.vllm.server import model_dir, vllm_python, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 
@@ -103,15 +102,7 @@ def start_rendered_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not healthy(base_url):
-            if process.poll() is not None:
-                log.seek(0)
-                tail = log.read()[-3000:].decode(errors="replace")
-                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server not healthy on {base_url} within {START_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)
+        wait_healthy(process, log, base_url)
         yield RunningServer(base_url, args, adapted)
     finally:
         stop(process)

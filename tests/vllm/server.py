@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tests.jetstream.server import free_port, stop
 
@@ -60,6 +61,19 @@ def healthy(base_url: str, timeout: float = 2.0) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def wait_healthy(process: subprocess.Popen[bytes], log: IO[bytes], base_url: str) -> None:
+    """Block until the server at `base_url` answers /health; raise with its log's tail if it exits or is late."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not healthy(base_url):
+        if process.poll() is not None:
+            log.seek(0)
+            tail = log.read()[-3000:].decode(errors="replace")
+            raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"vLLM server not healthy on {base_url} within {START_TIMEOUT_S:.0f} s")
+        time.sleep(0.5)
 
 
 def server_command(python: str, model: str, port: int, extra: list[str] | None = None) -> list[str]:
@@ -108,15 +122,7 @@ def start_vllm_server(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not healthy(base_url):
-            if process.poll() is not None:
-                log.seek(0)
-                tail = log.read()[-3000:].decode(errors="replace")
-                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server not healthy on {base_url} within {START_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)
+        wait_healthy(process, log, base_url)
         yield VLLMServer(base_url, model, python)
     finally:
         stop(process)
