@@ -252,6 +252,8 @@ def test_command(command: Command, tmp_path: Path) -> None:
     program = command.program
     if program in SYNTAX_ONLY or not command.words:
         return  # assignments and shell built-ins: bash -n and the run of the commands that use them check them
+    if program == "gcloud" and shutil.which("gcloud") is None:
+        pytest.skip("gcloud is not installed here (google-cloud-cli comes from Google's apt repository)")
     if program in RUN_FOR_REAL or (program.startswith("python") and "-c" in command.words):
         _check_by_running(command, tmp_path)
     elif program.startswith("python"):
