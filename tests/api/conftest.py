@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localcluster.wait import WaitTimeout, wait_crds_established, wait_for
 from tpuserve.api import KINDS
 from tpuserve.api.generate import crd_name
-
-from tests.cluster.wait import WaitTimeout, wait_crds_established, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"

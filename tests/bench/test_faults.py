@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.jetstream.server import free_port
+from localcluster.ports import free_port
 
 Run = Callable[..., Any]
 

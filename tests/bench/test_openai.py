@@ -180,7 +180,7 @@ def test_gamma_arrivals_follow_vllm() -> None:
 
 @pytest.fixture
 def go_openai_server() -> Iterator[Callable[..., str]]:
-    from tests.perf.bench_client import go_server_binary
+    from tpuserve_dev.perf.bench_client import go_server_binary
 
     started: list[subprocess.Popen[str]] = []
 
@@ -221,8 +221,7 @@ def test_random_dataset_lengths_follow_vllm(tmp_path: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from tpuserve.bench.datasets import random_requests
     from tpuserve.bench.tokenizer import Tokenizer as BenchTokenizer
-
-    from tests.bench.corpus import pairs
+    from tpuserve_dev.corpus import pairs
 
     hf = Tokenizer(models.BPE(unk_token="<unk>"))
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

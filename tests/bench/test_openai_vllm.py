@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 
 import pytest
+from tpuserve_dev.vllm_server import VLLMServer
 
 from tests.bench.conftest import BenchRun
-from tests.vllm.server import VLLMServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

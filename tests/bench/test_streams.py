@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from localcluster.ports import free_port
 from tpuserve.bench import streams
 from tpuserve.bench.client import Record, encode_request
-
-from tests.jetstream.server import free_port
 
 
 def test_the_installed_grpcio_has_the_completion_queue_api() -> None:

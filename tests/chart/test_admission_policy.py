@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster.wait import wait_crds_established, wait_for
+from tpuserve_dev.chart.tools import REPO, render_objects
 
 from tests.api.cases import base_benchmark, base_checkpoint, base_server
 from tests.chart.cluster_helpers import Cluster
-from tests.chart.tools import REPO, render_objects
-from tests.cluster.wait import wait_crds_established, wait_for
 
 pytestmark = pytest.mark.cluster
 

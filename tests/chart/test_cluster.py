@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster.wait import wait_crds_established
+from tpuserve_dev.chart.tools import REPO
 
 from tests.chart.cluster_helpers import (
     Cluster,
@@ -20,8 +22,6 @@ from tests.chart.cluster_helpers import (
     namespaces,
     render_with,
 )
-from tests.chart.tools import REPO
-from tests.cluster.wait import wait_crds_established
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

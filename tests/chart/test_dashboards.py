@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tpuserve_dev.chart import dashboards
+from tpuserve_dev.chart.tools import CHART
 
-from tests.chart import dashboards
 from tests.chart.prometheus import running_jetstream_with_metrics, running_prometheus
-from tests.chart.tools import CHART
 
 FILES = sorted((CHART / "dashboards").glob("*.json"))
 
@@ -109,12 +109,11 @@ def test_jetstream_panels_answer_from_a_real_jetstream_server(tmp_path: Path) ->
 @pytest.mark.slow
 def test_vllm_panels_answer_from_a_real_vllm_server(tmp_path: Path) -> None:
     """vLLM's real OpenAI API server (its CPU build, started with the arguments the operator renders for a vllm-tpu
-    InferenceServer, tests/vllm/rendered.py) scraped by a real Prometheus while streaming completions run: every
+    InferenceServer, tpuserve_dev.vllm_rendered) scraped by a real Prometheus while streaming completions run: every
     expression of the vLLM dashboard returns data."""
     from tpuserve.api import InferenceServerSpec
     from tpuserve.controllers import render_vllm
-
-    from tests.vllm.rendered import start_rendered_server
+    from tpuserve_dev.vllm_rendered import start_rendered_server
 
     vllm = [e for e in dashboards.all_expressions() if e.dashboard == "tpuserve-vllm.json"]
     assert len(vllm) >= 10

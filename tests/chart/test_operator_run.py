@@ -22,9 +22,13 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster import sim
+from localcluster.wait import wait_for
 from tpuserve.controllers import naming
+from tpuserve_dev.chart import dashboards
+from tpuserve_dev.chart.tools import REPO, render_objects
+from tpuserve_dev.operator_harness import convert_summary_json
 
-from tests.chart import dashboards
 from tests.chart.cluster_helpers import (
     Cluster,
     audited_requests,
@@ -35,10 +39,6 @@ from tests.chart.cluster_helpers import (
     rbac_denials,
 )
 from tests.chart.prometheus import running_prometheus
-from tests.chart.tools import REPO, render_objects
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
-from tests.operator.harness import convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.jetstream, pytest.mark.slow]
 

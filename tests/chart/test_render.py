@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 
-from tests.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 from tests.chart.variants import VARIANTS
 
 BUILTIN_GROUPS = (

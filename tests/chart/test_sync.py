@@ -13,9 +13,8 @@ import tpuserve
 import yaml
 from tpuserve import images, tpu
 from tpuserve.settings import OperatorSettings
-
-from tests.chart import dashboards, generate
-from tests.chart.tools import CHART, REPO, render_objects
+from tpuserve_dev.chart import dashboards, generate
+from tpuserve_dev.chart.tools import CHART, REPO, render_objects
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -26,13 +25,13 @@ def test_chart_crds_are_identical_to_crds() -> None:
     top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     assert top, "crds/ is empty"
-    assert chart == top, "run `python -m tests.chart.generate`"
+    assert chart == top, "run `python -m tpuserve_dev.chart.generate`"
 
 
 def test_generated_files_are_up_to_date() -> None:
     """Dashboards JSON and manifests/install.yaml equal a fresh generation (and no stale generated file is left)."""
     problems = generate.check()
-    assert not problems, "\n".join(problems) + "\nrun `python -m tests.chart.generate`"
+    assert not problems, "\n".join(problems) + "\nrun `python -m tpuserve_dev.chart.generate`"
 
 
 def test_install_yaml_holds_the_crds_and_the_operator() -> None:

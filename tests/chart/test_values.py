@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.chart.tools import CHART, render
+from tpuserve_dev.chart.tools import CHART, render
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 

@@ -18,11 +18,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s_client
-from tpuserve import tpu
-
-from tests.cluster import nodepools, sim
-from tests.cluster.fixtures import KubeCluster
-from tests.cluster.kube import (
+from localcluster import sim
+from localcluster.fixtures import KubeCluster
+from localcluster.kube import (
     PAUSE_IMAGE,
     cpu_pod_spec,
     create,
@@ -33,7 +31,9 @@ from tests.cluster.kube import (
     pod,
     shell_pod_spec,
 )
-from tests.cluster.wait import wait_for
+from localcluster.wait import wait_for
+from tpuserve import tpu
+from tpuserve_dev import cluster as cluster_config
 
 pytestmark = pytest.mark.cluster
 
@@ -81,7 +81,7 @@ def test_tpu_pod_is_scheduled_on_the_v5e_2x4_pool(kube_cluster: KubeCluster, nam
     assert labels[tpu.ACCELERATOR_COUNT_LABEL] == "8"
     assert node["status"]["allocatable"][tpu.TPU_RESOURCE] == "8"
     if kube_cluster.has_local_node:  # the simulated pools: the node is one of the generated v5e 2x4 nodes
-        assert running["spec"]["nodeName"] in nodepools.find_pool("v5e", "2x4").node_names()
+        assert running["spec"]["nodeName"] in cluster_config.find_pool("v5e", "2x4").node_names()
         assert {c["type"]: c["status"] for c in running["status"]["conditions"]}["Ready"] == "True"
 
 

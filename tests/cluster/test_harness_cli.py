@@ -1,4 +1,4 @@
-"""The people path: `python -m tests.cluster.harness up|status|down` on a state directory of its own.
+"""The people path: `python -m tpuserve_dev.cluster up|status|down` on a state directory of its own.
 
 Starts a second, separate cluster (about 10 s), so it is marked slow as well as cluster.
 """
@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.cluster.harness import REPO_ROOT
+from tpuserve_dev import REPO as REPO_ROOT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -20,7 +19,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 def harness(command: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TPUSERVE_CLUSTER_DIR": str(state_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "tests.cluster.harness", command],
+        [sys.executable, "-m", "tpuserve_dev.cluster", command],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

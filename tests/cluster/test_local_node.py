@@ -9,13 +9,12 @@ import json
 from typing import Any
 
 import pytest
+from localcluster import sim
+from localcluster.fixtures import KubeCluster
+from localcluster.kube import cpu_pod_spec, create, get, job, job_condition, list_items, pod
+from localcluster.ports import free_port
+from localcluster.wait import wait_for
 from tpuserve import images
-
-from tests.cluster import sim
-from tests.cluster.fixtures import KubeCluster
-from tests.cluster.harness import free_port
-from tests.cluster.kube import cpu_pod_spec, create, get, job, job_condition, list_items, pod
-from tests.cluster.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 

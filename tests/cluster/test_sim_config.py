@@ -1,13 +1,12 @@
-"""kwok's stage file and tests/cluster/sim.py spell the same annotations; the stages parse (no cluster needed)."""
+"""kwok's stage file and localcluster.sim spell the same annotations; the stages parse (no cluster needed)."""
 
 from __future__ import annotations
 
 import re
 
 import yaml
-
-from tests.cluster import sim
-from tests.cluster.harness import KWOK_STAGES
+from localcluster import sim
+from localcluster.harness import KWOK_STAGES
 
 
 def stages() -> dict[str, dict[str, object]]:

@@ -1,10 +1,10 @@
 """`tpuserve convert mirror` end to end: a Hugging Face model from a hub (or a gs:// directory) into GCS.
 
-The tests cannot reach the Hugging Face hub, so the hub is a small local HTTP server (tests/convert/hub_server.py)
+The tests cannot reach the Hugging Face hub, so the hub is a small local HTTP server (tpuserve_dev.hub_server)
 that serves the file-resolution API `huggingface_hub` calls (repo info, tree listing, resolve/{revision}/{file}
 with ETag, X-Repo-Commit and Content-Length), found through HF_ENDPOINT as on any mirror of the hub. The real
-`huggingface_hub` client talks to it; GCS is the real GCS emulator (tests/gcs_fixtures.py). The model is a tiny
-Llama-3-shaped one written as real safetensors files (tests/convert/hf_model.py), verified against its
+`huggingface_hub` client talks to it; GCS is the real GCS emulator (tpuserve_dev.gcs_emulator). The model is a tiny
+Llama-3-shaped one written as real safetensors files (tpuserve_dev.hf_model), verified against its
 architecture given as `--arch-json`, as the conversion tests do. Nothing is mocked; the faults are the hub's
 (503s, a 401, bytes that differ from the listing) and the files' (truncated, missing, a wrong shape).
 """
@@ -27,10 +27,9 @@ from tpuserve.convert.hf_source import RetryPolicy
 from tpuserve.convert.mirror import MirrorOptions, mirror
 from tpuserve.convert.mirror_manifest import parse_mirror_manifest, read_raw_manifest
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
-
-from tests.convert.conftest import upload_dir
-from tests.convert.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
-from tests.convert.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
+from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.tiny_checkpoint import upload_dir
 
 REPO = "meta-llama/Llama-3.1-8B-Instruct"
 TOKEN = "hf_good_token"

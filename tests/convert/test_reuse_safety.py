@@ -11,8 +11,8 @@ import pytest
 from tpuserve.convert.manifest import ManifestUnreadable, find_verified_output, read_manifest, source_changes
 from tpuserve.convert.run import run
 from tpuserve.convert.summary import FailureReason, Outcome
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
 from tests.convert.test_run import CountingRunner, _options
 
 

@@ -25,8 +25,7 @@ from tpuserve.convert.manifest import find_verified_output, read_manifest
 from tpuserve.convert.run import RunOptions, run, run_subprocess
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve.convert.verify import verify_checkpoint
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 @pytest.fixture

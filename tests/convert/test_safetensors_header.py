@@ -7,8 +7,7 @@ from pathlib import Path
 
 from tpuserve.convert.safetensors_header import FileHeader, compare_headers, parameter_count, read_header
 from tpuserve.convert.storage import LocalStore
-
-from tests.convert.hf_model import safetensors_bytes
+from tpuserve_dev.hf_model import safetensors_bytes
 
 SHAPES = {"a.weight": (4, 8), "b.weight": (8,), "c.weight": (2, 3, 4)}
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from tpuserve.convert.summary import ConvertSummary, FailureReason
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 def _processes_mentioning(text: str) -> list[int]:

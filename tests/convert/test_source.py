@@ -12,8 +12,7 @@ from tpuserve import llama
 from tpuserve.convert import storage
 from tpuserve.convert.source import SourceStatus, check_source, stage_source
 from tpuserve.convert.storage import GcsStore, Progress, crc32c_of_file
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 def test_local_complete(tmp_path: Path) -> None:

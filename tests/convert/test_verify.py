@@ -16,8 +16,7 @@ from tpuserve.convert.cli import _verify
 from tpuserve.convert.expected import Layout
 from tpuserve.convert.synthetic import random_params
 from tpuserve.convert.verify import verify_checkpoint
-
-from tests.convert.conftest import TINY, upload_dir
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir
 
 
 def _cli(path: str, arch_json: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:

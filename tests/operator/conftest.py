@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.cluster import sim
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
-from tests.operator.harness import Objects, OperatorProcess, controller_reference, install_crds
+from localcluster import sim
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, controller_reference, install_crds
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 LOCAL: dict[str, Any] = dict(sim.local_node_placement())  # {"nodeSelector": ..., "tolerations": ...}
 

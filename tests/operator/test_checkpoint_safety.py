@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from localcluster import sim
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition, convert_summary_json
 
-from tests.cluster import sim
 from tests.operator.conftest import checkpoint, server
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localcluster import sim
+from localcluster.ports import free_port
+from localcluster.wait import wait_for
+from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
-from tests.gcs_fixtures import make_client, running_gcs_emulator
 from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, free_port, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -108,7 +109,7 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
     with running_gcs_emulator(storage_base=storage_base) as staging_endpoint:
         staging_client = make_client(staging_endpoint)
         staging_client.create_bucket("outage-bucket")
-        from tests.convert.conftest import TINY, upload_dir, write_meta_source
+        from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
         write_meta_source(tmp_path / "meta", TINY)
         upload_dir(staging_client, "outage-bucket", tmp_path / "meta", "meta")

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from localcluster import sim
+from localcluster.wait import wait_for
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
 from tests.operator.conftest import LOCAL, benchmark, checkpoint, server, sim_service, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -3,7 +3,7 @@ node runs it (`tpuserve convert mirror` as a real process), and the checkpoint r
 directory in status; a refused token fails with a message naming the Secret.
 
 Real: the control plane, the operator, the GCS emulator, the mirror process and `huggingface_hub` in it, the
-Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (tests/convert/hub_server.py:
+Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (operator/tpuserve_dev/hub_server.py:
 the file-resolution API huggingface_hub calls), reached through HF_ENDPOINT, which the operator's
 `converterEnv` setting passes to the Job as it would a hub proxy's address; the tests cannot reach the hub.
 The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given in
@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from localcluster.wait import wait_for
+from tpuserve_dev.hf_model import hf_model_files, tiny3
+from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
+from tpuserve_dev.tiny_checkpoint import TINY
 
-from tests.cluster.wait import wait_for
-from tests.convert.conftest import TINY
-from tests.convert.hf_model import hf_model_files, tiny3
-from tests.convert.hub_server import HubRepo, LocalHub, running_hub
 from tests.operator.conftest import LOCAL, operator_env
-from tests.operator.harness import Objects, OperatorProcess, condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -11,11 +11,11 @@ import json
 from typing import Any
 
 import pytest
+from localcluster import sim
+from localcluster.wait import wait_for
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
 from tests.operator.conftest import benchmark, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

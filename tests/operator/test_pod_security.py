@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster.wait import wait_for
 from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec
 from tpuserve.controllers import render
 from tpuserve.settings import OperatorSettings
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
 
-from tests.cluster.wait import wait_for
 from tests.operator.conftest import server
-from tests.operator.harness import Objects, OperatorProcess, condition
 from tests.operator.test_render import CHECKPOINT, OWNER, example
 
 pytestmark = pytest.mark.cluster

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localcluster.wait import wait_for
+from tpuserve_dev.operator_harness import REPO_ROOT, Objects, OperatorProcess
 
-from tests.cluster.wait import wait_for
 from tests.operator.conftest import benchmark, server
-from tests.operator.harness import REPO_ROOT, Objects, OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tpuserve_dev.hf_model import arch_json, hf_model_files, tiny3
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
 
-from tests.convert.hf_model import arch_json, hf_model_files, tiny3
 from tests.operator.conftest import LOCAL, operator_env, server
-from tests.operator.harness import Objects, OperatorProcess, condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
+from tpuserve_dev.vllm_rendered import start_rendered_server
 
 from tests.operator.conftest import LOCAL, checkpoint, server
-from tests.operator.harness import Objects, OperatorProcess, condition
-from tests.vllm.rendered import start_rendered_server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm, pytest.mark.slow]
 

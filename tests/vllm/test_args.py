@@ -11,8 +11,7 @@ import pytest
 import yaml
 from tpuserve.api import InferenceServerSpec
 from tpuserve.controllers import render_vllm
-
-from tests.vllm.rendered import cpu_args, parse_with_vllm
+from tpuserve_dev.vllm_rendered import cpu_args, parse_with_vllm
 
 pytestmark = pytest.mark.vllm
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
