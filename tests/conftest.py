@@ -1,6 +1,7 @@
 """Shared pytest plugins: the local Kubernetes test cluster, the GCS emulator and JetStream and vLLM servers."""
 
 import pytest
+
 from localcluster.harness import ClusterConfig
 from tpuserve_dev import cluster
 

@@ -338,7 +338,7 @@ class LocalNode:
         env = self.environment(pod, container, mounts)
         env["TPUSERVE_TERMINATION_MESSAGE_PATH"] = str(termination_path)
         argv = [str(self.entrypoint)] + [
-            remap_mounts(self.resolve_services(expand(arg, env), meta["namespace"]), mounts)
+            remap_mounts(self.resolve_services(expand(arg, env)), mounts)
             for arg in [*command[1:], *container.get("args", [])]
         ]
         log_path = pod_dir / f"{container['name']}.log"
@@ -391,7 +391,7 @@ class LocalNode:
                 else expand(item.get("value", ""), env)
             )
             if value is not None:  # None: an optional key that is absent
-                env[name] = remap_mounts(self.resolve_services(value, namespace), mounts)
+                env[name] = remap_mounts(self.resolve_services(value), mounts)
         return env
 
     def value_from(self, pod: dict[str, Any], source: dict[str, Any], name: str) -> str | None:
@@ -414,7 +414,7 @@ class LocalNode:
                 raise UnsupportedPod(
                     "CreateContainerConfigError", f"env {name}: fieldRef {path!r} is not supported here"
                 )
-            return fields[path]
+            return str(fields[path])
         for kind in ("configMapKeyRef", "secretKeyRef"):
             if kind in source:
                 ref = source[kind]
@@ -447,7 +447,7 @@ class LocalNode:
             return {key: base64.b64decode(value).decode() for key, value in data.items()}
         return {key: str(value) for key, value in data.items()}
 
-    def resolve_services(self, value: str, namespace: str) -> str:
+    def resolve_services(self, value: str) -> str:
         """Simulated cluster DNS: replace `<svc>.<ns>.svc[.cluster.local]:<port>` by the Service's sim address."""
 
         def replace(match: re.Match[str]) -> str:
@@ -650,7 +650,7 @@ def expand(value: str, env: dict[str, str]) -> str:
 def load_predicate(reference: str) -> Callable[[str], bool]:
     """`module:function` -> that function; "" -> a predicate that accepts no image."""
     if not reference:
-        return lambda image: False
+        return lambda _image: False
     module, _, name = reference.partition(":")
     predicate: Callable[[str], bool] = getattr(importlib.import_module(module), name)
     return predicate
@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         Api(args.kubeconfig), args.work_dir, args.env_file, args.entrypoint, load_predicate(args.runnable_image)
     )
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(_signum: int, _frame: object) -> None:
         node.shutdown()
         sys.exit(0)
 

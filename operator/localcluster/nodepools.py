@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tpuserve import tpu  # GKE's label, taint and resource names: their one source
-
 from localcluster import sim
+from tpuserve import tpu  # GKE's label, taint and resource names: their one source
 
 CLUSTER_NAME = "tpuserve"
 REGION = "us-central1"

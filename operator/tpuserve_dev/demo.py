@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from localcluster import sim
 from localcluster.harness import LocalCluster
-
 from tpuserve_dev import REPO, demo_vllm
 from tpuserve_dev import cluster as cluster_config
 from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump_all(vllm.start()[1:], sort_keys=False))
             step("5/6 watching them reach Ready / Succeeded")
             names = {i["kind"]: i["metadata"]["name"] for i in items}
-            _watch(kubectl, objects, names)
+            _watch(objects, names)
             step("6/6 results")
             print(kubectl("get", "lckpt,infsrv,bench", "-n", NAMESPACE, "-o", "wide").stdout)
             print(kubectl("get", "jobs,deployments,pods", "-n", NAMESPACE, "-o", "wide").stdout)
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
 
 
-def _watch(kubectl: Any, objects: Objects, names: dict[str, str], timeout: float = 600) -> None:
+def _watch(objects: Objects, names: dict[str, str], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
     while time.monotonic() < deadline:

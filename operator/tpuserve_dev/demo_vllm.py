@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from localcluster import sim
 from localcluster.ports import free_port
-
 from tpuserve_dev import REPO
 from tpuserve_dev.hf_model import arch_from_config
 from tpuserve_dev.operator_harness import Objects, controller_reference

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcluster.ports import free_port
 from localcluster.wait import wait_for
 

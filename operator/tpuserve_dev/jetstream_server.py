@@ -21,7 +21,6 @@ from pathlib import Path
 
 from localcluster.ports import free_port
 from localcluster.wait import wait_for
-
 from tpuserve_dev import REPO
 
 SETUP_SCRIPT = REPO / "tests" / "jetstream" / "setup-venv.sh"
@@ -50,6 +49,7 @@ def jetstream_python() -> str:
 def health(target: str, timeout: float = 2.0) -> bool:
     """JetStream's own HealthCheck rpc (not grpc.health.v1), through our generated stub."""
     import grpc
+
     from tpuserve.proto import jetstream_pb2, jetstream_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
@@ -68,7 +68,7 @@ def start_mock_server(port: int | None = None, log_path: Path | None = None) -> 
     python = jetstream_python()
     port = port or free_port()
     target = f"127.0.0.1:{port}"
-    log = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen(
         [python, "-c", _LAUNCH, f"--port={port}"],

@@ -16,10 +16,9 @@ from typing import Any
 
 from localcluster.ports import free_port
 from localcluster.wait import wait_crds_established, wait_for
+from tpuserve_dev import REPO
 
-from tpuserve_dev import REPO as REPO_ROOT
-
-CRD_DIR = REPO_ROOT / "crds"
+CRD_DIR = REPO / "crds"
 TPUSERVE = Path(sys.executable).with_name("tpuserve")
 GROUP_VERSION = "tpuserve.dev/v1alpha1"
 PLURAL = {"LlamaCheckpoint": "llamacheckpoints", "InferenceServer": "inferenceservers", "BenchmarkRun": "benchmarkruns"}

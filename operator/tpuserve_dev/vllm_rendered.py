@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcluster.ports import free_port
-
 from tpuserve_dev import REPO
 from tpuserve_dev.jetstream_server import stop
 from tpuserve_dev.vllm_server import model_dir, vllm_python, wait_healthy
@@ -94,7 +93,7 @@ def start_rendered_server(
     directory to serve (default the small model from tests/vllm/model.sh)."""
     port = port or free_port()
     args, adapted = cpu_args(rendered, model or model_dir(), port)
-    log = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     process = subprocess.Popen(
         [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", *args],

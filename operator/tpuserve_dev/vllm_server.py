@@ -26,7 +26,6 @@ from typing import IO
 
 from localcluster.ports import free_port
 from localcluster.wait import wait_for
-
 from tpuserve_dev import REPO
 from tpuserve_dev.jetstream_server import stop
 
@@ -115,7 +114,7 @@ def start_vllm_server(
     model = model_dir()
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    log = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     process = subprocess.Popen(
         server_command(python, model, port, extra_args),

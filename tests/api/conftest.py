@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcluster.wait import WaitTimeout, wait_crds_established, wait_for
 from tpuserve.api import KINDS
 from tpuserve.api.generate import crd_name
@@ -23,7 +24,7 @@ def crds(kube_cluster: Any) -> Any:
     def applied() -> bool:
         result = kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR), check=False)
         errors.append(result.stderr.strip())
-        return result.returncode == 0
+        return bool(result.returncode == 0)
 
     # A just-started API server can refuse the first apply for a moment; an invalid CRD keeps failing, and the
     # failure then carries the API server's own words.

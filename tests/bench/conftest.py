@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcluster.wait import WaitTimeout, wait_for
 from tpuserve_dev import corpus
 from tpuserve_dev.jetstream_server import health

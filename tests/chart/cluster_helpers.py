@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
 from localcluster.ports import free_port
 from localcluster.wait import wait_crds_established, wait_for
 from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, set_args

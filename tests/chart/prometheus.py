@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from localcluster.ports import free_port
 from localcluster.wait import wait_for
-from tpuserve_dev.chart.tools import REPO
+from tpuserve_dev import REPO
 
 PROMETHEUS = os.environ.get("TPUSERVE_PROMETHEUS", "/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"

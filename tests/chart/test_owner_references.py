@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcluster.harness import ClusterConfig, LocalCluster
 from localcluster.wait import wait_crds_established
-from tpuserve_dev.chart.tools import REPO
-
 from tests.chart.cluster_helpers import helm_install, service_account_kubeconfig
+from tpuserve_dev import REPO
 
 # Needs the test cluster's binaries (a cluster of its own, not the shared one).
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

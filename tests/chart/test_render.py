@@ -11,9 +11,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 
 from tests.chart.variants import VARIANTS
+from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 
 BUILTIN_GROUPS = (
     "v1",
@@ -87,7 +87,8 @@ def test_default_render_has_the_operator_shape() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
     assert container["args"] == ["operator", "--standalone"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["TPUSERVE_NAMESPACES"] == "[]"  # cluster-wide
@@ -103,7 +104,8 @@ def test_default_render_has_the_operator_shape() -> None:
 
 def test_namespaced_install_grants_nothing_cluster_wide() -> None:
     objects = render_objects(VARIANTS["namespaced"], namespace="tpuserve-system")
-    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    assert not by_kind(objects, "ClusterRole")
+    assert not by_kind(objects, "ClusterRoleBinding")
     roles = by_kind(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["llm-bench", "llm-prod"]
     for binding in by_kind(objects, "RoleBinding"):
@@ -193,7 +195,8 @@ def test_operator_env_carries_images_and_prices() -> None:
     assert container["image"] == "ghcr.io/tpuserve/operator@sha256:" + "ab" * 32
     assert container["args"][-1] == "--verbose"
     assert the(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing-operator-sa"
-    assert not by_kind(objects, "ServiceAccount") and not by_kind(objects, "ConfigMap")
+    assert not by_kind(objects, "ServiceAccount")
+    assert not by_kind(objects, "ConfigMap")
     assert not by_kind(objects, "Service")
 
 
@@ -201,10 +204,12 @@ def test_dashboards_configmap_has_the_sidecar_label_and_every_dashboard() -> Non
     configmap = the(render_objects(), "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
-    assert sorted(configmap["data"]) == files and files
+    assert sorted(configmap["data"]) == files
+    assert files
     for name, text in configmap["data"].items():
         dashboard = json.loads(text)
-        assert dashboard["uid"] and dashboard["panels"], name
+        assert dashboard["uid"], name
+        assert dashboard["panels"], name
 
 
 # Each bad value and the message helm prints (values.schema.json or a template `fail`).
@@ -266,7 +271,8 @@ def test_helm_package_holds_the_chart_and_nothing_else(tmp_path: Path) -> None:
     (archive,) = tmp_path.glob("tpuserve-*.tgz")
     with tarfile.open(archive) as tar:
         names = sorted(n.removeprefix("tpuserve/") for n in tar.getnames())
-    assert "values.schema.json" in names and "templates/NOTES.txt" in names
+    assert "values.schema.json" in names
+    assert "templates/NOTES.txt" in names
     assert {f"crds/{p.name}" for p in (CHART / "crds").glob("*.yaml")} <= set(names)
     assert {f"dashboards/{p.name}" for p in (CHART / "dashboards").glob("*.json")} <= set(names)
     assert not [n for n in names if n.endswith((".py", ".pyc", "~"))]

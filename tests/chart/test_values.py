@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tpuserve_dev.chart.tools import CHART, render
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -197,7 +198,8 @@ def documented_examples() -> list[tuple[str, Any]]:
         path = ".".join([k for _, k in stack] + [m.group(2)])
         for example in pending:
             parsed = yaml.safe_load(example)
-            assert isinstance(parsed, dict) and list(parsed) == [m.group(2)], f"{path}: bad example {example!r}"
+            assert isinstance(parsed, dict), f"{path}: bad example {example!r}"
+            assert list(parsed) == [m.group(2)], f"{path}: bad example {example!r}"
             examples.append((path, parsed[m.group(2)]))
         pending = []
         stack.append((indent, m.group(2)))

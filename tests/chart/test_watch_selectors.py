@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster.wait import wait_crds_established, wait_for
-from tpuserve_dev.chart.tools import REPO
 
+from localcluster.wait import wait_crds_established, wait_for
 from tests.chart.cluster_helpers import cluster_helm, helm_install, operator_as_installed
+from tpuserve_dev import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

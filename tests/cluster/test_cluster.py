@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s_client
+
 from localcluster import sim
 from localcluster.fixtures import KubeCluster
 from localcluster.kube import (
@@ -292,8 +293,10 @@ def test_api_server_authenticates_and_authorizes(kube_cluster: KubeCluster, name
     bad_token = kubectl_with_token("not-a-valid-token", "get", "pods", "-n", namespace)
 
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
-    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
-    assert bad_token.returncode != 0 and "unauthorized" in bad_token.stderr.lower()
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+    assert bad_token.returncode != 0
+    assert "unauthorized" in bad_token.stderr.lower()
 
 
 def test_api_client_reaches_the_cluster(kube_cluster: KubeCluster) -> None:

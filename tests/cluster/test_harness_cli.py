@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tpuserve_dev import REPO as REPO_ROOT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -37,15 +38,18 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert up.stdout.strip() == f"export KUBECONFIG={state_dir / 'admin.kubeconfig'}"
 
         again = harness("up", state_dir)
-        assert again.returncode == 1 and "already running" in again.stderr
+        assert again.returncode == 1
+        assert "already running" in again.stderr
 
         status = harness("status", state_dir)
         assert status.returncode == 0
         assert "kube-apiserver           running" in status.stdout
-        assert "gke-tpuserve-tpu-v5e-2x4-0" in status.stdout and "tpuserve-local" in status.stdout
+        assert "gke-tpuserve-tpu-v5e-2x4-0" in status.stdout
+        assert "tpuserve-local" in status.stdout
     finally:
         down = harness("down", state_dir)
-    assert down.returncode == 0 and "kube-apiserver" in down.stderr
+    assert down.returncode == 0
+    assert "kube-apiserver" in down.stderr
     stopped = harness("status", state_dir)
     assert stopped.returncode == 3
     assert "running" not in stopped.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from localcluster.harness import ClusterError, LocalCluster
 from localcluster.local_node import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
 from localcluster.wait import WaitTimeout, wait_for

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from localcluster import nodepools, sim
 from tpuserve import tpu
 from tpuserve_dev import cluster as cluster_config

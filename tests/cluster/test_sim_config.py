@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
+
 from localcluster import sim
 from localcluster.harness import KWOK_STAGES
 
@@ -19,7 +20,8 @@ def test_every_stage_is_a_kwok_stage_for_pods_or_nodes() -> None:
 
     assert set(loaded) == {"node-ready", "pod-start", "job-pod-exit", "pod-stop", "pod-remove"}
     for stage in loaded.values():
-        assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1" and stage["kind"] == "Stage"
+        assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1"
+        assert stage["kind"] == "Stage"
 
 
 def test_stage_templates_read_the_contract_annotations() -> None:

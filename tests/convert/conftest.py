@@ -11,11 +11,12 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve import llama
 from tpuserve_dev.tiny_checkpoint import TINY
 
@@ -69,11 +70,11 @@ def checkpoint_copy(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> Callab
 
 
 @pytest.fixture
-def write_params(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], str], Path]]:
+def write_params(tmp_path: Path) -> Callable[[dict[str, Any], str], Path]:
     """Save an arbitrary flat param dict as a MaxText-style TrainState with orbax (in-process, one CPU device)."""
     from tpuserve.convert import synthetic
 
     def write(params: dict[str, Any], name: str) -> Path:
         return synthetic.save_train_state(tmp_path / name, params)
 
-    yield write
+    return write

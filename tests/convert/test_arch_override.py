@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert.run import ConversionError, load_arch
 from tpuserve_dev.hf_model import tiny3

@@ -132,6 +132,7 @@ def test_helm_install_values_render_with_the_chart() -> None:
 
 def test_cloudbuild_builds_and_pushes_every_image() -> None:
     import yaml
+
     from tpuserve import images
 
     config = yaml.safe_load((ROOT / "images/cloudbuild.yaml").read_text())

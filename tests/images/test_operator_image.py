@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import sim
-from tpuserve_dev.operator_harness import Objects, OperatorProcess, install_crds
 
+from localcluster import sim
 from tests.images.build import BuildResult
 from tests.images.docker import DockerDaemon
 from tests.operator.conftest import benchmark, summary_json
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, install_crds
 
 pytestmark = [pytest.mark.images, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 

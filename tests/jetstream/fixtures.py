@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tpuserve_dev.jetstream_server import jetstream_python, start_mock_server
 
 

@@ -6,6 +6,7 @@ import json
 import urllib.request
 
 import pytest
+
 from tpuserve_dev.vllm_server import VLLMServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

@@ -171,7 +171,7 @@ class _Connection(asyncio.Protocol):
                 self._finish(CONNECTION_ERROR, why)
 
     # httptools callbacks
-    def on_status(self, status: bytes) -> None:
+    def on_status(self, _reason: bytes) -> None:  # the reason phrase; the code comes from the parser
         self.status = self.parser.get_status_code()
 
     def on_body(self, data: bytes) -> None:

@@ -17,8 +17,9 @@ import difflib
 import sys
 from pathlib import Path
 
+from tpuserve_dev import REPO
 from tpuserve_dev.chart import dashboards
-from tpuserve_dev.chart.tools import CHART, INSTALL_NAMESPACE, INSTALL_RELEASE, REPO, render
+from tpuserve_dev.chart.tools import CHART, INSTALL_NAMESPACE, INSTALL_RELEASE, render
 
 CRDS = REPO / "crds"
 CHART_CRDS = CHART / "crds"

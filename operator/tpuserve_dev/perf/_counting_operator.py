@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -57,10 +58,9 @@ def dump_forever(path: str) -> None:
     while True:
         with LOCK:
             text = json.dumps(dict(COUNTS))
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        tmp = Path(path + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
         time.sleep(1)
 
 

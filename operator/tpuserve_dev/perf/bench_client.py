@@ -197,7 +197,8 @@ def jetstream(python: str, target: str, data: dict[str, Path], n: int, tokens: i
     # Its CPU time is read from /proc when it announces the run ("Traffic request rate", printed just before
     # the first request) and when it prints its summary: start-up (TensorFlow imports) and its 5 s sleep excluded.
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     lines = []
     cpu_start = cpu_end = 0.0
     for line in process.stdout:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from tpuserve import llama
-
 from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
 
 _VERIFY_CHILD = """

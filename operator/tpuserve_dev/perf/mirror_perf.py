@@ -24,7 +24,6 @@ from tpuserve.convert.hf_source import RetryPolicy
 from tpuserve.convert.mirror import MirrorOptions, mirror
 from tpuserve.convert.safetensors_header import compare_headers, read_header
 from tpuserve.convert.storage import open_store
-
 from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
 from tpuserve_dev.hf_model import arch_json, hf_model_files
 from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub

@@ -76,7 +76,7 @@ def tpuserve(target: str, out: Path, *args: str, pin: bool = True) -> dict[str, 
 
 
 def vllm_bench(base_url: str, out: Path, *args: str, pin: bool = True) -> dict[str, Any]:
-    command = [vllm_python(), str(REPO / "tests" / "perf" / "vllm_bench_serve.py"), "--base-url", base_url]
+    command = [vllm_python(), str(Path(__file__).with_name("vllm_bench_serve.py")), "--base-url", base_url]
     command += ["--save-result", "--result-dir", str(out), "--result-filename", "vllm.json", "--disable-tqdm", *args]
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", TPUSERVE_CPU_FILE=str(out / "cpu.json"))
     subprocess.run(

@@ -26,9 +26,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
+
 from localcluster import sim
 from localcluster.harness import LocalCluster
-
 from tpuserve_dev import cluster as cluster_config
 from tpuserve_dev.operator_harness import OperatorProcess, install_crds
 

