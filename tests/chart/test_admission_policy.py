@@ -19,6 +19,7 @@ import yaml
 from localcluster.wait import wait_crds_established, wait_for
 from tests.api.cases import base_benchmark, base_checkpoint, base_server
 from tests.chart.cluster_helpers import Cluster
+from tpuserve import images
 from tpuserve_dev import REPO
 from tpuserve_dev.chart.tools import render_objects
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.cluster
 
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 ALLOWED_PREFIX = "registry.example/allowed/"
-ALLOWED_EXACT = "ghcr.io/tpuserve/bench:0.1.0"
+ALLOWED_EXACT = images.BENCH_IMAGE
 ALLOWED_ACCOUNT = "llama-gcs"
 REFUSED = "docker.io/someone/miner:1"
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.chart.variants import VARIANTS
+from tpuserve import images
 from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 
 BUILTIN_GROUPS = (
@@ -93,7 +94,7 @@ def test_default_render_has_the_operator_shape() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["TPUSERVE_NAMESPACES"] == "[]"  # cluster-wide
     assert env["TPUSERVE_LIVENESS"] == "http://0.0.0.0:8080/healthz"
-    assert container["image"] == "ghcr.io/tpuserve/operator:0.1.0"
+    assert container["image"] == images.OPERATOR_IMAGE
     assert pod["serviceAccountName"] == "tpuserve"
     # The metrics Service selects exactly the operator pod.
     service = the(objects, "Service")
@@ -293,7 +294,7 @@ def test_admission_policy_renders_one_policy_and_binding_per_kind() -> None:
     for field in ("object.spec.image", "object.spec.httpImage", "object.spec.serviceAccountName"):
         assert f"has({field})" in checked
     variables = {v["name"]: v["expression"] for v in server["variables"]}
-    assert json.loads(variables["allowedImages"]) == ["europe-docker.pkg.dev/p/mirror/", "ghcr.io/tpuserve/bench:0.1.0"]
+    assert json.loads(variables["allowedImages"]) == ["europe-docker.pkg.dev/p/mirror/", images.BENCH_IMAGE]
     assert json.loads(variables["allowedServiceAccounts"]) == ["llama-gcs"]
     checkpoint = " ".join(v["expression"] for v in policies["tpu-op-llamacheckpoints"]["spec"]["validations"])
     assert "has(object.spec.converter) && has(object.spec.converter.image)" in checkpoint

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import tpuserve
+
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "docs" / "install.md"
 # Placeholder values for the page's variables (step 0).
@@ -26,7 +28,7 @@ VARIABLES = {
     "CLUSTER": "llm-serving",
     "BUCKET": "my-models-bucket",
     "NAMESPACE": "llm",
-    "VERSION": "0.1.0",
+    "VERSION": tpuserve.__version__,
     "REGISTRY": "us-docker.pkg.dev/my-project/tpuserve",
     "WI_PRINCIPAL": "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
     "my-project.svc.id.goog/subject",
