@@ -52,6 +52,7 @@ MUTATIONS: dict[str, Any] = {
     "admissionPolicy.allowedServiceAccounts": ["llama-gcs"],
     "admissionPolicy.namespaceSelector": {"matchLabels": {"team": "ml"}},
     "admissionPolicy.validationActions": ["Warn", "Audit"],
+    "operator.logFormat": "json",
     "operator.extraArgs": ["--verbose"],
     "operator.extraEnv": [{"name": "TPUSERVE_EXAMPLE", "value": "1"}],
     "metrics.serviceMonitor.interval": "15s",
