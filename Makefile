@@ -9,10 +9,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: system-deps setup tools jetstream vllm lint test test-unit test-images cluster-up cluster-down crds demo perf-bench perf-convert perf-scale clean
 
+# The development-only packages (operator/localcluster, operator/tpuserve_dev) are not in the wheel; the .pth
+# puts operator/ on the venv's path, so `python -m tpuserve_dev.demo` and the tests' subprocesses import them.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[bench,convert,test]'
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "tpuserve-dev.pth").write_text("$(CURDIR)/operator\n")'
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
@@ -24,7 +27,7 @@ system-deps:
 # Test-cluster binaries (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm),
 # built once per version into ~/.cache/tpuserve-tools.
 tools:
-	bash tests/cluster/build-tools.sh >/dev/null
+	bash operator/localcluster/build-tools.sh >/dev/null
 
 # JetStream 0.2.2 (the upstream server and client the tests compare against) in its own cached venv.
 jetstream:
@@ -55,26 +58,26 @@ test-images: system-deps setup tools
 # manifests/install.yaml. Tests fail when any of them is stale.
 crds: setup tools
 	$(VENV)/bin/tpuserve crds --output crds --docs docs/api.md
-	$(PY) -m tests.chart.generate
+	$(PY) -m tpuserve_dev.chart.generate
 
 cluster-up: setup tools
-	$(PY) -m tests.cluster.harness up
+	$(PY) -m tpuserve_dev.cluster up
 
 cluster-down: setup
-	$(PY) -m tests.cluster.harness down
+	$(PY) -m tpuserve_dev.cluster down
 
 demo: system-deps setup tools jetstream
-	$(PY) -m tests.demo
+	$(PY) -m tpuserve_dev.demo
 
 # Performance scripts (they print figures; they are not tests). Figures are recorded in docs/.
 perf-bench: setup jetstream
-	$(PY) -m tests.perf.bench_client --server go
+	$(PY) -m tpuserve_dev.perf.bench_client --server go
 
 perf-convert: setup
-	$(PY) -m tests.perf.convert_perf
+	$(PY) -m tpuserve_dev.perf.convert_perf
 
 perf-scale: setup tools
-	$(PY) -m tests.perf.scale_operator --runs 200 1000
+	$(PY) -m tpuserve_dev.perf.scale_operator --runs 200 1000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

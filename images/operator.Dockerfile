@@ -6,7 +6,8 @@ ARG BASE=python:3.13-slim-trixie
 FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Dependencies first (their layer survives source changes), at the tested versions (images/constraints.txt).
+# Dependencies first (their layer survives source changes), at the tested versions (images/constraints.txt): the base
+# list only, no extras; the operator imports nothing else (tests/unit/test_operator_deps.py).
 COPY pyproject.toml images/constraints.txt ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
        > requirements.txt \

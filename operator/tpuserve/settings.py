@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tpuserve import images, tpu
 from tpuserve.api import ConverterPreset, Toleration
+from tpuserve.logs import LogFormat
 
 
 class OperatorSettings(BaseSettings):
@@ -25,6 +26,11 @@ class OperatorSettings(BaseSettings):
     namespaces: list[str] = Field(
         default_factory=list,
         description="Namespaces to watch (JSON list). Empty = cluster-wide. `--namespace` flags override.",
+    )
+    log_format: LogFormat = Field(
+        default="text",
+        description="Log lines: `text`, or `json` (one object per line with the fields Cloud Logging reads: severity, "
+        "message, time, sourceLocation, labels; operator/tpuserve/logs.py).",
     )
     metrics_host: str = Field(default="0.0.0.0", description="Listen address of the Prometheus endpoint.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")

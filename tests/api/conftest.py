@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from localcluster.wait import WaitTimeout, wait_crds_established, wait_for
 from tpuserve.api import KINDS
 from tpuserve.api.generate import crd_name
-
-from tests.cluster.wait import WaitTimeout, wait_crds_established, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -24,7 +24,7 @@ def crds(kube_cluster: Any) -> Any:
     def applied() -> bool:
         result = kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR), check=False)
         errors.append(result.stderr.strip())
-        return result.returncode == 0
+        return bool(result.returncode == 0)
 
     # A just-started API server can refuse the first apply for a moment; an invalid CRD keeps failing, and the
     # failure then carries the API server's own words.

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
-from tpuserve.api import BenchmarkRun, InferenceServer, LlamaCheckpoint
 
 from tests.api.cases import INVALID, VALID, Case, base_benchmark, base_checkpoint, base_server, catalog_slices
 from tests.api.conftest import REPO, create
 from tests.api.statuses import benchmark_status, checkpoint_status, server_status
+from tpuserve.api import BenchmarkRun, InferenceServer, LlamaCheckpoint
 
 pytestmark = pytest.mark.cluster
 
@@ -93,7 +93,8 @@ def test_benchmark_spec_is_immutable(crds: Any, namespace: str) -> None:
         check=False,
     )
     assert changed.returncode != 0
-    assert "spec: " in changed.stderr and "spec is immutable" in changed.stderr, changed.stderr
+    assert "spec: " in changed.stderr, changed.stderr
+    assert "spec is immutable" in changed.stderr, changed.stderr
     # Metadata and status stay writable.
     crds.kubectl("label", "-n", namespace, "benchmarkrun", "run1", "team=serving")
     status = crds.kubectl(

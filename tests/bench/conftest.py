@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.bench import corpus
-from tests.jetstream.server import health
+from localcluster.wait import WaitTimeout, wait_for
+from tpuserve_dev import corpus
+from tpuserve_dev.jetstream_server import health
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,13 +58,12 @@ def start_delay_server(*args: str) -> ServerProcess:
         process.kill()
         raise RuntimeError(f"delay server did not start: {line!r}")
     target = f"127.0.0.1:{line.split()[1]}"
-    deadline = time.monotonic() + 20
     ready = (lambda: _answers(target)) if "--not-live" in args else (lambda: health(target))
-    while not ready():
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("delay server not live")
-        time.sleep(0.1)
+    try:
+        wait_for(ready, timeout=20, interval=0.1, description="the delay server live")
+    except WaitTimeout:
+        process.kill()
+        raise
     return ServerProcess(target, process)
 
 

@@ -47,10 +47,11 @@ def main() -> int:
         # 0.2.2 reads the openorca pickle next to the script, under this name.
         shutil.copy(args.data / "openorca.pkl", work / "open_orca_gpt4_tokenized_llama.calibration_1000.pkl")
         stub = types.ModuleType("eval_accuracy")
-        stub.eval_accuracy = lambda *a, **k: {}  # type: ignore[attr-defined]
+        stub.eval_accuracy = lambda *_args, **_kwargs: {}  # type: ignore[attr-defined]
         sys.modules["eval_accuracy"] = stub
         spec = importlib.util.spec_from_file_location("benchmark_serving", script)
-        assert spec and spec.loader
+        assert spec
+        assert spec.loader
         bs = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(bs)
         get_tokenizer_params = inspect.signature(bs.get_tokenizer).parameters
@@ -65,7 +66,7 @@ def main() -> int:
                 params = inspect.signature(bs.load_openorca_dataset_pkl).parameters
                 data = bs.load_openorca_dataset_pkl(*([""] if params else []))
             params = inspect.signature(bs.sample_requests).parameters
-            kwargs = dict(dataset=data, tokenizer=tokenizer, num_requests=num, max_output_length=max_out)
+            kwargs = {"dataset": data, "tokenizer": tokenizer, "num_requests": num, "max_output_length": max_out}
             if "dataset_type" in params:  # newer client
                 kwargs.update(
                     use_chat_template=False,

@@ -40,7 +40,8 @@ def test_measured_figures_match_injected_delays(delayed_run: Any) -> None:
     assert delayed_run.code == 0, delayed_run.stdout
     results = json.loads((delayed_run.output / "results.json").read_text())
     stage = results["stages"][0]
-    assert stage["successfulRequests"] == 24 and stage["failedRequests"] == 0
+    assert stage["successfulRequests"] == 24
+    assert stage["failedRequests"] == 0
     assert stage["totalOutputTokens"] == 24 * TOKENS
     # TTFT: the server waits TTFT_MS before the first message; the client adds little on loopback.
     assert TTFT_MS <= stage["ttftMs"]["median"] < TTFT_MS + 40
@@ -100,10 +101,11 @@ def test_no_hidden_cap_on_streams_in_flight(engine: str) -> None:
     import time
 
     import grpc
+
     from tpuserve.bench.client import Record, encode_request
     from tpuserve.bench.streams import decode_one, open_streams
 
-    async def decode(request: bytes, context: Any) -> Any:
+    async def decode(_request: bytes, _context: Any) -> Any:
         await asyncio.sleep(1.0)
         yield b"\x1a\x04\x0a\x02\x12\x00"  # one stream message with no token
 

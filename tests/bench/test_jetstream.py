@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve.bench.client import Client, Record, encode_request, parse_messages
 from tpuserve.bench.streams import decode_one, open_streams
 
@@ -29,11 +30,13 @@ def test_against_jetstreams_mock_server(
     assert run.code == 0, run.stdout
     assert run.summary["successfulRequests"] == 16
     assert run.summary["totalOutputTokens"] == 16 * 8
-    assert run.summary["ttftMs"]["median"] > 0 and run.summary["decodeTpotMs"]["median"] > 0
+    assert run.summary["ttftMs"]["median"] > 0
+    assert run.summary["decodeTpotMs"]["median"] > 0
     assert "Successful requests: 16" in run.stdout
     assert "Undecodable output token ids" in run.stdout  # mock ids beyond the 200-piece vocabulary
     js = json.loads((run.output / "stage-00.jetstream.json").read_text())
-    assert js["metrics"]["completed"] == 16 and js["dimensions"]["model_id"] == "mock"
+    assert js["metrics"]["completed"] == 16
+    assert js["dimensions"]["model_id"] == "mock"
 
 
 def _start(python: str, script: Path) -> tuple[subprocess.Popen[str], str]:
@@ -66,7 +69,8 @@ def test_our_client_against_the_upstream_servicer(jetstream_venv_python: str) ->
     finally:
         process.terminate()
         process.wait(timeout=10)
-    assert live and record.code == "OK", record.detail
+    assert live, record.detail
+    assert record.code == "OK", record.detail
     counts, ids = parse_messages(record.messages)
     assert counts == [1] * 6
     assert ids == [(sum(prompt) + i) % 30000 for i in range(6)]
@@ -83,4 +87,5 @@ def test_jetstreams_client_against_our_test_server(
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["live"] is True
     assert answer["tokens"] == [3 + (i * 7919) % (32000 - 3) for i in range(7)]
-    assert answer["ttft"] >= 0.030 and answer["latency"] >= 0.030 + 6 * 0.005
+    assert answer["ttft"] >= 0.030
+    assert answer["latency"] >= 0.030 + 6 * 0.005

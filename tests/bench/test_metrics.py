@@ -4,6 +4,7 @@ failures, goodput."""
 from __future__ import annotations
 
 import pytest
+
 from tpuserve.bench.client import Record
 from tpuserve.bench.datasets import Request
 from tpuserve.bench.metrics import parse_run, stage_report
@@ -40,25 +41,35 @@ def test_definitions_exactly() -> None:
     ]
     run = StageRun(Stage("rate=inf", request_rate=float("inf")), requests, records, start=1.0, end=2.0, sent=3)
     report = stage_report(run, parse_run(run), slo_ttft_ms=150, slo_tpot_ms=200)
-    assert report.successful_requests == 2 and report.failed_requests == 1
+    assert report.successful_requests == 2
+    assert report.failed_requests == 1
     assert report.errors == {"RESOURCE_EXHAUSTED": 1}
-    assert report.total_input_tokens == 30 and report.total_output_tokens == 5
+    assert report.total_input_tokens == 30
+    assert report.total_output_tokens == 5
     assert report.duration_seconds == pytest.approx(1.0)
-    assert report.output_throughput == pytest.approx(5.0) and report.total_throughput == pytest.approx(35.0)
-    assert report.ttft_ms is not None and report.ttft_ms.max == pytest.approx(200.0)
+    assert report.output_throughput == pytest.approx(5.0)
+    assert report.total_throughput == pytest.approx(35.0)
+    assert report.ttft_ms is not None
+    assert report.ttft_ms.max == pytest.approx(200.0)
     assert report.ttft_ms.mean == pytest.approx(150.0)
     # JetStream TPOT = latency / tokens: 0.5/4 and 0.25/1
-    assert report.tpot_ms is not None and report.tpot_ms.max == pytest.approx(250.0)
+    assert report.tpot_ms is not None
+    assert report.tpot_ms.max == pytest.approx(250.0)
     assert report.tpot_ms.mean == pytest.approx((125.0 + 250.0) / 2)
     # decode TPOT = (latency - TTFT) / (tokens - 1) = (0.5 - 0.1) / 3, only for the 4-token request
-    assert report.decode_tpot_ms is not None and report.decode_tpot_ms.mean == pytest.approx(400.0 / 3)
+    assert report.decode_tpot_ms is not None
+    assert report.decode_tpot_ms.mean == pytest.approx(400.0 / 3)
     # ITL per token: (1.3 - 1.1) / 2 tokens, (1.4 - 1.3) / 1 token
-    assert report.itl_ms is not None and report.itl_ms.max == pytest.approx(100.0)
+    assert report.itl_ms is not None
+    assert report.itl_ms.max == pytest.approx(100.0)
     assert report.itl_ms.mean == pytest.approx(100.0)
     # TTST = second message - send
-    assert report.ttst_ms is not None and report.ttst_ms.max == pytest.approx(300.0)
+    assert report.ttst_ms is not None
+    assert report.ttst_ms.max == pytest.approx(300.0)
     # goodput: request 0 meets TTFT 150 and decode TPOT 200 (133 ms); request 1 misses TTFT (200 ms)
-    assert report.goodput is not None and report.goodput.requests == 1 and report.goodput.share == 0.5
+    assert report.goodput is not None
+    assert report.goodput.requests == 1
+    assert report.goodput.share == 0.5
     assert report.request_rate is None  # all at once
 
 
@@ -73,8 +84,10 @@ def test_an_empty_answer_is_successful_but_not_completed_as_jetstream_counts() -
     records = [record(0, 1.0, [1.1], [message(5)], 1.2), record(1, 1.0, [], [], 1.5)]
     run = StageRun(Stage("rate=inf", request_rate=float("inf")), requests, records, start=1.0, end=2.0, sent=2)
     report = stage_report(run, parse_run(run))
-    assert report.successful_requests == 2 and report.empty_responses == 1
-    assert report.ttft_ms is not None and report.ttft_ms.max == pytest.approx(100.0)  # only the answer with a token
+    assert report.successful_requests == 2
+    assert report.empty_responses == 1
+    assert report.ttft_ms is not None
+    assert report.ttft_ms.max == pytest.approx(100.0)
     metrics = jetstream_result(report, 2, "m", "t", {}, datetime.now(UTC))["metrics"]
     assert metrics["completed"] == 1
     assert metrics["request_throughput"] == pytest.approx(1.0)

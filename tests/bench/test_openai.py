@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tpuserve.bench.runner import arrival_offsets
 
 from tests.bench.conftest import REPO, BenchRun
 from tests.bench.openai_server import SHAPES
+from tpuserve.bench.runner import arrival_offsets
 
 OpenAIServer = Callable[..., str]
 
@@ -73,12 +73,14 @@ def test_every_stream_shape_ends_its_own_request_only(
     assert run.code == 0, run.stdout
     by_shape = dict(zip(SHAPES, rows(run), strict=True))
     for shape in ("ok", "multi", "empty"):
-        assert by_shape[shape]["success"] and by_shape[shape]["output_len"] == 7, (shape, by_shape[shape])
+        assert by_shape[shape]["success"], (shape, by_shape[shape])
+        assert by_shape[shape]["output_len"] == 7, (shape, by_shape[shape])
     # three tokens a chunk: 3 chunks, 7 tokens by usage; per-chunk token counts unknown
     assert len(by_shape["multi"]["arrivals_ms"]) == 3  # type: ignore[arg-type]
     assert by_shape["multi"]["tokens_per_message"] == []
     assert by_shape["ok"]["tokens_per_message"] == [1] * 7
-    assert by_shape["empty"]["generated_text"] == "" and by_shape["ok"]["generated_text"] == " w" * 7
+    assert by_shape["empty"]["generated_text"] == ""
+    assert by_shape["ok"]["generated_text"] == " w" * 7
     assert by_shape["nousage"]["success"]  # counted from the text with the tokenizer, and reported apart
     expected = {
         "error_event": "STREAM_ERROR: engine died",
@@ -92,14 +94,17 @@ def test_every_stream_shape_ends_its_own_request_only(
     assert str(by_shape["reset"]["error"]).startswith("CONNECTION_ERROR: connection closed by the server")
     assert str(by_shape["malformed"]["error"]).startswith("MALFORMED_STREAM: data is not JSON")
     stage = results(run)["stages"][0]  # type: ignore[index]
-    assert stage["successfulRequests"] == 4 and stage["failedRequests"] == 7
+    assert stage["successfulRequests"] == 4
+    assert stage["failedRequests"] == 7
     assert stage["requestsWithoutUsage"] == 1
     assert stage["errors"] == {
         "CONNECTION_ERROR": 1, "DEADLINE_EXCEEDED": 1, "HTTP_400": 1, "HTTP_503": 1, "MALFORMED_STREAM": 2,
         "STREAM_ERROR": 1,
     }  # fmt: skip
     vllm = json.loads((run.output / "stage-00.vllm.json").read_text())
-    assert vllm["completed"] == 4 and vllm["failed"] == 7 and vllm["backend"] == "openai"
+    assert vllm["completed"] == 4
+    assert vllm["failed"] == 7
+    assert vllm["backend"] == "openai"
     assert vllm["errors"][SHAPES.index("http503")] == "HTTP_503: server overloaded"
 
 
@@ -111,10 +116,12 @@ def test_a_stale_keep_alive_connection_is_retried_once_and_a_fresh_one_is_not(
     closed without an answer is a CONNECTION_ERROR (no retry)."""
     stale = openai_server("--script", "ok,drop")
     run = run_bench("--target", stale, *sharegpt_args(bench_data, 6), "--concurrency", "1", "--warmup", "none")
-    assert run.code == 0 and run.summary["failedRequests"] == 0, run.stdout
+    assert run.code == 0, run.stdout
+    assert run.summary["failedRequests"] == 0, run.stdout
     fresh = openai_server("--script", "drop")
     run = run_bench("--target", fresh, *sharegpt_args(bench_data, 3), "--concurrency", "1", "--warmup", "none")
-    assert run.code == 1 and set(run.summary["errors"]) == {"CONNECTION_ERROR"}, run.stdout
+    assert run.code == 1, run.stdout
+    assert set(run.summary["errors"]) == {"CONNECTION_ERROR"}, run.stdout
 
 
 def test_chat_endpoint_and_bearer_token_from_file_never_in_the_results(
@@ -127,11 +134,13 @@ def test_chat_endpoint_and_bearer_token_from_file_never_in_the_results(
         "--target", url, *sharegpt_args(bench_data, 4), "--endpoint", "/v1/chat/completions",
         "--api-key-file", str(token_file), "--warmup", "none",
     )  # fmt: skip
-    assert run.code == 0 and run.summary["failedRequests"] == 0, run.stdout
+    assert run.code == 0, run.stdout
+    assert run.summary["failedRequests"] == 0, run.stdout
     written = "".join(p.read_text() for p in run.output.iterdir())
     assert "s3cret-token" not in written + json.dumps(run.summary) + run.stdout
     without = run_bench("--target", url, *sharegpt_args(bench_data, 2), "--warmup", "none")
-    assert without.code == 1 and set(without.summary["errors"]) == {"HTTP_401"}
+    assert without.code == 1
+    assert set(without.summary["errors"]) == {"HTTP_401"}
     assert "Unauthorized" in without.stdout
 
 
@@ -154,15 +163,19 @@ def test_a_server_that_never_answers_fails_the_run_with_the_reason(
 def test_usage_errors_for_openai_flags(run_bench: Callable[..., BenchRun], tmp_path: Path) -> None:
     base = ["--dataset", "synthetic", "--synthetic-input-length", "4", "--synthetic-output-length", "2"]
     bad_url = run_bench("--target", "http://", *base, "--tokenizer", "x")
-    assert bad_url.code == 2 and "must be an http:// or https:// URL" in bad_url.summary["message"]
+    assert bad_url.code == 2
+    assert "must be an http:// or https:// URL" in bad_url.summary["message"]
     no_tokenizer = run_bench("--target", "http://127.0.0.1:1", *base, "--endpoint", "/v1/chat/completions")
-    assert no_tokenizer.code == 2 and "needs --tokenizer" in no_tokenizer.summary["message"]
+    assert no_tokenizer.code == 2
+    assert "needs --tokenizer" in no_tokenizer.summary["message"]
     empty = tmp_path / "empty-token"
     empty.write_text("")
     no_key = run_bench("--target", "http://127.0.0.1:1", *base, "--tokenizer", "x", "--api-key-file", str(empty))
-    assert no_key.code == 2 and "is empty" in no_key.summary["message"]
+    assert no_key.code == 2
+    assert "is empty" in no_key.summary["message"]
     closed = run_bench("--target", "http://127.0.0.1:1", *base, "--concurrency", "2", "--burstiness", "0.5")
-    assert closed.code == 2 and "--concurrency is a closed loop" in closed.summary["message"]
+    assert closed.code == 2
+    assert "--concurrency is a closed loop" in closed.summary["message"]
 
 
 def test_gamma_arrivals_follow_vllm() -> None:
@@ -180,7 +193,7 @@ def test_gamma_arrivals_follow_vllm() -> None:
 
 @pytest.fixture
 def go_openai_server() -> Iterator[Callable[..., str]]:
-    from tests.perf.bench_client import go_server_binary
+    from tpuserve_dev.perf.bench_client import go_server_binary
 
     started: list[subprocess.Popen[str]] = []
 
@@ -205,7 +218,8 @@ def test_concurrency_cap_on_an_open_loop_rate(
     url = go_openai_server("-ttft-ms", "30", "-itl-ms", "5")
     run = run_bench("--target", url, *sharegpt_args(bench_data, 12), "--max-concurrency", "3", "--warmup", "none",
                     "--save-request-outputs")  # fmt: skip
-    assert run.code == 0 and run.summary["successfulRequests"] == 12, run.stdout
+    assert run.code == 0, run.stdout
+    assert run.summary["successfulRequests"] == 12, run.stdout
     spans = [(float(r["send_time_sec"]), float(r["send_time_sec"]) + float(r["latency"])) for r in rows(run)]  # type: ignore[arg-type]
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     in_flight = peak = 0
@@ -219,10 +233,10 @@ def test_random_dataset_lengths_follow_vllm(tmp_path: Path) -> None:
     """vLLM's random dataset on a tokenizer.json: input lengths in [floor(L(1-r)), ceil(L(1+r))] less the special
     tokens the tokenizer adds, output lengths likewise (at least 1), each prompt re-encoding to its length."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
     from tpuserve.bench.datasets import random_requests
     from tpuserve.bench.tokenizer import Tokenizer as BenchTokenizer
-
-    from tests.bench.corpus import pairs
+    from tpuserve_dev.corpus import pairs
 
     hf = Tokenizer(models.BPE(unk_token="<unk>"))
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -239,7 +253,10 @@ def test_random_dataset_lengths_follow_vllm(tmp_path: Path) -> None:
     requests = random_requests(200, 0, 64, 20, 0.5, tokenizer)
     inputs = [r.prompt_len for r in requests]
     outputs = [r.max_tokens for r in requests]
-    assert min(inputs) >= math.floor(63 * 0.5) and max(inputs) <= math.ceil(63 * 1.5)
-    assert min(outputs) >= 10 and max(outputs) <= 30 and len(set(outputs)) > 10
+    assert min(inputs) >= math.floor(63 * 0.5)
+    assert max(inputs) <= math.ceil(63 * 1.5)
+    assert min(outputs) >= 10
+    assert max(outputs) <= 30
+    assert len(set(outputs)) > 10
     assert sum(len(tokenizer.encode(r.prompt)) == r.prompt_len for r in requests) >= 190
     assert random_requests(200, 0, 64, 20, 0.5, tokenizer)[7].prompt == requests[7].prompt  # seeded

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.bench.conftest import BenchRun
-from tests.vllm.server import VLLMServer
+from tpuserve_dev.vllm_server import VLLMServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -28,7 +28,10 @@ def test_bench_against_real_vllm(vllm_server: VLLMServer, run_bench: Callable[..
     assert [r["output_len"] for r in rows] == [r["max_tokens"] for r in rows]
     assert len({r["max_tokens"] for r in rows}) > 1  # lengths drawn from the range
     vllm = json.loads((run.output / "stage-00.vllm.json").read_text())
-    assert vllm["completed"] == 12 and vllm["failed"] == 0 and vllm["model_id"] == vllm_server.model_dir
+    assert vllm["completed"] == 12
+    assert vllm["failed"] == 0
+    assert vllm["model_id"] == vllm_server.model_dir
     assert vllm["total_output_tokens"] == run.summary["totalOutputTokens"]
     stage = json.loads((run.output / "results.json").read_text())["stages"][0]
-    assert stage["requestsWithoutUsage"] == 0 and stage["e2elMs"] is not None
+    assert stage["requestsWithoutUsage"] == 0
+    assert stage["e2elMs"] is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve.bench.cli import main as bench_main
 from tpuserve.bench.outputs import summary
 from tpuserve.results import BenchmarkResults, BenchmarkSummary, LatencyStats, StageReport
@@ -46,7 +47,8 @@ def test_summary_fits_the_termination_message_for_a_long_sweep() -> None:
     assert len(text.encode()) <= 4096
     back = BenchmarkSummary.from_termination_message(text)
     assert back.request_rate == 32.0  # the headline is the last stage
-    assert 1 <= len(back.stages) <= 32 and back.results_uri
+    assert 1 <= len(back.stages) <= 32
+    assert back.results_uri
 
 
 def test_sweep_files_console_and_report(
@@ -65,27 +67,33 @@ def test_sweep_files_console_and_report(
         assert [lines[stage_start + 1 + k].startswith(p) for k, p in enumerate(SEED_LINES)] == [True] * 13
     results = BenchmarkResults.model_validate_json((run.output / "results.json").read_text())
     assert [s.name for s in results.stages] == ["rate=50", "rate=inf"]
-    assert results.warmup is not None and results.warmup.successful_requests == 30  # full warmup, apart
+    assert results.warmup is not None
+    assert results.warmup.successful_requests == 30
     assert all(s.successful_requests == 30 for s in results.stages)
     assert run.summary["resultsUri"] == str(run.output / "results.json")
     assert len(run.summary["stages"]) == 2
     for i, rate in enumerate((50.0, "inf")):
         js = json.loads((run.output / f"stage-{i:02d}.jetstream.json").read_text())
         assert js["metrics"]["request_rate"] == rate
-        assert js["dimensions"]["accelerator"] == "v5e-8" and js["dimensions"]["model_id"] == "llama2-7b"
+        assert js["dimensions"]["accelerator"] == "v5e-8"
+        assert js["dimensions"]["model_id"] == "llama2-7b"
         for key in ("mean_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "mean_TPOT_ms", "p99_ttst_ms", "completed"):
-            assert isinstance(js["metrics"][key], int | float) and math.isfinite(js["metrics"][key])
+            assert isinstance(js["metrics"][key], int | float)
+            assert math.isfinite(js["metrics"][key])
     # report: a table row per stage and PNG plots
     capsys.readouterr()
     code = bench_main(["report", str(run.output / "results.json"), "--output-dir", str(tmp_path / "plots")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "rate=50" in out and "rate=inf" in out
+    assert "rate=50" in out
+    assert "rate=inf" in out
     pngs = sorted((tmp_path / "plots").glob("*.png"))
-    assert len(pngs) == 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert len(pngs) == 3
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     # report refuses a file that is not ours, with the reason
     code = bench_main(["report", str(run.output / "stage-00.jetstream.json")])
-    assert code == 2 and "not a tpuserve results file" in capsys.readouterr().err
+    assert code == 2
+    assert "not a tpuserve results file" in capsys.readouterr().err
 
 
 def test_gcs_inputs_and_outputs(
@@ -111,13 +119,15 @@ def test_gcs_inputs_and_outputs(
         "runs/one/stage-00.vllm.json",
     ]  # fmt: skip
     rows = json.loads(bucket.blob("runs/one/stage-00.request-outputs.json").download_as_text())
-    assert len(rows) == 8 and {"prompt", "original_output", "generated_text", "sample_idx"} <= set(rows[0])
+    assert len(rows) == 8
+    assert {"prompt", "original_output", "generated_text", "sample_idx"} <= set(rows[0])
     assert len(list((tmp_path / "cache").rglob("*tiny.model"))) == 1  # downloaded once, cached
     missing = run_bench(
         "--target", server.target, "--dataset", "openorca", "--dataset-path", f"gs://{gcs_bucket}/nope.pkl",
         "--tokenizer", f"gs://{gcs_bucket}/tok/tiny.model", "--warmup", "none",
     )  # fmt: skip
-    assert missing.code == 2 and "does not exist" in missing.summary["message"]
+    assert missing.code == 2
+    assert "does not exist" in missing.summary["message"]
 
 
 def test_progress_bar_only_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:

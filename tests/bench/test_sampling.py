@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tpuserve.bench import BenchError
 from tpuserve.bench import datasets as ds
 from tpuserve.bench.runner import arrival_offsets
@@ -58,14 +59,15 @@ def test_selection_matches_jetstream_live(jetstream_venv_python: str, tmp_path: 
         assert ours(case, data) == case["selected"], case
 
 
-def test_filters_and_repeat(tmp_path: Path, bench_data: dict[str, Path]) -> None:
+def test_filters_and_repeat(bench_data: dict[str, Path]) -> None:
     tokenizer = Tokenizer.load(str(bench_data["tokenizer"]))
     pairs = ds.load_sharegpt(str(bench_data["sharegpt"]))
     requests = ds.sample_requests(pairs, tokenizer, 2000, 0, None)
     # More than the dataset: JetStream repeats its sample, then filters, so fewer than asked may remain.
     assert len(pairs) < len(requests) <= 2000
     for r in requests:
-        assert 4 <= r.prompt_len <= 1024 and r.reference_output_len >= 4
+        assert 4 <= r.prompt_len <= 1024
+        assert r.reference_output_len >= 4
         assert r.prompt_len + r.reference_output_len <= 2048
         assert r.max_tokens == r.reference_output_len
     strict = ds.Filters(max_input_length=50, min_output_length=10)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -21,9 +20,9 @@ from typing import Any, Protocol
 
 import yaml
 
-from tests.chart.prometheus import free_port
-from tests.chart.tools import CHART, KUBE_VERSION, helm, set_args
-from tests.cluster.wait import wait_crds_established
+from localcluster.ports import free_port
+from localcluster.wait import wait_crds_established, wait_for
+from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, set_args
 
 # The Prometheus Operator's real ServiceMonitor CRD, from its Go module (the newest the module proxy serves).
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
@@ -112,8 +111,11 @@ PODMONITORING_CRD: dict[str, Any] = {
 class Cluster(Protocol):
     """The `kube_cluster` fixture (CONTRACTS item 7)."""
 
-    kubeconfig: Path
-    bin_dir: Path
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    @property
+    def bin_dir(self) -> Path: ...
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]: ...
 
@@ -275,19 +277,17 @@ def operator_as_installed(
         )
     running = OperatorProcess(process, log, f"127.0.0.1:{metrics_port}", env["TPUSERVE_LIVENESS"])
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def live() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"the operator exited ({process.returncode}): {running.log_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(running.liveness, timeout=2) as response:
-                    if response.status == 200:
-                        break
+                    return bool(response.status == 200)
             except (urllib.error.URLError, ConnectionError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"operator not live after 60 s: {running.log_text()[-3000:]}")
-            time.sleep(0.5)
+                return False
+
+        wait_for(live, timeout=60, interval=0.5, description="the operator's liveness endpoint")
         yield running
     finally:
         process.send_signal(signal.SIGTERM)

@@ -12,10 +12,8 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,26 +24,12 @@ from typing import Any
 
 import yaml
 
-from tests.chart.tools import REPO
+from localcluster.ports import free_port
+from localcluster.wait import wait_for
+from tpuserve_dev import REPO
 
 PROMETHEUS = os.environ.get("TPUSERVE_PROMETHEUS", "/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass
@@ -77,7 +61,7 @@ class Prometheus:
             return bool(targets) and all(t["health"] == "up" for t in targets)
 
         try:
-            _wait(all_up, timeout, "every scrape target up")
+            wait_for(all_up, timeout=timeout, interval=0.25, description="every scrape target up")
         except TimeoutError as error:
             states = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in self.targets()]
             raise TimeoutError(f"{error}: {states}") from None
@@ -138,7 +122,7 @@ def running_prometheus(
             except (urllib.error.URLError, ConnectionError):
                 return False
 
-        _wait(ready, 60, "Prometheus ready")
+        wait_for(ready, timeout=60, interval=0.25, description="Prometheus ready")
         yield prometheus
     finally:
         process.terminate()
@@ -204,7 +188,7 @@ def running_jetstream_with_metrics(workdir: Path) -> Iterator[tuple[str, str]]:
             except (urllib.error.URLError, ConnectionError):
                 return False
 
-        _wait(serving, 180, "JetStream metrics endpoint", interval=1)
+        wait_for(serving, timeout=180, interval=1, description="JetStream metrics endpoint")
         yield f"127.0.0.1:{grpc_port}", f"127.0.0.1:{metrics_port}"
     finally:
         process.terminate()

@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.wait import wait_crds_established, wait_for
 from tests.api.cases import base_benchmark, base_checkpoint, base_server
 from tests.chart.cluster_helpers import Cluster
-from tests.chart.tools import REPO, render_objects
-from tests.cluster.wait import wait_crds_established, wait_for
+from tpuserve import images
+from tpuserve_dev import REPO
+from tpuserve_dev.chart.tools import render_objects
 
 pytestmark = pytest.mark.cluster
 
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 ALLOWED_PREFIX = "registry.example/allowed/"
-ALLOWED_EXACT = "ghcr.io/tpuserve/bench:0.1.0"
+ALLOWED_EXACT = images.BENCH_IMAGE
 ALLOWED_ACCOUNT = "llama-gcs"
 REFUSED = "docker.io/someone/miner:1"
 
@@ -103,12 +105,11 @@ def policy(kube_cluster: Cluster, namespace: str) -> Iterator[list[dict[str, Any
         kube_cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=manifest, check=False)
 
 
-def test_policy_admits_listed_images_and_accounts_and_refuses_others(
-    kube_cluster: Cluster, namespace: str, policy: list[dict[str, Any]]
-) -> None:
+@pytest.mark.usefixtures("policy")
+def test_policy_admits_listed_images_and_accounts_and_refuses_others(kube_cluster: Cluster, namespace: str) -> None:
     # The API server loads new policies asynchronously: wait until it refuses what it must.
     def refusing() -> bool:
-        return _create(kube_cluster, namespace, _with(base_benchmark(), image=REFUSED)).returncode != 0
+        return bool(_create(kube_cluster, namespace, _with(base_benchmark(), image=REFUSED)).returncode != 0)
 
     wait_for(refusing, timeout=60, interval=1, description="the admission policy to take effect")
 
@@ -163,12 +164,12 @@ def test_policy_admits_listed_images_and_accounts_and_refuses_others(
         json.dumps({"spec": {"replicas": 2}}),
         check=False,
     )
-    assert changed.returncode != 0 and f"spec.image: image {REFUSED}" in changed.stderr, changed.stderr
+    assert changed.returncode != 0, changed.stderr
+    assert f"spec.image: image {REFUSED}" in changed.stderr, changed.stderr
 
 
-def test_policy_expressions_type_check_against_the_crds(
-    kube_cluster: Cluster, namespace: str, policy: list[dict[str, Any]]
-) -> None:
+@pytest.mark.usefixtures("namespace")
+def test_policy_expressions_type_check_against_the_crds(kube_cluster: Cluster, policy: list[dict[str, Any]]) -> None:
     """The API server type-checks each policy's CEL against the matched kind's schema and reports problems in
     status.typeChecking: none (one policy per kind, so no expression reads a field another kind lacks)."""
     names = [o["metadata"]["name"] for o in policy if o["kind"] == "ValidatingAdmissionPolicy"]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.wait import wait_crds_established
 from tests.chart.cluster_helpers import (
     Cluster,
     can_i,
@@ -20,8 +21,7 @@ from tests.chart.cluster_helpers import (
     namespaces,
     render_with,
 )
-from tests.chart.tools import REPO
-from tests.cluster.wait import wait_crds_established
+from tpuserve_dev import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -77,7 +77,7 @@ def _short() -> str:
     return uuid.uuid4().hex[:6]
 
 
-def _variants(namespace: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+def _variants() -> dict[str, tuple[dict[str, Any], list[str]]]:
     """The non-default value sets of tests/chart/variants.py with namespaces made unique for this test run:
     name -> (values, extra namespaces that must exist)."""
     s = _short()
@@ -109,7 +109,7 @@ def _variants(namespace: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
 
 @pytest.mark.parametrize("variant", ["default", "namespaced", "monitors-and-workload-identity"])
 def test_api_server_accepts_every_rendered_object(kube_cluster: Cluster, namespace: str, variant: str) -> None:
-    values, extra = _variants(namespace)[variant]
+    values, extra = _variants()[variant]
     release = f"t{_short()}"
     crds, objects = _split(render_with(values, release, namespace))
     assert {c["metadata"]["name"] for c in crds} == {f"{cr}.tpuserve.dev" for cr in CRS}
@@ -242,7 +242,8 @@ def test_service_account_token_reaches_the_api_as_the_operator(
         ok = as_sa("get", "benchmarkruns,inferenceservers,llamacheckpoints,jobs,deployments,pods", "-A")
         assert ok.returncode == 0, ok.stderr
         denied = as_sa("get", "secrets", "-n", namespace)
-        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+        assert denied.returncode != 0
+        assert "forbidden" in denied.stderr.lower()
     finally:
         cluster_helm(kube_cluster, "uninstall", release, "--namespace", namespace, check=False)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.chart import dashboards
 from tests.chart.prometheus import running_jetstream_with_metrics, running_prometheus
-from tests.chart.tools import CHART
+from tpuserve_dev.chart import dashboards
+from tpuserve_dev.chart.tools import CHART
 
 FILES = sorted((CHART / "dashboards").glob("*.json"))
 
@@ -28,14 +28,16 @@ def _panels(model: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_dashboard_json_is_a_well_formed_grafana_model(path: Path) -> None:
     model = json.loads(path.read_text())
-    assert model["uid"] and model["title"].startswith("tpuserve / ")
+    assert model["uid"]
+    assert model["title"].startswith("tpuserve / ")
     ids = [p["id"] for p in model["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     variables = {v["name"] for v in model["templating"]["list"]}
     assert "datasource" in variables
     for panel in _panels(model):
         grid = panel["gridPos"]
-        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
         assert panel["targets"], panel["title"]
         assert panel["description"], f"{panel['title']} has no description"
         for target in panel["targets"]:
@@ -59,7 +61,8 @@ def test_the_issue_figures_are_on_the_benchmark_dashboard() -> None:
         dashboards.BENCH_ROOFLINE,
     ):
         assert metric in exprs, metric
-    assert 'stat="p50"' in exprs and 'stat="p99"' in exprs
+    assert 'stat="p50"' in exprs
+    assert 'stat="p99"' in exprs
     names = [v["name"] for v in model["templating"]["list"]]
     assert names == ["datasource", "namespace", "server", "model", "accelerator", "topology"]
 
@@ -109,12 +112,11 @@ def test_jetstream_panels_answer_from_a_real_jetstream_server(tmp_path: Path) ->
 @pytest.mark.slow
 def test_vllm_panels_answer_from_a_real_vllm_server(tmp_path: Path) -> None:
     """vLLM's real OpenAI API server (its CPU build, started with the arguments the operator renders for a vllm-tpu
-    InferenceServer, tests/vllm/rendered.py) scraped by a real Prometheus while streaming completions run: every
+    InferenceServer, tpuserve_dev.vllm_rendered) scraped by a real Prometheus while streaming completions run: every
     expression of the vLLM dashboard returns data."""
     from tpuserve.api import InferenceServerSpec
     from tpuserve.controllers import render_vllm
-
-    from tests.vllm.rendered import start_rendered_server
+    from tpuserve_dev.vllm_rendered import start_rendered_server
 
     vllm = [e for e in dashboards.all_expressions() if e.dashboard == "tpuserve-vllm.json"]
     assert len(vllm) >= 10

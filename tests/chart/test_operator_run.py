@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tpuserve.controllers import naming
 
-from tests.chart import dashboards
+from localcluster import sim
+from localcluster.wait import wait_for
 from tests.chart.cluster_helpers import (
     Cluster,
     audited_requests,
@@ -35,10 +35,11 @@ from tests.chart.cluster_helpers import (
     rbac_denials,
 )
 from tests.chart.prometheus import running_prometheus
-from tests.chart.tools import REPO, render_objects
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
-from tests.operator.harness import convert_summary_json
+from tpuserve.controllers import naming
+from tpuserve_dev import REPO
+from tpuserve_dev.chart import dashboards
+from tpuserve_dev.chart.tools import render_objects
+from tpuserve_dev.operator_harness import convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.jetstream, pytest.mark.slow]
 
@@ -287,8 +288,9 @@ def _run_cycle(
         print(f"{len(expressions)} dashboard expressions answered by a real Prometheus scraping the operator")
 
 
+@pytest.mark.usefixtures("gcs_emulator")
 def test_namespaced_install_operator_needs_nothing_cluster_wide(
-    kube_cluster: Any, namespace: str, gcs_emulator: str, gcs_bucket: str, tmp_path: Path
+    kube_cluster: Any, namespace: str, gcs_bucket: str, tmp_path: Path
 ) -> None:
     """scope=namespaced grants only Roles: the operator, run as installed, handles an object in its namespace
     (status, Event) without a single RBAC denial, kopf's own discovery included."""

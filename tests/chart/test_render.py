@@ -12,8 +12,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 from tests.chart.variants import VARIANTS
+from tpuserve import images
+from tpuserve_dev.chart.tools import CHART, KUBE_VERSION, helm, render, render_objects
 
 BUILTIN_GROUPS = (
     "v1",
@@ -87,12 +88,13 @@ def test_default_render_has_the_operator_shape() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
     assert container["args"] == ["operator", "--standalone"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["TPUSERVE_NAMESPACES"] == "[]"  # cluster-wide
     assert env["TPUSERVE_LIVENESS"] == "http://0.0.0.0:8080/healthz"
-    assert container["image"] == "ghcr.io/tpuserve/operator:0.1.0"
+    assert container["image"] == images.OPERATOR_IMAGE
     assert pod["serviceAccountName"] == "tpuserve"
     # The metrics Service selects exactly the operator pod.
     service = the(objects, "Service")
@@ -103,7 +105,8 @@ def test_default_render_has_the_operator_shape() -> None:
 
 def test_namespaced_install_grants_nothing_cluster_wide() -> None:
     objects = render_objects(VARIANTS["namespaced"], namespace="tpuserve-system")
-    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    assert not by_kind(objects, "ClusterRole")
+    assert not by_kind(objects, "ClusterRoleBinding")
     roles = by_kind(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["llm-bench", "llm-prod"]
     for binding in by_kind(objects, "RoleBinding"):
@@ -193,7 +196,8 @@ def test_operator_env_carries_images_and_prices() -> None:
     assert container["image"] == "ghcr.io/tpuserve/operator@sha256:" + "ab" * 32
     assert container["args"][-1] == "--verbose"
     assert the(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing-operator-sa"
-    assert not by_kind(objects, "ServiceAccount") and not by_kind(objects, "ConfigMap")
+    assert not by_kind(objects, "ServiceAccount")
+    assert not by_kind(objects, "ConfigMap")
     assert not by_kind(objects, "Service")
 
 
@@ -201,10 +205,12 @@ def test_dashboards_configmap_has_the_sidecar_label_and_every_dashboard() -> Non
     configmap = the(render_objects(), "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
-    assert sorted(configmap["data"]) == files and files
+    assert sorted(configmap["data"]) == files
+    assert files
     for name, text in configmap["data"].items():
         dashboard = json.loads(text)
-        assert dashboard["uid"] and dashboard["panels"], name
+        assert dashboard["uid"], name
+        assert dashboard["panels"], name
 
 
 # Each bad value and the message helm prints (values.schema.json or a template `fail`).
@@ -266,7 +272,8 @@ def test_helm_package_holds_the_chart_and_nothing_else(tmp_path: Path) -> None:
     (archive,) = tmp_path.glob("tpuserve-*.tgz")
     with tarfile.open(archive) as tar:
         names = sorted(n.removeprefix("tpuserve/") for n in tar.getnames())
-    assert "values.schema.json" in names and "templates/NOTES.txt" in names
+    assert "values.schema.json" in names
+    assert "templates/NOTES.txt" in names
     assert {f"crds/{p.name}" for p in (CHART / "crds").glob("*.yaml")} <= set(names)
     assert {f"dashboards/{p.name}" for p in (CHART / "dashboards").glob("*.json")} <= set(names)
     assert not [n for n in names if n.endswith((".py", ".pyc", "~"))]
@@ -287,7 +294,7 @@ def test_admission_policy_renders_one_policy_and_binding_per_kind() -> None:
     for field in ("object.spec.image", "object.spec.httpImage", "object.spec.serviceAccountName"):
         assert f"has({field})" in checked
     variables = {v["name"]: v["expression"] for v in server["variables"]}
-    assert json.loads(variables["allowedImages"]) == ["europe-docker.pkg.dev/p/mirror/", "ghcr.io/tpuserve/bench:0.1.0"]
+    assert json.loads(variables["allowedImages"]) == ["europe-docker.pkg.dev/p/mirror/", images.BENCH_IMAGE]
     assert json.loads(variables["allowedServiceAccounts"]) == ["llama-gcs"]
     checkpoint = " ".join(v["expression"] for v in policies["tpu-op-llamacheckpoints"]["spec"]["validations"])
     assert "has(object.spec.converter) && has(object.spec.converter.image)" in checkpoint

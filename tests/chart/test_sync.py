@@ -9,13 +9,14 @@ import re
 from typing import Any
 
 import pytest
-import tpuserve
 import yaml
+
+import tpuserve
 from tpuserve import images, tpu
 from tpuserve.settings import OperatorSettings
-
-from tests.chart import dashboards, generate
-from tests.chart.tools import CHART, REPO, render_objects
+from tpuserve_dev import REPO
+from tpuserve_dev.chart import dashboards, generate
+from tpuserve_dev.chart.tools import CHART, render_objects
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -26,13 +27,13 @@ def test_chart_crds_are_identical_to_crds() -> None:
     top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     assert top, "crds/ is empty"
-    assert chart == top, "run `python -m tests.chart.generate`"
+    assert chart == top, "run `python -m tpuserve_dev.chart.generate`"
 
 
 def test_generated_files_are_up_to_date() -> None:
     """Dashboards JSON and manifests/install.yaml equal a fresh generation (and no stale generated file is left)."""
     problems = generate.check()
-    assert not problems, "\n".join(problems) + "\nrun `python -m tests.chart.generate`"
+    assert not problems, "\n".join(problems) + "\nrun `python -m tpuserve_dev.chart.generate`"
 
 
 def test_install_yaml_holds_the_crds_and_the_operator() -> None:
@@ -40,7 +41,8 @@ def test_install_yaml_holds_the_crds_and_the_operator() -> None:
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "Namespace"
     assert kinds.count("CustomResourceDefinition") == len(list((REPO / "crds").glob("*.yaml")))
-    assert "Deployment" in kinds and "ClusterRole" in kinds
+    assert "Deployment" in kinds
+    assert "ClusterRole" in kinds
     # CRDs before anything else so that `kubectl apply -f install.yaml` works in one pass.
     last_crd = max(i for i, k in enumerate(kinds) if k == "CustomResourceDefinition")
     assert all(k == "CustomResourceDefinition" for k in kinds[1 : last_crd + 1])
@@ -120,7 +122,8 @@ def test_dashboard_metric_names_are_documented() -> None:
         used |= set(re.findall(r"\btpuserve_[a-z0-9_]+", expression.expr))
     # histogram series (_bucket/_sum/_count) are documented under the histogram's name
     missing = sorted(m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in documented)
-    assert used and not missing, f"not in docs/metrics.md: {missing}"
+    assert used, f"not in docs/metrics.md: {missing}"
+    assert not missing, f"not in docs/metrics.md: {missing}"
 
 
 def test_pod_user_and_args_match_the_operator_image() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.tools import CHART, render
+from tpuserve_dev.chart.tools import CHART, render
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
@@ -52,6 +52,7 @@ MUTATIONS: dict[str, Any] = {
     "admissionPolicy.allowedServiceAccounts": ["llama-gcs"],
     "admissionPolicy.namespaceSelector": {"matchLabels": {"team": "ml"}},
     "admissionPolicy.validationActions": ["Warn", "Audit"],
+    "operator.logFormat": "json",
     "operator.extraArgs": ["--verbose"],
     "operator.extraEnv": [{"name": "TPUSERVE_EXAMPLE", "value": "1"}],
     "metrics.serviceMonitor.interval": "15s",
@@ -198,7 +199,8 @@ def documented_examples() -> list[tuple[str, Any]]:
         path = ".".join([k for _, k in stack] + [m.group(2)])
         for example in pending:
             parsed = yaml.safe_load(example)
-            assert isinstance(parsed, dict) and list(parsed) == [m.group(2)], f"{path}: bad example {example!r}"
+            assert isinstance(parsed, dict), f"{path}: bad example {example!r}"
+            assert list(parsed) == [m.group(2)], f"{path}: bad example {example!r}"
             examples.append((path, parsed[m.group(2)]))
         pending = []
         stack.append((indent, m.group(2)))

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from localcluster.wait import wait_crds_established, wait_for
 from tests.chart.cluster_helpers import cluster_helm, helm_install, operator_as_installed
-from tests.chart.tools import REPO
-from tests.cluster.wait import wait_crds_established, wait_for
+from tpuserve_dev import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tpuserve import images
+
 # name -> dotted-key overrides (helm --set-json)
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -47,7 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "podLabels": {"team": "ml"},
         "workloads.server.privileged": True,
         "admissionPolicy.enabled": True,
-        "admissionPolicy.allowedImages": ["europe-docker.pkg.dev/p/mirror/", "ghcr.io/tpuserve/bench:0.1.0"],
+        "admissionPolicy.allowedImages": ["europe-docker.pkg.dev/p/mirror/", images.BENCH_IMAGE],
         "admissionPolicy.allowedServiceAccounts": ["llama-gcs"],
         "admissionPolicy.namespaceSelector": {"matchLabels": {"team": "ml"}},
     },

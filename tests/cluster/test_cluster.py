@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s_client
-from tpuserve import tpu
 
-from tests.cluster import nodepools, sim
-from tests.cluster.fixtures import KubeCluster
-from tests.cluster.kube import (
+from localcluster import sim
+from localcluster.fixtures import KubeCluster
+from localcluster.kube import (
     PAUSE_IMAGE,
     cpu_pod_spec,
     create,
@@ -33,7 +32,9 @@ from tests.cluster.kube import (
     pod,
     shell_pod_spec,
 )
-from tests.cluster.wait import wait_for
+from localcluster.wait import wait_for
+from tpuserve import tpu
+from tpuserve_dev import cluster as cluster_config
 
 pytestmark = pytest.mark.cluster
 
@@ -81,7 +82,7 @@ def test_tpu_pod_is_scheduled_on_the_v5e_2x4_pool(kube_cluster: KubeCluster, nam
     assert labels[tpu.ACCELERATOR_COUNT_LABEL] == "8"
     assert node["status"]["allocatable"][tpu.TPU_RESOURCE] == "8"
     if kube_cluster.has_local_node:  # the simulated pools: the node is one of the generated v5e 2x4 nodes
-        assert running["spec"]["nodeName"] in nodepools.find_pool("v5e", "2x4").node_names()
+        assert running["spec"]["nodeName"] in cluster_config.find_pool("v5e", "2x4").node_names()
         assert {c["type"]: c["status"] for c in running["status"]["conditions"]}["Ready"] == "True"
 
 
@@ -292,8 +293,10 @@ def test_api_server_authenticates_and_authorizes(kube_cluster: KubeCluster, name
     bad_token = kubectl_with_token("not-a-valid-token", "get", "pods", "-n", namespace)
 
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
-    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
-    assert bad_token.returncode != 0 and "unauthorized" in bad_token.stderr.lower()
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+    assert bad_token.returncode != 0
+    assert "unauthorized" in bad_token.stderr.lower()
 
 
 def test_api_client_reaches_the_cluster(kube_cluster: KubeCluster) -> None:

@@ -1,4 +1,4 @@
-"""The people path: `python -m tests.cluster.harness up|status|down` on a state directory of its own.
+"""The people path: `python -m tpuserve_dev.cluster up|status|down` on a state directory of its own.
 
 Starts a second, separate cluster (about 10 s), so it is marked slow as well as cluster.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import REPO_ROOT
+from tpuserve_dev import REPO as REPO_ROOT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 def harness(command: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TPUSERVE_CLUSTER_DIR": str(state_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "tests.cluster.harness", command],
+        [sys.executable, "-m", "tpuserve_dev.cluster", command],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -38,15 +38,18 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert up.stdout.strip() == f"export KUBECONFIG={state_dir / 'admin.kubeconfig'}"
 
         again = harness("up", state_dir)
-        assert again.returncode == 1 and "already running" in again.stderr
+        assert again.returncode == 1
+        assert "already running" in again.stderr
 
         status = harness("status", state_dir)
         assert status.returncode == 0
         assert "kube-apiserver           running" in status.stdout
-        assert "gke-tpuserve-tpu-v5e-2x4-0" in status.stdout and "tpuserve-local" in status.stdout
+        assert "gke-tpuserve-tpu-v5e-2x4-0" in status.stdout
+        assert "tpuserve-local" in status.stdout
     finally:
         down = harness("down", state_dir)
-    assert down.returncode == 0 and "kube-apiserver" in down.stderr
+    assert down.returncode == 0
+    assert "kube-apiserver" in down.stderr
     stopped = harness("status", state_dir)
     assert stopped.returncode == 3
     assert "running" not in stopped.stdout

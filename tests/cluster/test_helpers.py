@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import ClusterError, LocalCluster
-from tests.cluster.local_node import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
-from tests.cluster.wait import WaitTimeout, wait_for
+from localcluster.harness import ClusterError, LocalCluster
+from localcluster.local_node import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
+from localcluster.wait import WaitTimeout, wait_for
 
 
 @pytest.mark.parametrize(

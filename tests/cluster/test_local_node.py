@@ -9,13 +9,13 @@ import json
 from typing import Any
 
 import pytest
-from tpuserve import images
 
-from tests.cluster import sim
-from tests.cluster.fixtures import KubeCluster
-from tests.cluster.harness import free_port
-from tests.cluster.kube import cpu_pod_spec, create, get, job, job_condition, list_items, pod
-from tests.cluster.wait import wait_for
+from localcluster import sim
+from localcluster.fixtures import KubeCluster
+from localcluster.kube import cpu_pod_spec, create, get, job, job_condition, list_items, pod
+from localcluster.ports import free_port
+from localcluster.wait import wait_for
+from tpuserve import images
 
 pytestmark = pytest.mark.cluster
 
@@ -108,7 +108,8 @@ def test_empty_dir_is_a_directory_of_the_pod(kube_cluster: KubeCluster, namespac
     # argparse echoes the rejected argument: the path now lies in the pod's own directory on this machine.
     message = terminated_state(done)["message"]
     assert "/var/tmp/tpuserve-work" not in message
-    assert f"/local-node/pods/{namespace}_scratch_" in message and "/volumes/work/sub'" in message
+    assert f"/local-node/pods/{namespace}_scratch_" in message
+    assert "/volumes/work/sub'" in message
 
 
 def service(name: str, address: str | None) -> dict[str, Any]:
@@ -134,7 +135,8 @@ def test_simulated_dns_and_the_real_termination_message(kube_cluster: KubeCluste
     done = finished_pod(kube_cluster, namespace, "bench")
 
     terminated = terminated_state(done)
-    assert done["status"]["phase"] == "Failed" and terminated["exitCode"] == 1
+    assert done["status"]["phase"] == "Failed"
+    assert terminated["exitCode"] == 1
     summary = json.loads(terminated["message"])
     assert address in summary["message"]
     assert target not in summary["message"]

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tpuserve import tpu
 
-from tests.cluster import nodepools, sim
+from localcluster import nodepools, sim
+from tpuserve import tpu
+from tpuserve_dev import cluster as cluster_config
 
 
 def nodes_by_pool() -> dict[str, list[dict[str, Any]]]:
     pools: dict[str, list[dict[str, Any]]] = {}
-    for node in nodepools.node_manifests():
+    for node in cluster_config.CONFIG.node_manifests():
         labels = node["metadata"]["labels"]
         pools.setdefault(labels[tpu.NODEPOOL_LABEL], []).append(node)
     return pools
@@ -29,8 +30,8 @@ def nodes_by_pool() -> dict[str, list[dict[str, Any]]]:
 def test_required_tpu_pools_are_labelled_tainted_and_sized_like_gke(
     accelerator: str, topology: str, machine_type: str, chips: int
 ) -> None:
-    pool = nodepools.find_pool(accelerator, topology)
-    (node, *_) = [n for n in nodepools.node_manifests() if n["metadata"]["name"] in pool.node_names()]
+    pool = cluster_config.find_pool(accelerator, topology)
+    (node, *_) = [n for n in cluster_config.CONFIG.node_manifests() if n["metadata"]["name"] in pool.node_names()]
 
     labels = node["metadata"]["labels"]
     assert labels[tpu.ACCELERATOR_LABEL] == accelerator
@@ -58,7 +59,7 @@ def test_every_single_host_machine_type_in_the_catalog_has_a_pool() -> None:
 
 
 def test_cpu_pool_fits_a_7b_conversion_job_and_has_no_tpu() -> None:
-    (node, *_) = nodes_by_pool()[nodepools.CPU_POOL_NAME]
+    (node, *_) = nodes_by_pool()[cluster_config.CPU_POOL_NAME]
     labels = node["metadata"]["labels"]
     status = node["status"]
 
@@ -95,4 +96,4 @@ def test_gke_memory_reservation(memory_gib: int, reserved_gib: float) -> None:
 
 def test_unknown_slice_has_no_pool() -> None:
     with pytest.raises(tpu.CatalogError, match="multi-host"):
-        nodepools.find_pool("v5e", "4x4")
+        cluster_config.find_pool("v5e", "4x4")

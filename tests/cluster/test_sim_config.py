@@ -1,4 +1,4 @@
-"""kwok's stage file and tests/cluster/sim.py spell the same annotations; the stages parse (no cluster needed)."""
+"""kwok's stage file and localcluster.sim spell the same annotations; the stages parse (no cluster needed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import yaml
 
-from tests.cluster import sim
-from tests.cluster.harness import KWOK_STAGES
+from localcluster import sim
+from localcluster.harness import KWOK_STAGES
 
 
 def stages() -> dict[str, dict[str, object]]:
@@ -20,7 +20,8 @@ def test_every_stage_is_a_kwok_stage_for_pods_or_nodes() -> None:
 
     assert set(loaded) == {"node-ready", "pod-start", "job-pod-exit", "pod-stop", "pod-remove"}
     for stage in loaded.values():
-        assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1" and stage["kind"] == "Stage"
+        assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1"
+        assert stage["kind"] == "Stage"
 
 
 def test_stage_templates_read_the_contract_annotations() -> None:

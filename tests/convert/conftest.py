@@ -8,31 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tpuserve import llama
 
-# Small, but the embedding (256 x 64 bf16 = 32 KiB) and MLP weights are larger than OCDBT's 1 KiB inline limit,
-# so they live in data files and truncation of a data file is observable.
-TINY = llama.LlamaArch(
-    name="llama2-7b",
-    num_layers=3,
-    d_model=64,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=16,
-    mlp_dim=128,
-    vocab_size=256,
-    meta_shards=1,
-    maxtext_tokenizer="assets/tokenizer.llama2",
-)
+from tpuserve import llama
+from tpuserve_dev.tiny_checkpoint import TINY
 
 
 @pytest.fixture(scope="session")
@@ -45,24 +31,6 @@ def tiny_arch_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("arch") / "tiny.json"
     path.write_text(json.dumps(dataclasses.asdict(TINY)))
     return path
-
-
-def write_meta_source(directory: Path, arch: llama.LlamaArch, *, skip: tuple[str, ...] = (), size: int = 4096) -> None:
-    """A Meta-format directory with the right file names (contents are random bytes: nothing here parses .pth)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in arch.meta_checkpoint_files:
-        if name in skip:
-            continue
-        data = json.dumps({"dim": arch.d_model}).encode() if name == "params.json" else os.urandom(size)
-        (directory / name).write_bytes(data)
-    if "tokenizer.model" not in skip:
-        (directory / "tokenizer.model").write_bytes(os.urandom(512))
-
-
-def upload_dir(client: Any, bucket: str, local: Path, prefix: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            client.bucket(bucket).blob(f"{prefix}/{path.relative_to(local).as_posix()}").upload_from_filename(str(path))
 
 
 def run_synthetic(*args: str) -> None:
@@ -102,11 +70,11 @@ def checkpoint_copy(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> Callab
 
 
 @pytest.fixture
-def write_params(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], str], Path]]:
+def write_params(tmp_path: Path) -> Callable[[dict[str, Any], str], Path]:
     """Save an arbitrary flat param dict as a MaxText-style TrainState with orbax (in-process, one CPU device)."""
     from tpuserve.convert import synthetic
 
     def write(params: dict[str, Any], name: str) -> Path:
         return synthetic.save_train_state(tmp_path / name, params)
 
-    yield write
+    return write

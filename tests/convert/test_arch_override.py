@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert.run import ConversionError, load_arch
-
-from tests.convert.conftest import TINY
-from tests.convert.hf_model import tiny3
+from tpuserve_dev.hf_model import tiny3
+from tpuserve_dev.tiny_checkpoint import TINY
 
 
 def test_one_architecture_or_one_per_model(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tpuserve import images
-from tpuserve.convert import maxtext
 
 from tests.images.bases import PUBLIC_BASE
+from tpuserve import images
+from tpuserve.convert import maxtext
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
@@ -54,7 +54,8 @@ def test_dockerfile_rules(dockerfile: Path) -> None:
     assert all(stage.startswith("${BASE}") for stage in stages)
     final = stages[-1]
     user = re.findall(r"(?m)^USER (\S+)$", final)
-    assert user and not user[-1].startswith(("0", "root")), "non-root user in the final stage"
+    assert user, "non-root user in the final stage"
+    assert not user[-1].startswith(("0", "root")), "non-root user in the final stage"
     assert not re.search(r"apt-get|apk add|gcc|g\+\+|build-essential|\bgit\b", final), (
         "no build tools in the final stage"
     )
@@ -95,7 +96,8 @@ def test_lock_holds_the_pinned_maxtext_release_and_satisfies_tpuserve() -> None:
     assert "torch" not in locked  # the converter installs it from TORCH_INDEX_URL
     # The lock was resolved with torch's own dependencies; the image installs that same torch version.
     torch = re.search(r"(?m)^torch==(\S+)$", (IMAGES / "requirements/maxtext.in").read_text())
-    assert torch and f"ARG TORCH_VERSION={torch.group(1)}\n" in (IMAGES / "converter.Dockerfile").read_text()
+    assert torch
+    assert f"ARG TORCH_VERSION={torch.group(1)}\n" in (IMAGES / "converter.Dockerfile").read_text()
 
 
 def test_converter_and_server_share_their_dependency_layers() -> None:
@@ -194,7 +196,9 @@ def test_operator_rendered_converter_args_parse() -> None:
                 {"model": model, "source": "gs://bkt/meta", "output": "gs://bkt/out", **extra}
             )
             args = parser.parse_args(converter_args(spec))
-            assert args.model == model and args.source == "gs://bkt/meta" and args.output == "gs://bkt/out"
+            assert args.model == model
+            assert args.source == "gs://bkt/meta"
+            assert args.output == "gs://bkt/out"
             if "quantization" in extra:
                 assert args.quantization in maxtext.QUANTIZATION_MODES
 
@@ -214,6 +218,7 @@ def test_server_args_are_keys_the_server_image_accepts() -> None:
     import json
 
     import yaml
+
     from tpuserve.api.server import InferenceServerSpec
     from tpuserve.controllers.render import server_args
 
@@ -234,6 +239,7 @@ def test_server_args_are_keys_the_server_image_accepts() -> None:
 def test_operator_rendered_bench_args_parse_with_the_full_cli() -> None:
     """The BenchmarkRun examples' rendered `tpuserve bench run …` args parse with `tpuserve.cli.build_parser()`."""
     import yaml
+
     from tpuserve.api.benchmark import BenchmarkRunSpec
     from tpuserve.cli import build_parser
     from tpuserve.controllers.render import bench_args
@@ -245,7 +251,8 @@ def test_operator_rendered_bench_args_parse_with_the_full_cli() -> None:
         spec = BenchmarkRunSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
         argv = bench_args(spec, "svc.ns.svc.cluster.local:9000", model="llama2-7b", tokenizer="assets/tokenizer.llama2")
         args = parser.parse_args(argv)
-        assert callable(args.func) and args.target == "svc.ns.svc.cluster.local:9000", example
+        assert callable(args.func), example
+        assert args.target == "svc.ns.svc.cluster.local:9000", example
 
 
 def test_operator_rendered_converter_args_parse_with_the_full_cli() -> None:
@@ -260,4 +267,5 @@ def test_operator_rendered_converter_args_parse_with_the_full_cli() -> None:
         spec = LlamaCheckpointSpec.model_validate(yaml.safe_load(example.read_text())["spec"])
         argv = mirror_args(spec) if spec.format == "huggingface" else converter_args(spec)
         args = parser.parse_args(argv)
-        assert args.model == spec.model and args.output == spec.output
+        assert args.model == spec.model
+        assert args.output == spec.output

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert import layout, maxtext
 
@@ -76,7 +77,8 @@ def test_unscanned_argv_keys_are_base_yml_keys(model: str, dtype: str) -> None:
     # base_output_directory + run_name + checkpoints/0/items is where the unscanned checkpoint lands
     landed = layout.join(overrides["base_output_directory"], overrides["run_name"], "checkpoints", layout.STEP_ITEMS)
     assert landed == layout.unscanned_items("/work/out")
-    assert overrides["force_unroll"] == "true" and overrides["pure_nnx"] == "false"
+    assert overrides["force_unroll"] == "true"
+    assert overrides["pure_nnx"] == "false"
     assert overrides["weight_dtype"] == dtype
 
 

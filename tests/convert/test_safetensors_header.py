@@ -7,8 +7,7 @@ from pathlib import Path
 
 from tpuserve.convert.safetensors_header import FileHeader, compare_headers, parameter_count, read_header
 from tpuserve.convert.storage import LocalStore
-
-from tests.convert.hf_model import safetensors_bytes
+from tpuserve_dev.hf_model import safetensors_bytes
 
 SHAPES = {"a.weight": (4, 8), "b.weight": (8,), "c.weight": (2, 3, 4)}
 
@@ -34,12 +33,14 @@ def test_truncated_file_is_named(tmp_path: Path) -> None:
 
 def test_file_cut_inside_the_header(tmp_path: Path) -> None:
     header = _header(tmp_path, safetensors_bytes(SHAPES)[:20])
-    assert header.problems and "does not fit the file" in header.problems[0]
+    assert header.problems
+    assert "does not fit the file" in header.problems[0]
 
 
 def test_garbage_is_not_safetensors(tmp_path: Path) -> None:
     header = _header(tmp_path, struct.pack("<Q", 6) + b"not js" + b"\0" * 16)
-    assert header.problems and "not JSON" in header.problems[0]
+    assert header.problems
+    assert "not JSON" in header.problems[0]
 
 
 def test_shape_dtype_missing_unexpected_and_duplicates(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tpuserve.convert.summary import ConvertSummary, FailureReason
 
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve.convert.summary import ConvertSummary, FailureReason
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -69,8 +69,10 @@ def test_sigterm_during_conversion_stops_cleanly(
 
     assert process.returncode == 143, log
     summary = ConvertSummary.from_termination_message(message.read_text())
-    assert summary.reason is FailureReason.TERMINATED and not summary.ok
-    assert "terminated (SIGTERM)" in (summary.message or "") and "no manifest was written" in (summary.message or "")
+    assert summary.reason is FailureReason.TERMINATED
+    assert not summary.ok
+    assert "terminated (SIGTERM)" in (summary.message or "")
+    assert "no manifest was written" in (summary.message or "")
     assert json.loads(message.read_text())["reason"] == "Terminated"
     # Nothing was uploaded, nothing is uploaded later, and the step did not outlive the converter.
     names = [b.name for b in gcs_client.list_blobs(gcs_bucket, prefix="out/")]

@@ -8,18 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert import storage
 from tpuserve.convert.source import SourceStatus, check_source, stage_source
 from tpuserve.convert.storage import GcsStore, Progress, crc32c_of_file
-
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 
 def test_local_complete(tmp_path: Path) -> None:
     write_meta_source(tmp_path, llama.arch("llama2-13b"))
     check = check_source(str(tmp_path), "llama2-13b")
-    assert check.status is SourceStatus.COMPLETE and check.complete
+    assert check.status is SourceStatus.COMPLETE
+    assert check.complete
     assert set(check.present) == {"consolidated.00.pth", "consolidated.01.pth", "params.json", "tokenizer.model"}
 
 
@@ -55,7 +56,8 @@ def test_gcs_complete_incomplete_not_found(gcs_client: Any, gcs_bucket: str, tmp
     assert full.status is SourceStatus.COMPLETE
     # a sibling whose name extends the prefix must not leak into the listing
     part = check_source(f"gs://{gcs_bucket}/meta/llama-2-7b-part", "llama2-7b", client=gcs_client)
-    assert part.status is SourceStatus.INCOMPLETE and part.missing == ["consolidated.00.pth"]
+    assert part.status is SourceStatus.INCOMPLETE
+    assert part.missing == ["consolidated.00.pth"]
     absent = check_source(f"gs://{gcs_bucket}/meta/llama-2-13b", "llama2-13b", client=gcs_client)
     assert absent.status is SourceStatus.NOT_FOUND
     no_bucket = check_source("gs://no-such-bucket-tpuserve/x", "llama2-7b", client=gcs_client)
@@ -117,7 +119,8 @@ def test_gcs_md5_checked_against_meta_checklist(gcs_client: Any, gcs_bucket: str
     upload_dir(gcs_client, gcs_bucket, tmp_path / "bad", "bad")
     assert check_source(f"gs://{gcs_bucket}/good", "llama2-7b", client=gcs_client).complete
     bad = check_source(f"gs://{gcs_bucket}/bad", "llama2-7b", client=gcs_client)
-    assert bad.status is SourceStatus.INCOMPLETE and bad.corrupt == ["consolidated.00.pth"]
+    assert bad.status is SourceStatus.INCOMPLETE
+    assert bad.corrupt == ["consolidated.00.pth"]
     assert "MD5 differs from checklist.chk for consolidated.00.pth" in bad.message
 
 

@@ -18,7 +18,8 @@ def test_round_trip_camel_case() -> None:
     )
     text = summary.to_termination_message()
     data = json.loads(text)
-    assert data["unscannedPath"] == "gs://b/o/unscanned/checkpoints/0/items" and data["parameterCount"] == 6738415616
+    assert data["unscannedPath"] == "gs://b/o/unscanned/checkpoints/0/items"
+    assert data["parameterCount"] == 6738415616
     assert "reason" not in data  # None fields are left out
     assert ConvertSummary.from_termination_message(text) == summary
     assert summary.exit_code == 0
@@ -38,5 +39,7 @@ def test_long_failure_fits_4_kib() -> None:
     text = summary.to_termination_message()
     assert len(text.encode()) <= SUMMARY_MAX_BYTES
     back = ConvertSummary.from_termination_message(text)
-    assert back.reason is FailureReason.VERIFICATION_FAILED and back.exit_code == 6
-    assert back.mismatches and back.mismatches[0].startswith("missing layer decoder.layers_0")
+    assert back.reason is FailureReason.VERIFICATION_FAILED
+    assert back.exit_code == 6
+    assert back.mismatches
+    assert back.mismatches[0].startswith("missing layer decoder.layers_0")

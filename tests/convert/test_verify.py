@@ -10,14 +10,14 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
+
 from tpuserve import llama
-from tpuserve.convert import orbax_meta
+from tpuserve.convert import orbax_meta, storage
 from tpuserve.convert.cli import _verify
 from tpuserve.convert.expected import Layout
 from tpuserve.convert.synthetic import random_params
 from tpuserve.convert.verify import verify_checkpoint
-
-from tests.convert.conftest import TINY, upload_dir
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir
 
 
 def _cli(path: str, arch_json: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
@@ -38,7 +38,8 @@ def _cli(path: str, arch_json: Path, *extra: str, capsys: pytest.CaptureFixture[
 def test_correct_unscanned_passes(tiny_checkpoints: dict[str, Path], tiny_arch_json: Path, capsys: Any) -> None:
     code, report = _cli(str(tiny_checkpoints["unscanned"]), tiny_arch_json, capsys=capsys)
     assert code == 0, report["mismatches"]
-    assert report["ok"] and report["foundLayout"] == "unscanned"
+    assert report["ok"]
+    assert report["foundLayout"] == "unscanned"
     assert report["paramsChecked"] == 3 + 9 * TINY.num_layers
     assert report["parameterCount"] == TINY.num_parameters
 
@@ -144,7 +145,8 @@ def test_deleted_data_file(checkpoint_copy: Callable[[str], Path]) -> None:
 def test_empty_or_absent_directory(tmp_path: Path) -> None:
     report = verify_checkpoint(str(tmp_path / "nothing"), TINY, Layout.UNSCANNED)
     assert not report.ok
-    assert len(report.mismatches) == 1 and report.mismatches[0].startswith("no checkpoint at")
+    assert len(report.mismatches) == 1
+    assert report.mismatches[0].startswith("no checkpoint at")
 
 
 def test_unfinalized_save_is_a_mismatch(checkpoint_copy: Callable[[str], Path]) -> None:
@@ -163,7 +165,7 @@ def test_verify_on_gcs_reads_metadata_not_weights(
     upload_dir(gcs_client, gcs_bucket, tiny_checkpoints["unscanned"].parent, "ck/0")
     uri = f"gs://{gcs_bucket}/ck/0/items"
     read_bytes: list[int] = []
-    original = orbax_meta.open_store
+    original = storage.open_store  # what orbax_meta imported and calls
 
     def counting_store(u: str, client: Any = None) -> Any:
         store = original(u, client)
@@ -232,6 +234,7 @@ def test_checkpoint_without_ocdbt(tmp_path: Path, zarr3: bool) -> None:
     """Orbax without OCDBT (one directory per array, zarr v2 `.zarray` or zarr3 `zarr.json`): read as plain files."""
     import jax
     import orbax.checkpoint as ocp
+
     from tpuserve.convert.synthetic import nest
 
     params = random_params(TINY, Layout.UNSCANNED)

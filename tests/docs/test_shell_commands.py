@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+import tpuserve
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
@@ -43,7 +45,7 @@ VARIABLES = {
     "BUCKET": "my-models-bucket",
     "NAMESPACE": "llm",
     "NS": "llm",
-    "VERSION": "0.1.0",
+    "VERSION": tpuserve.__version__,
     "REGISTRY": "us-docker.pkg.dev/my-project/tpuserve",
     "WI_PRINCIPAL": "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
     "my-project.svc.id.goog/subject",
@@ -147,7 +149,7 @@ def _unreachable_kubeconfig(directory: Path) -> Path:
 
 
 def _run_pointed_at_nothing(command: Command, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    from tests.chart.tools import tools_bin_dir
+    from tpuserve_dev.chart.tools import tools_bin_dir
 
     workdir = tmp_path / "checkout"
     workdir.mkdir()

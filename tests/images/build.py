@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpuserve import images
-
 from tests.images.bases import ensure_local_base
 from tests.images.docker import DockerDaemon, running_daemon
+from tpuserve import images
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 3600
@@ -74,7 +73,7 @@ def build(daemon: DockerDaemon, spec: ImageSpec, base: str, log_dir: Path, no_ca
     targets = [["--target", stage, "--tag", f"tpuserve-cache/{spec.name}-{stage}"] for stage in stages(spec.dockerfile)]
     log_path = log_dir / f"build-{spec.name}.log"
     started = time.monotonic()
-    with open(log_path, "w") as log:
+    with log_path.open("w") as log:
         for target in [*targets, ["--tag", spec.tag]]:
             code = daemon.stream(*args, *target, str(ROOT), log=log, timeout=BUILD_TIMEOUT)
             if code != 0:

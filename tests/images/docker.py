@@ -109,7 +109,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def _data_root_lock(root: Path) -> Iterator[None]:
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / "daemon.lock", "w") as lock:
+    with (root.parent / "daemon.lock").open("w") as lock:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -142,7 +142,7 @@ def running_daemon(log_dir: Path) -> Iterator[DockerDaemon]:
             for driver in STORAGE_DRIVERS:
                 log_path = log_dir / f"dockerd-{driver}.log"
                 host = f"unix://{runtime}/docker.sock"
-                with open(log_path, "w") as log:
+                with log_path.open("w") as log:
                     proc = subprocess.Popen(
                         [
                             "dockerd",
@@ -189,7 +189,7 @@ def main() -> None:
     parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="tpuserve-dockerd-log-"))
 
-    def interrupt(signum: int, frame: object) -> None:
+    def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     # SIGTERM too, and SIGINT even when a non-interactive shell started this in the background (SIGINT ignored):

@@ -17,12 +17,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tpuserve import llama
-from tpuserve.convert import maxtext
-
 from tests.images import tiny
 from tests.images.build import IMAGES
 from tests.images.docker import DockerDaemon, running_daemon
+from tpuserve import llama
+from tpuserve.convert import maxtext
 
 SCRIPTS = Path(__file__).parent / "in_container"
 # ~0.44e9 parameters: its unscanned step peaks near 7 GiB, which leaves room for the other work on a shared

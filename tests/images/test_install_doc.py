@@ -70,7 +70,7 @@ def _expanded(command: str) -> list[str]:
 def test_helm_install_values_render_with_the_chart() -> None:
     """Step 5's `helm install` flags, rendered with `helm template`: the values exist in the chart's schema, the
     images are the ones step 3 built."""
-    from tests.chart.tools import KUBE_VERSION, helm
+    from tpuserve_dev.chart.tools import KUBE_VERSION, helm
 
     (install,) = [c for c in _shell_commands(INSTALL) if c.startswith("helm install ")]
     words = _expanded(install)
@@ -85,6 +85,7 @@ def test_helm_install_values_render_with_the_chart() -> None:
 
 def test_cloudbuild_builds_and_pushes_every_image() -> None:
     import yaml
+
     from tpuserve import images
 
     config = yaml.safe_load((ROOT / "images/cloudbuild.yaml").read_text())

@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tpuserve.convert import maxtext
-from tpuserve.results import BenchmarkSummary
 
 from tests.images import tiny
 from tests.images.build import BuildResult
 from tests.images.docker import DockerDaemon
+from tpuserve.convert import maxtext
+from tpuserve.results import BenchmarkSummary
 
 # Building an image from scratch takes minutes (the converter more than ten on a busy 2-core machine).
 pytestmark = [pytest.mark.images, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -144,7 +144,8 @@ def test_real_maxtext_conversion_passes_tpuserve_verify(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["ok"] and report["foundLayout"] == layout
+    assert report["ok"]
+    assert report["foundLayout"] == layout
     assert report["parameterCount"] == tiny.TINY.num_parameters
 
 
@@ -210,7 +211,8 @@ def test_server_image_serves_the_converted_checkpoint(
             time.sleep(5)
     token_ids = answer["token_ids"]
     # The first token comes from the prefill, then up to max_tokens decode steps.
-    assert isinstance(token_ids, list) and 0 < len(token_ids) <= 9
+    assert isinstance(token_ids, list)
+    assert 0 < len(token_ids) <= 9
     assert all(0 <= t < tiny.TINY.vocab_size for t in token_ids)
 
 
@@ -231,5 +233,6 @@ def test_bench_image_benchmarks_the_server(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Successful requests: 4" in result.stdout
     summary = BenchmarkSummary.from_termination_message((workspace.host / "bench.summary").read_text())
-    assert summary.successful_requests == 4 and summary.failed_requests == 0
+    assert summary.successful_requests == 4
+    assert summary.failed_requests == 0
     assert summary.total_output_tokens > 0

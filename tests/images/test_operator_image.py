@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
+from localcluster import sim
 from tests.images.build import BuildResult
 from tests.images.docker import DockerDaemon
 from tests.operator.conftest import benchmark, summary_json
-from tests.operator.harness import Objects, OperatorProcess, install_crds
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, install_crds
 
 pytestmark = [pytest.mark.images, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 

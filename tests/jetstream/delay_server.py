@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+
 from tpuserve.proto import jetstream_pb2
 
 DECODE = "/jetstream_proto.Orchestrator/Decode"
@@ -126,7 +127,7 @@ class DelayServer:
         for message in self._messages(max(0, max_tokens - 1)):
             yield message
 
-    async def health(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def health(self, _request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
         data: bytes = jetstream_pb2.HealthCheckResponse(is_live=self.b.live).SerializeToString()
         return data
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jetstream.server import jetstream_python, start_mock_server
+from tpuserve_dev.jetstream_server import jetstream_python, start_mock_server
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import grpc
 def main() -> None:
     target, max_tokens, prompt = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3:]]
     stub_module = types.ModuleType("eval_accuracy")
-    stub_module.eval_accuracy = lambda *a, **k: {}  # type: ignore[attr-defined]
+    stub_module.eval_accuracy = lambda *_args, **_kwargs: {}  # type: ignore[attr-defined]
     sys.modules["eval_accuracy"] = stub_module
     from benchmarks import benchmark_serving as bs
     from jetstream.core.proto import jetstream_pb2, jetstream_pb2_grpc

@@ -16,7 +16,7 @@ import grpc
 from jetstream.core.proto import jetstream_pb2, jetstream_pb2_grpc
 
 
-class Servicer(jetstream_pb2_grpc.OrchestratorServicer):
+class Servicer(jetstream_pb2_grpc.OrchestratorServicer):  # type: ignore[misc]  # JetStream's gencode is untyped
     async def Decode(self, request, context):  # type: ignore[no-untyped-def]
         if request.WhichOneof("content") != "token_content":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected token_content")
@@ -28,7 +28,7 @@ class Servicer(jetstream_pb2_grpc.OrchestratorServicer):
                 )
             )
 
-    async def HealthCheck(self, request, context):  # type: ignore[no-untyped-def]
+    async def HealthCheck(self, _request, _context):  # type: ignore[no-untyped-def]
         return jetstream_pb2.HealthCheckResponse(is_live=True)
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
-from tests.convert.conftest import TINY, upload_dir, write_meta_source
-from tests.operator.harness import Objects, OperatorProcess, controller_reference, install_crds
+from localcluster import sim
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, controller_reference, install_crds
+from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
 LOCAL: dict[str, Any] = dict(sim.local_node_placement())  # {"nodeSelector": ..., "tolerations": ...}
 
@@ -47,7 +47,11 @@ def operator_env(gcs_endpoint: str, tiny_arch_file: Path, **extra: str) -> dict[
 
 @pytest.fixture(scope="module")
 def operator(
-    kube_cluster: Any, crds: None, gcs_emulator: str, tiny_arch_file: Path, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: Any,
+    crds: None,  # noqa: ARG001 -- requested for its effect (the CRDs installed); marks do not apply to fixtures
+    gcs_emulator: str,
+    tiny_arch_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One operator process for the test module (restart-tests stop and start it themselves)."""
     if kube_cluster.has_local_node:

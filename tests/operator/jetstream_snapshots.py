@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tpuserve.api import InferenceServerSpec
 from tpuserve.controllers import render
 from tpuserve.settings import OperatorSettings

@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
+from localcluster import sim
 from tests.operator.conftest import checkpoint, server
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json
+from tpuserve_dev.operator_harness import Objects, condition, convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
+@pytest.mark.usefixtures("operator")
 def test_job_success_without_a_valid_summary_is_not_ready(
-    operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
+    objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     source = meta_source()
     elsewhere = {sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(f"gs://{gcs_bucket}/somewhere-else")}
@@ -41,13 +42,9 @@ def test_job_success_without_a_valid_summary_is_not_ready(
     assert f"does not lie under spec.output gs://{gcs_bucket}/astray" in astray["message"]
 
 
+@pytest.mark.usefixtures("operator")
 def test_unreadable_manifest_is_an_output_conflict_without_a_job(
-    operator: OperatorProcess,
-    objects: Objects,
-    namespace: str,
-    gcs_client: Any,
-    gcs_bucket: str,
-    meta_source: Callable[..., str],
+    objects: Objects, namespace: str, gcs_client: Any, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     bucket = gcs_client.bucket(gcs_bucket)
     bucket.blob("kept/tpuserve-manifest.json").upload_from_string(b'{"schemaVersion": "tpuserve.dev/other/v7"}')
@@ -62,8 +59,9 @@ def test_unreadable_manifest_is_an_output_conflict_without_a_job(
     assert {b.name: b.generation for b in gcs_client.list_blobs(gcs_bucket, prefix="kept/")} == before
 
 
+@pytest.mark.usefixtures("operator")
 def test_output_of_a_ready_server_is_not_rewritten(
-    operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
+    objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     output = f"gs://{gcs_bucket}/served"
     converted = {sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary_json(output)}

@@ -10,18 +10,23 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
-from tests.gcs_fixtures import make_client, running_gcs_emulator
+from localcluster import sim
+from localcluster.ports import free_port
+from localcluster.wait import wait_for
 from tests.operator.conftest import benchmark, checkpoint, operator_env, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, free_port, metric_value
+from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture
 def own_operator(
-    kube_cluster: Any, crds: None, gcs_emulator: str, tiny_arch_file: Path, tmp_path: Path
+    kube_cluster: Any,
+    crds: None,  # noqa: ARG001 -- requested for its effect (the CRDs installed); marks do not apply to fixtures
+    gcs_emulator: str,
+    tiny_arch_file: Path,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         kube_cluster.kubeconfig, tmp_path / "operator.log", operator_env(gcs_emulator, tiny_arch_file)
@@ -96,8 +101,9 @@ def test_operator_killed_mid_phase_resumes_without_duplicates_or_lost_results(
     )
 
 
+@pytest.mark.usefixtures("crds")
 def test_gcs_briefly_unavailable_is_retried_not_failed(
-    kube_cluster: Any, crds: None, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
+    kube_cluster: Any, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
 ) -> None:
     """The operator's GCS is an emulator on a port where nothing listens at first, then starts (a real outage
     as the client sees it: connection refused), then the source appears."""
@@ -108,7 +114,7 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
     with running_gcs_emulator(storage_base=storage_base) as staging_endpoint:
         staging_client = make_client(staging_endpoint)
         staging_client.create_bucket("outage-bucket")
-        from tests.convert.conftest import TINY, upload_dir, write_meta_source
+        from tpuserve_dev.tiny_checkpoint import TINY, upload_dir, write_meta_source
 
         write_meta_source(tmp_path / "meta", TINY)
         upload_dir(staging_client, "outage-bucket", tmp_path / "meta", "meta")
@@ -136,11 +142,13 @@ def test_gcs_briefly_unavailable_is_retried_not_failed(
         assert status["phase"] in ("Converting", "Ready"), status
         assert job_names(objects, namespace) == ["ckpt-convert"]
         errors = metric_value(process.metrics(), "tpuserve_gcs_errors_total", {"operation": "check_source"})
-        assert errors is not None and errors >= 1
+        assert errors is not None
+        assert errors >= 1
 
 
+@pytest.mark.usefixtures("crds")
 def test_retries_end_in_failed_with_the_last_reason(
-    kube_cluster: Any, crds: None, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
+    kube_cluster: Any, objects: Objects, namespace: str, tiny_arch_file: Path, tmp_path: Path
 ) -> None:
     """GCS never answers: past TPUSERVE_RETRY_BUDGET_SECONDS the checkpoint is Failed/RetriesExhausted with the
     last reason, instead of Pending forever."""
@@ -153,7 +161,8 @@ def test_retries_end_in_failed_with_the_last_reason(
         status = objects.wait_phase("LlamaCheckpoint", namespace, "ckpt", "Failed", timeout=90)
         ready = condition(status, "Ready")
         assert ready["reason"] == "RetriesExhausted"
-        assert "TPUSERVE_RETRY_BUDGET_SECONDS=8" in status["message"] and "GCS unavailable" in status["message"]
+        assert "TPUSERVE_RETRY_BUDGET_SECONDS=8" in status["message"]
+        assert "GCS unavailable" in status["message"]
         assert status["observedGeneration"] == 1
         assert any(e["reason"] == "RetriesExhausted" for e in objects.events(namespace, "ckpt"))
         assert job_names(objects, namespace) == []

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
+from localcluster import sim
+from localcluster.wait import wait_for
 from tests.operator.conftest import LOCAL, benchmark, checkpoint, server, sim_service, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition, convert_summary_json, metric_value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -83,10 +83,13 @@ def test_chain_checkpoint_server_benchmark_with_real_numbers(
     run = objects.wait_phase("BenchmarkRun", namespace, "openorca-like", "Succeeded", "Failed", timeout=240)
     assert run["phase"] == "Succeeded", run
     results = run["results"]
-    assert results["successfulRequests"] == 8 and results["failedRequests"] == 0
-    assert results["totalOutputTokens"] > 0 and results["outputThroughput"] > 0
+    assert results["successfulRequests"] == 8
+    assert results["failedRequests"] == 0
+    assert results["totalOutputTokens"] > 0
+    assert results["outputThroughput"] > 0
     assert results["ttftMs"]["median"] > 0
-    assert run["server"]["name"] == "llama" and run["server"]["chips"] == 8
+    assert run["server"]["name"] == "llama"
+    assert run["server"]["chips"] == 8
     assert f"load_parameters_path={ckpt['unscannedPath']}" in run["server"]["engineArgs"]
     # $/M tokens from the catalog price of a v5e 2x4 host (8 chips x $1.20/h) at the measured rate.
     expected_cost = 8 * 1.20 / 3600 / results["outputThroughput"] * 1e6
@@ -130,8 +133,9 @@ def test_chain_checkpoint_server_benchmark_with_real_numbers(
     assert "again-convert" not in jobs(objects, namespace)
 
 
+@pytest.mark.usefixtures("operator")
 def test_source_missing_and_incomplete_fail_without_a_job(
-    operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
+    objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     incomplete = meta_source("meta/partial", skip=("params.json",))
     objects.apply(
@@ -152,8 +156,9 @@ def test_source_missing_and_incomplete_fail_without_a_job(
     )
 
 
+@pytest.mark.usefixtures("operator")
 def test_conversion_job_failure_reports_the_converters_reason(
-    operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
+    objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
@@ -170,13 +175,13 @@ def test_conversion_job_failure_reports_the_converters_reason(
     status = objects.wait_phase("LlamaCheckpoint", namespace, "broken", "Failed", timeout=90)
     assert condition(status, "Converted")["status"] == "False"
     assert condition(status, "Converted")["reason"] == "ConversionFailed"
-    assert "VerificationFailed" in status["message"] and "expected (64, 64)" in status["message"]
+    assert "VerificationFailed" in status["message"]
+    assert "expected (64, 64)" in status["message"]
     assert status["jobName"] == "broken-convert"
 
 
-def test_server_unschedulable_then_scheduled_status(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_server_unschedulable_then_scheduled_status(objects: Objects, namespace: str) -> None:
     # The v5p 2x2x1 pool has two hosts; a third replica cannot be placed.
     objects.apply(
         namespace,
@@ -198,7 +203,8 @@ def test_server_unschedulable_then_scheduled_status(
     # Scale to what fits: every pod gets bound and the server becomes Ready.
     objects.kubectl("patch", "inferenceserver", "big", "-n", namespace, "--type=merge", "-p", '{"spec":{"replicas":2}}')
     status = objects.wait_phase("InferenceServer", namespace, "big", "Ready", timeout=60)
-    assert status["readyReplicas"] == 2 and status["observedGeneration"] == 2
+    assert status["readyReplicas"] == 2
+    assert status["observedGeneration"] == 2
     assert condition(status, "Scheduled")["status"] == "True"
 
 
@@ -264,8 +270,9 @@ def test_child_deleted_by_hand_is_recreated_and_owner_deletion_collects_children
     )
 
 
+@pytest.mark.usefixtures("operator")
 def test_waiting_server_proceeds_when_its_checkpoint_appears(
-    operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
+    objects: Objects, namespace: str, gcs_bucket: str, meta_source: Callable[..., str]
 ) -> None:
     objects.apply(namespace, server("late", ref="later"))
     status = objects.wait_phase("InferenceServer", namespace, "late", "WaitingForCheckpoint")

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+
 from tpuserve.metrics import RUN_LABELS, OperatorMetrics
 from tpuserve.results import BenchmarkSummary, LatencyStats
 

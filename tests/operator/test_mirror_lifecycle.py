@@ -3,7 +3,7 @@ node runs it (`tpuserve convert mirror` as a real process), and the checkpoint r
 directory in status; a refused token fails with a message naming the Secret.
 
 Real: the control plane, the operator, the GCS emulator, the mirror process and `huggingface_hub` in it, the
-Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (tests/convert/hub_server.py:
+Secret and its secretKeyRef. The Hugging Face hub is the tests' local stand-in (operator/tpuserve_dev/hub_server.py:
 the file-resolution API huggingface_hub calls), reached through HF_ENDPOINT, which the operator's
 `converterEnv` setting passes to the Job as it would a hub proxy's address; the tests cannot reach the hub.
 The model is a tiny Llama-3-shaped one in real safetensors files, verified against its architecture given in
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.wait import wait_for
-from tests.convert.conftest import TINY
-from tests.convert.hf_model import hf_model_files, tiny3
-from tests.convert.hub_server import HubRepo, LocalHub, running_hub
+from localcluster.wait import wait_for
 from tests.operator.conftest import LOCAL, operator_env
-from tests.operator.harness import Objects, OperatorProcess, condition
+from tpuserve_dev.hf_model import hf_model_files, tiny3
+from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
+from tpuserve_dev.tiny_checkpoint import TINY
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -40,7 +40,11 @@ def hub() -> Iterator[LocalHub]:
 
 @pytest.fixture(scope="module")
 def mirror_operator(
-    kube_cluster: Any, crds: None, gcs_emulator: str, hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: Any,
+    crds: None,  # noqa: ARG001 -- requested for its effect (the CRDs installed); marks do not apply to fixtures
+    gcs_emulator: str,
+    hub: LocalHub,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     if not kube_cluster.has_local_node:
         pytest.skip("needs the local node (real processes)")
@@ -90,13 +94,9 @@ def token_secret(name: str, token: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.usefixtures("mirror_operator")
 def test_hf_checkpoint_is_mirrored_by_a_real_job_then_reused(
-    mirror_operator: OperatorProcess,
-    objects: Objects,
-    namespace: str,
-    gcs_client: Any,
-    gcs_bucket: str,
-    hub: LocalHub,
+    objects: Objects, namespace: str, gcs_client: Any, gcs_bucket: str, hub: LocalHub
 ) -> None:
     output = f"gs://{gcs_bucket}/hf/llama3.1-8b"
     objects.apply(namespace, token_secret("hf-secret", TOKEN), hf_checkpoint("llama3", output))
@@ -124,9 +124,8 @@ def test_hf_checkpoint_is_mirrored_by_a_real_job_then_reused(
     assert sum(hub.downloads.values()) == downloads
 
 
-def test_a_refused_token_fails_with_the_secret_named(
-    mirror_operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, hub: LocalHub
-) -> None:
+@pytest.mark.usefixtures("mirror_operator", "hub")
+def test_a_refused_token_fails_with_the_secret_named(objects: Objects, namespace: str, gcs_bucket: str) -> None:
     objects.apply(
         namespace,
         token_secret("stale-token", "hf_expired"),
@@ -145,8 +144,9 @@ def test_a_refused_token_fails_with_the_secret_named(
     )
 
 
+@pytest.mark.usefixtures("mirror_operator")
 def test_a_hub_outage_longer_than_a_job_is_retried_with_a_new_job(
-    mirror_operator: OperatorProcess, objects: Objects, namespace: str, gcs_bucket: str, hub: LocalHub
+    objects: Objects, namespace: str, gcs_bucket: str, hub: LocalHub
 ) -> None:
     hub.fail_next = 10**9  # down until the test lifts it
     try:
@@ -161,7 +161,8 @@ def test_a_hub_outage_longer_than_a_job_is_retried_with_a_new_job(
             return events[0] if events else None
 
         event = wait_for(hub_unavailable_event, timeout=180, interval=1.0, description="a HubUnavailable Event")
-        assert "HTTP 503" in event["message"] and "a new mirror Job starts" in event["message"], event
+        assert "HTTP 503" in event["message"], event
+        assert "a new mirror Job starts" in event["message"], event
         assert objects.status("LlamaCheckpoint", namespace, "outage").get("phase") != "Failed"
     finally:
         hub.fail_next = 0

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import sim
-from tests.cluster.wait import wait_for
+from localcluster import sim
+from localcluster.wait import wait_for
 from tests.operator.conftest import benchmark, server, summary_json
-from tests.operator.harness import Objects, OperatorProcess, condition
+from tpuserve_dev.operator_harness import Objects, condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -29,9 +29,8 @@ def _condition_reason(objects: Objects, kind: str, namespace: str, name: str, ty
     return wait_for(reached, timeout=60, interval=0.5, description=f"{kind} {name}: {type_} reason {reason}")
 
 
-def test_hand_made_service_is_a_name_conflict_and_left_alone(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_hand_made_service_is_a_name_conflict_and_left_alone(objects: Objects, namespace: str) -> None:
     hand_made = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -64,14 +63,14 @@ def test_hand_made_service_is_a_name_conflict_and_left_alone(
     assert ours["spec"]["selector"] != {"app": "web"}
 
 
-def test_recreated_run_does_not_adopt_the_old_jobs_results(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_recreated_run_does_not_adopt_the_old_jobs_results(objects: Objects, namespace: str) -> None:
     target = "10.1.2.3:9000"
     first = {sim.EXIT_CODE_ANNOTATION: "0", sim.TERMINATION_MESSAGE_ANNOTATION: summary_json(successful_requests=100)}
     objects.apply(namespace, benchmark("rerun", target=target, podAnnotations=first))
     status = objects.wait_phase("BenchmarkRun", namespace, "rerun", "Succeeded", "Failed", timeout=90)
-    assert status["phase"] == "Succeeded" and status["results"]["successfulRequests"] == 100
+    assert status["phase"] == "Succeeded"
+    assert status["results"]["successfulRequests"] == 100
     old_job = objects.get("jobs", namespace, "rerun-bench")
     assert old_job is not None
 
@@ -82,9 +81,11 @@ def test_recreated_run_does_not_adopt_the_old_jobs_results(
     objects.apply(namespace, benchmark("rerun", target=target, podAnnotations=second))
     status = _condition_reason(objects, "BenchmarkRun", namespace, "rerun", "Complete", "NameConflict")
     assert f"Job {namespace}/rerun-bench already exists and is not controlled by this object" in status["message"]
-    assert "results" not in status and status.get("phase") == "Pending"
+    assert "results" not in status
+    assert status.get("phase") == "Pending"
     job = objects.get("jobs", namespace, "rerun-bench")
-    assert job is not None and job["metadata"]["uid"] == old_job["metadata"]["uid"]  # untouched
+    assert job is not None
+    assert job["metadata"]["uid"] == old_job["metadata"]["uid"]
 
     # The old Job goes, its pods stay (orphaned, still labelled job-name=rerun-bench with the old summary):
     # the new run gets its own Job and reads only that Job's pods.
@@ -93,7 +94,8 @@ def test_recreated_run_does_not_adopt_the_old_jobs_results(
     objects.kubectl("delete", "job", "rerun-bench", "-n", namespace, "--cascade=orphan", "--wait=false")
     status = objects.wait_phase("BenchmarkRun", namespace, "rerun", "Succeeded", "Failed", timeout=90)
     new_job = objects.get("jobs", namespace, "rerun-bench")
-    assert new_job is not None and new_job["metadata"]["uid"] != old_job["metadata"]["uid"]
+    assert new_job is not None
+    assert new_job["metadata"]["uid"] != old_job["metadata"]["uid"]
     old_pods = objects.items("pods", namespace, f"batch.kubernetes.io/controller-uid={old_job['metadata']['uid']}")
     assert old_pods, "the old Job's pods were meant to stay"
     assert status["phase"] == "Failed", status
@@ -102,9 +104,8 @@ def test_recreated_run_does_not_adopt_the_old_jobs_results(
     assert "results" not in status
 
 
-def test_api_server_refusal_fails_with_its_message_and_is_not_retried(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_api_server_refusal_fails_with_its_message_and_is_not_retried(objects: Objects, namespace: str) -> None:
     """A namespace whose quota allows no Jobs: the API server answers 403 to the Job's create, for good."""
     quota = {
         "apiVersion": "v1",
@@ -129,8 +130,11 @@ def test_api_server_refusal_fails_with_its_message_and_is_not_retried(
     objects.apply(namespace, benchmark("refused", target="10.1.2.3:9000"))
     status = objects.wait_phase("BenchmarkRun", namespace, "refused", "Failed", timeout=60)
     failed = condition(status, "Failed")
-    assert failed["status"] == "True" and failed["reason"] == "ApiRejected"
-    assert "403 Forbidden" in status["message"] and "exceeded quota: no-jobs" in status["message"], status["message"]
+    assert failed["status"] == "True"
+    assert failed["reason"] == "ApiRejected"
+    assert "403 Forbidden" in status["message"], status["message"]
+    assert "exceeded quota: no-jobs" in status["message"], status["message"]
     events = [e for e in objects.events(namespace, "refused") if e["reason"] == "ApiRejected"]
-    assert len(events) == 1 and events[0]["type"] == "Warning"
+    assert len(events) == 1
+    assert events[0]["type"] == "Warning"
     assert objects.items("jobs", namespace) == []

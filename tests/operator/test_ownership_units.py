@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+
 from tpuserve.api import LlamaCheckpointSpec
 from tpuserve.controllers import checkpoint_guard, outcomes, ownership
 from tpuserve.convert.summary import ConvertSummary, Outcome

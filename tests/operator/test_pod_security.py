@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
+
+from localcluster.wait import wait_for
+from tests.operator.conftest import server
+from tests.operator.test_render import CHECKPOINT, OWNER, example
 from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec
 from tpuserve.controllers import render
 from tpuserve.settings import OperatorSettings
-
-from tests.cluster.wait import wait_for
-from tests.operator.conftest import server
-from tests.operator.harness import Objects, OperatorProcess, condition
-from tests.operator.test_render import CHECKPOINT, OWNER, example
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
 
 pytestmark = pytest.mark.cluster
 
@@ -168,8 +168,9 @@ def test_secret_valued_server_arg_is_accepted_by_the_api_server(kube_cluster: An
     ]
 
 
+@pytest.mark.usefixtures("crds")
 def test_server_refused_by_pod_security_says_why_in_its_status(
-    kube_cluster: Any, crds: None, namespace: str, tmp_path: Path
+    kube_cluster: Any, namespace: str, tmp_path: Path
 ) -> None:
     """The documented exception, as a user meets it: an InferenceServer in a namespace that enforces "restricted"
     gets its Deployment, the API server refuses the pods, and the status carries the API server's reason."""
@@ -191,4 +192,5 @@ def test_server_refused_by_pod_security_says_why_in_its_status(
     assert 'violates PodSecurity "restricted:latest": runAsNonRoot != true' in status["message"]
     assert "docs/security.md" in status["message"]
     available = condition(status, "Available")
-    assert available["status"] == "False" and available["reason"] == "PodsRefused"
+    assert available["status"] == "False"
+    assert available["reason"] == "PodsRefused"

@@ -9,6 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
 from tpuserve.api import BenchmarkRunSpec, InferenceServerSpec, LlamaCheckpointSpec, Protocol
 from tpuserve.controllers import naming, render
 from tpuserve.settings import OperatorSettings
@@ -196,7 +197,8 @@ def test_convert_job_google_preset(settings: OperatorSettings) -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     (c,) = containers(obj)
     assert c["image"] == settings.checkpoint_image
-    assert "--bucket_name=bkt" in c["args"] and "--output_directory=gs://bkt/out" in c["args"]
+    assert "--bucket_name=bkt" in c["args"]
+    assert "--output_directory=gs://bkt/out" in c["args"]
     assert render.converter_output_paths(spec)[1] == "gs://bkt/out/bf16/unscanned/checkpoints/0/items"
 
 
@@ -246,9 +248,13 @@ def test_bench_load_shapes_and_placement() -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     args = containers(obj)[0]["args"]
     text = " ".join(args)
-    assert "--sweep 1,4,inf" in text and "--slo-ttft-ms 500" in text and "--timeout 90" in text
+    assert "--sweep 1,4,inf" in text
+    assert "--slo-ttft-ms 500" in text
+    assert "--timeout 90" in text
     assert "--synthetic-input-length 8 --synthetic-output-length 4" in text
-    assert "--tokenizer" not in args and "--model" not in args and "--request-rate" not in args
+    assert "--tokenizer" not in args
+    assert "--model" not in args
+    assert "--request-rate" not in args
     pod = obj["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"pool": "cpu"}
     assert pod["tolerations"] == [{"key": "x", "operator": "Exists"}]
@@ -274,7 +280,8 @@ def test_bench_job_over_the_openai_protocol(settings: OperatorSettings) -> None:
             "maxConcurrency": 16,
         }
     )
-    assert spec.target is not None and spec.target.address() == "http://vllm.ns.svc:8000"
+    assert spec.target is not None
+    assert spec.target.address() == "http://vllm.ns.svc:8000"
     obj = render.render_bench_job(
         spec, OWNER, settings, target=spec.target.address(), model=None, tokenizer=None, protocol=Protocol.OPENAI
     )
@@ -294,9 +301,11 @@ def test_bench_job_over_the_openai_protocol(settings: OperatorSettings) -> None:
     ]
     assert c["volumeMounts"][0]["mountPath"] + "/key" == render.API_KEY_PATH
     jetstream = BenchmarkRunSpec.model_validate({"target": {"host": "h"}})
-    assert jetstream.target is not None and jetstream.target.address() == "h:9000"
+    assert jetstream.target is not None
+    assert jetstream.target.address() == "h:9000"
     plain = render.render_bench_job(jetstream, OWNER, settings, target="h:9000", model=None, tokenizer=None)
-    assert "--protocol" not in containers(plain)[0]["args"] and "volumes" not in plain["spec"]["template"]["spec"]
+    assert "--protocol" not in containers(plain)[0]["args"]
+    assert "volumes" not in plain["spec"]["template"]["spec"]
 
 
 def test_rendering_is_deterministic_and_hash_tracks_changes(
@@ -385,7 +394,8 @@ def test_bench_job_is_restricted_with_default_resources(settings: OperatorSettin
     obj = render.render_bench_job(spec, OWNER, settings, target="h:9000", model=None, tokenizer=None)
     pod = pod_spec(obj)
     assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
     (c,) = containers(obj)
     assert c["securityContext"] == RESTRICTED_CONTAINER
     assert c["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
@@ -487,7 +497,8 @@ def test_mirror_job_from_a_hub_repo(settings: OperatorSettings) -> None:
     assert obj["metadata"]["name"] == "llama2-7b-v5e-mirror"
     assert obj["spec"]["backoffLimit"] == 2
     (c,) = containers(obj)
-    assert c["name"] == "converter" and c["image"] == settings.converter_image
+    assert c["name"] == "converter"
+    assert c["image"] == settings.converter_image
     assert c["args"] == [
         "convert",
         "mirror",
@@ -519,5 +530,6 @@ def test_mirror_job_from_a_gcs_directory_has_no_token(settings: OperatorSettings
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     (c,) = containers(obj)
     assert c["args"][6:8] == ["--source", "gs://bkt/export/"]
-    assert "--repo-id" not in c["args"] and "--token-source" not in c["args"]
+    assert "--repo-id" not in c["args"]
+    assert "--token-source" not in c["args"]
     assert not any(e["name"] == "HF_TOKEN" for e in c["env"])

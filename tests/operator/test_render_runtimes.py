@@ -10,12 +10,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.operator import jetstream_snapshots
 from tpuserve import images
 from tpuserve.api import InferenceServerSpec
 from tpuserve.controllers import render, render_vllm
 from tpuserve.settings import OperatorSettings
-
-from tests.operator import jetstream_snapshots
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 K8S_VERSION = "1.35"
@@ -165,5 +165,6 @@ def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
     server = InferenceServer.model_validate({"metadata": {"name": "llama31-8b"}, "spec": vllm_spec().to_wire()})
     measured = measured_server(server, {"readyReplicas": 1, "checkpointPath": MIRROR}, "t:8000", images.VLLM_TPU_IMAGE)
     assert measured.engine_args == render_vllm.vllm_args(server.spec, render_vllm.WeightSource(MIRROR))
-    assert "--max-num-seqs=128" in measured.engine_args and measured.image == images.VLLM_TPU_IMAGE
+    assert "--max-num-seqs=128" in measured.engine_args
+    assert measured.image == images.VLLM_TPU_IMAGE
     assert (measured.model, measured.chips, measured.topology) == ("llama3.1-8b", 8, "2x4")

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.wait import wait_for
+from localcluster.wait import wait_for
 from tests.operator.conftest import benchmark, server
-from tests.operator.harness import REPO_ROOT, Objects, OperatorProcess
+from tpuserve_dev import REPO
+from tpuserve_dev.operator_harness import Objects, OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -23,7 +24,7 @@ SECTION = "## Uninstall when the operator is already gone"
 
 
 def documented_command() -> str:
-    text = (REPO_ROOT / "docs" / "install.md").read_text()
+    text = (REPO / "docs" / "install.md").read_text()
     section = text.split(SECTION, 1)[1]
     match = re.search(r"```bash\n(.*?)```", section, re.S)
     assert match, f"no bash block under {SECTION!r}"
@@ -31,15 +32,16 @@ def documented_command() -> str:
 
 
 def test_the_section_names_the_finalizer_kopf_sets() -> None:
-    section = (REPO_ROOT / "docs" / "install.md").read_text().split(SECTION, 1)[1]
+    section = (REPO / "docs" / "install.md").read_text().split(SECTION, 1)[1]
     assert f"`{KOPF_FINALIZER}`" in section
     import kopf
 
     assert kopf.OperatorSettings().persistence.finalizer == KOPF_FINALIZER
 
 
+@pytest.mark.usefixtures("crds")
 def test_deletion_without_the_operator_finishes_after_the_documented_command(
-    kube_cluster: Any, crds: None, objects: Objects, namespace: str, tmp_path: Path
+    kube_cluster: Any, objects: Objects, namespace: str, tmp_path: Path
 ) -> None:
     operator = OperatorProcess(kube_cluster.kubeconfig, tmp_path / "operator.log", {"TPUSERVE_CHECK_GCS": "false"})
     operator.start()
@@ -66,7 +68,8 @@ def test_deletion_without_the_operator_finishes_after_the_documented_command(
     objects.kubectl("delete", "inferenceserver/srv", "benchmarkrun/run", "-n", namespace, "--wait=false")
     for kind, name in (("InferenceServer", "srv"), ("BenchmarkRun", "run")):
         stuck = objects.get(kind, namespace, name)
-        assert stuck is not None and stuck["metadata"].get("deletionTimestamp"), f"{kind} {name} already gone"
+        assert stuck is not None, f"{kind} {name} already gone"
+        assert stuck["metadata"].get("deletionTimestamp"), f"{kind} {name} already gone"
 
     env = {
         **os.environ,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from tpuserve import llama, tpu
 from tpuserve.api import BenchmarkRunStatus, Condition, MeasuredServer
 from tpuserve.controllers import benchmark, kube, observe
@@ -30,7 +31,8 @@ def test_job_state_reads_complete_and_failed_conditions() -> None:
     done = observe.job_state(
         {"status": {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"}}
     )
-    assert done.outcome is observe.JobOutcome.SUCCEEDED and done.completion_time == "t"
+    assert done.outcome is observe.JobOutcome.SUCCEEDED
+    assert done.completion_time == "t"
     failed = observe.job_state(
         {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "m"}]}}
     )
@@ -58,9 +60,12 @@ def test_condition_transition_time_moves_only_with_the_status() -> None:
     t1 = t0 + timedelta(minutes=5)
     conds: list[Condition] = set_condition([], "Ready", False, Reason.CONVERTING, "a", 1, t0)
     conds = set_condition(conds, "Ready", False, Reason.CONVERTING, "b", 1, t1)
-    assert conds[0].last_transition_time == t0 and conds[0].message == "b"
+    assert conds[0].last_transition_time == t0
+    assert conds[0].message == "b"
     conds = set_condition(conds, "Ready", True, Reason.CONVERTED, "c", 2, t1)
-    assert conds[0].last_transition_time == t1 and conds[0].observed_generation == 2 and len(conds) == 1
+    assert conds[0].last_transition_time == t1
+    assert conds[0].observed_generation == 2
+    assert len(conds) == 1
 
 
 def test_cost_and_roofline_follow_the_catalog() -> None:
@@ -127,10 +132,14 @@ def test_child_watches_carry_a_server_side_label_selector() -> None:
 
     import kopf
     from kopf._cogs.structs.references import Resource
+
     from tpuserve.controllers import handlers
 
     settings = kopf.OperatorSettings()
-    handlers.configure(settings=settings, memo=SimpleNamespace(ctx=SimpleNamespace(namespaces=[])))
+    # Called as kopf calls a startup handler, with only the keyword arguments configure reads (kopf's ActivityFn
+    # type lists every one kopf passes).
+    configure: Any = handlers.configure
+    configure(settings=settings, memo=SimpleNamespace(ctx=SimpleNamespace(namespaces=[])))
     selector = "app.kubernetes.io/managed-by=tpuserve-operator"
     for group, version, plural in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
         assert settings.watching.label_selectors.collect(Resource(group, version, plural)) == [selector]

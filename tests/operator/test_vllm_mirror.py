@@ -12,16 +12,19 @@ from typing import Any
 
 import pytest
 
-from tests.convert.hf_model import arch_json, hf_model_files, tiny3
 from tests.operator.conftest import LOCAL, operator_env, server
-from tests.operator.harness import Objects, OperatorProcess, condition
+from tpuserve_dev.hf_model import arch_json, hf_model_files, tiny3
+from tpuserve_dev.operator_harness import Objects, OperatorProcess, condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def mirror_operator(
-    kube_cluster: Any, crds: None, gcs_emulator: str, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: Any,
+    crds: None,  # noqa: ARG001 -- requested for its effect (the CRDs installed); marks do not apply to fixtures
+    gcs_emulator: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     if not kube_cluster.has_local_node:
         pytest.skip("needs the local node (real processes)")
@@ -37,8 +40,9 @@ def mirror_operator(
     process.stop()
 
 
+@pytest.mark.usefixtures("mirror_operator")
 def test_vllm_server_serves_the_verified_mirror(
-    mirror_operator: OperatorProcess, objects: Objects, namespace: str, gcs_client: Any, gcs_bucket: str
+    objects: Objects, namespace: str, gcs_client: Any, gcs_bucket: str
 ) -> None:
     for name, data in hf_model_files(tiny3()).items():
         gcs_client.bucket(gcs_bucket).blob(f"export/llama3.1-8b/{name}").upload_from_string(data)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.operator.conftest import LOCAL, checkpoint, server
-from tests.operator.harness import Objects, OperatorProcess, condition
-from tests.vllm.rendered import start_rendered_server
+from tpuserve_dev.operator_harness import Objects, condition
+from tpuserve_dev.vllm_rendered import start_rendered_server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm, pytest.mark.slow]
 
@@ -30,8 +30,9 @@ def vllm_server(name: str, **spec: Any) -> dict[str, Any]:
     return server(name, **(defaults | spec))
 
 
+@pytest.mark.usefixtures("operator")
 def test_vllm_server_ready_and_its_rendered_args_run_a_real_vllm(
-    operator: OperatorProcess, objects: Objects, namespace: str, tmp_path: Path
+    objects: Objects, namespace: str, tmp_path: Path
 ) -> None:
     objects.apply(
         namespace,
@@ -48,15 +49,18 @@ def test_vllm_server_ready_and_its_rendered_args_run_a_real_vllm(
     assert openai in status["message"]
     assert condition(status, "CheckpointReady")["message"] == "loading gs://models-bucket/llama3.1-8b/hf"
     table = objects.kubectl("get", "inferenceservers", "-n", namespace).stdout
-    assert "RUNTIME" in table and "vllm-tpu" in table
+    assert "RUNTIME" in table
+    assert "vllm-tpu" in table
     deployment = objects.get("Deployment", namespace, "llama31-8b")
     assert deployment is not None
     pod_spec = deployment["spec"]["template"]["spec"]
     (container,) = pod_spec["containers"]
-    assert container["name"] == "vllm" and container["image"] == "vllm/vllm-tpu:v0.32.0"
+    assert container["name"] == "vllm"
+    assert container["image"] == "vllm/vllm-tpu:v0.32.0"
     assert pod_spec["nodeSelector"]["cloud.google.com/gke-tpu-accelerator"] == "tpu-v6e-slice"
     service = objects.get("Service", namespace, "llama31-8b")
-    assert service is not None and [p["port"] for p in service["spec"]["ports"]] == [8000]
+    assert service is not None
+    assert [p["port"] for p in service["spec"]["ports"]] == [8000]
 
     with start_rendered_server(container["args"], tmp_path / "vllm.log") as running:
         dropped = {a.rendered.split("=", 1)[0] for a in running.adapted if a.ran is None}
@@ -74,8 +78,9 @@ def test_vllm_server_ready_and_its_rendered_args_run_a_real_vllm(
         assert completion["usage"]["completion_tokens"] == 5
 
 
+@pytest.mark.usefixtures("operator")
 def test_vllm_server_refuses_a_maxtext_checkpoint(
-    operator: OperatorProcess, objects: Objects, namespace: str, meta_source: Any, gcs_bucket: str
+    objects: Objects, namespace: str, meta_source: Any, gcs_bucket: str
 ) -> None:
     """A Ready LlamaCheckpoint of format meta has no Hugging Face directory: the vLLM server says which format it
     needs instead of waiting forever."""
@@ -96,13 +101,13 @@ def test_vllm_server_refuses_a_maxtext_checkpoint(
         time.sleep(1)
     cond = condition(status, "CheckpointReady")
     assert cond["reason"] == "CheckpointFailed"
-    assert "has no status.huggingFacePath" in cond["message"] and "format huggingface" in cond["message"]
+    assert "has no status.huggingFacePath" in cond["message"]
+    assert "format huggingface" in cond["message"]
     assert objects.get("Deployment", namespace, "llama2-on-vllm") is None
 
 
-def test_a_server_that_cannot_fit_hbm_is_reported_before_any_pod(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_a_server_that_cannot_fit_hbm_is_reported_before_any_pod(objects: Objects, namespace: str) -> None:
     """JetStream (checked by the operator, so objects written before still validate): Failed with the numbers and
     no Deployment. vLLM: refused at admission by the CRD's rule (tests/api/cases.py)."""
     objects.apply(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tpuserve import tpu
 from tpuserve.api import KINDS
 from tpuserve.api.generate import (
@@ -116,7 +117,8 @@ def test_names_and_printer_columns() -> None:
     crds = {kind.KIND: build_crd(kind) for kind in KINDS}
     for crd in crds.values():
         names = crd["spec"]["names"]
-        assert names["categories"] == ["tpuserve"] and names["shortNames"]
+        assert names["categories"] == ["tpuserve"]
+        assert names["shortNames"]
         assert crd["metadata"]["name"] == f"{names['plural']}.tpuserve.dev"
     bench_columns = [c["name"] for c in crds["BenchmarkRun"]["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert bench_columns[:6] == ["Phase", "Server", "Req/s", "Output tok/s", "TTFT p50 ms", "TPOT p50 ms"]
@@ -150,7 +152,8 @@ def test_immutability_and_exclusive_rules_present() -> None:
     assert "self == oldSelf" in rules
     assert "has(self.serverRef) != has(self.target)" in rules
     rate = spec["properties"]["requestRate"]
-    assert rate["x-kubernetes-int-or-string"] is True and "inf" in rate["pattern"]
+    assert rate["x-kubernetes-int-or-string"] is True
+    assert "inf" in rate["pattern"]
 
 
 def test_rendered_files_parse_and_docs_cover_every_field() -> None:
@@ -183,6 +186,7 @@ def test_crds_command_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 def test_generator_refuses_unions_it_cannot_express() -> None:
     """A plain `int | str` (not annotated as int-or-string) has no structural form: fail loudly, not silently."""
     from pydantic import BaseModel
+
     from tpuserve.api.generate import SchemaError, structural_schema
 
     class Loose(BaseModel):
@@ -194,6 +198,7 @@ def test_generator_refuses_unions_it_cannot_express() -> None:
 
 def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
     from pydantic import BaseModel, Field
+
     from tpuserve.api.generate import structural_schema
 
     class Bounds(BaseModel):

@@ -10,6 +10,18 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+
+from tests.api.cases import (
+    INVALID,
+    VALID,
+    Case,
+    base_benchmark,
+    base_checkpoint,
+    base_server,
+    catalog_slices,
+    mutate,
+)
+from tests.api.statuses import benchmark_status, checkpoint_status, server_status
 from tpuserve import images, llama, tpu
 from tpuserve.api import (
     API_VERSION,
@@ -27,18 +39,6 @@ from tpuserve.api import (
 )
 from tpuserve.api.checkpoint import default_converter_memory_gib
 
-from tests.api.cases import (
-    INVALID,
-    VALID,
-    Case,
-    base_benchmark,
-    base_checkpoint,
-    base_server,
-    catalog_slices,
-    mutate,
-)
-from tests.api.statuses import benchmark_status, checkpoint_status, server_status
-
 MODELS: dict[str, Any] = {m.KIND: m for m in KINDS}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,8 @@ def test_kind_identity() -> None:
 
 
 def test_default_model_is_in_the_catalog() -> None:
-    assert catalog.DEFAULT_MODEL == "llama2-7b" and catalog.DEFAULT_MODEL in llama.MODELS
+    assert catalog.DEFAULT_MODEL == "llama2-7b"
+    assert catalog.DEFAULT_MODEL in llama.MODELS
 
 
 def test_checkpoint_defaults() -> None:
@@ -83,7 +84,8 @@ def test_converter_image_follows_preset_unless_set() -> None:
 def test_converter_memory_grows_with_the_model() -> None:
     sizes = [default_converter_memory_gib(name) for name in llama.models_for("jetstream-maxtext")]
     assert sizes[0] == 80  # measured: MaxText's unscanned step needs ~64-70 GiB for Llama2-7B (docs/images.md)
-    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert sizes == sorted(sizes)
+    assert len(set(sizes)) == len(sizes)
     spec = LlamaCheckpointSpec.model_validate({**base_checkpoint()["spec"], "model": "llama2-70b"})
     assert spec.converter_resources().requests == {"memory": f"{sizes[-1]}Gi", "cpu": "4"}
 
@@ -98,16 +100,21 @@ def test_server_defaults_are_the_manuals_settings() -> None:
         1,
         -1,
     )
-    assert engine.scan_layers is False and engine.weight_dtype == "bfloat16"
+    assert engine.scan_layers is False
+    assert engine.weight_dtype == "bfloat16"
     # Images are left empty so the operator's configured defaults (the chart's values) apply.
-    assert spec.image is None and spec.http_image is None
+    assert spec.image is None
+    assert spec.http_image is None
     assert spec.effective_image() == images.GOOGLE_SERVER_IMAGE
     assert spec.effective_http_image() == images.GOOGLE_HTTP_IMAGE
     assert spec.effective_image("mirror.example/server:1") == "mirror.example/server:1"
     pinned = InferenceServer.model_validate(mutate(base_server(), {"spec.image": "example.com/s:2"})).spec
     assert pinned.effective_image("mirror.example/server:1") == "example.com/s:2"
-    assert spec.replicas == 1 and spec.metrics.port == 9100 and spec.metrics.enabled
-    assert not spec.metrics.pod_monitoring and not spec.metrics.service_monitor
+    assert spec.replicas == 1
+    assert spec.metrics.port == 9100
+    assert spec.metrics.enabled
+    assert not spec.metrics.pod_monitoring
+    assert not spec.metrics.service_monitor
     assert spec.effective_tokenizer_path() == "assets/tokenizer.llama2"
     resolved = spec.tpu.resolve()
     assert (resolved.chips, resolved.machine.name, resolved.accelerator_label) == (
@@ -120,9 +127,12 @@ def test_server_defaults_are_the_manuals_settings() -> None:
 def test_wire_names_are_camel_case() -> None:
     wire = InferenceServer.model_validate(base_server()).to_wire()
     assert set(wire["spec"]["engine"]) >= {"maxPrefillPredictLength", "iciTensorParallelism", "extraArgs"}
-    assert "tpu" in wire["spec"] and "checkpointRef" in wire["spec"] and "image" not in wire["spec"]
+    assert "tpu" in wire["spec"]
+    assert "checkpointRef" in wire["spec"]
+    assert "image" not in wire["spec"]
     status = benchmark_status().to_wire()
-    assert "resultsURI" in status and "costPerMillionOutputTokens" in status
+    assert "resultsURI" in status
+    assert "costPerMillionOutputTokens" in status
     assert status["results"]["ttftMs"]["median"] == 140039.96
     # Python names work too (populate_by_name), so the operator can build objects either way.
     assert EngineSpec(max_target_length=4096).max_target_length == 4096
@@ -131,7 +141,8 @@ def test_wire_names_are_camel_case() -> None:
 def test_benchmark_defaults_and_load_shapes() -> None:
     spec = BenchmarkRun.model_validate(base_benchmark()).spec
     assert (spec.num_prompts, spec.max_output_length, spec.warmup, spec.seed) == (1000, 1024, "sampled", 0)
-    assert spec.dataset.name == "openorca" and spec.image is None
+    assert spec.dataset.name == "openorca"
+    assert spec.image is None
     assert spec.effective_image() == images.BENCH_IMAGE
     assert spec.request_rates() == [math.inf]
     assert spec.timeout_seconds() == 7200
@@ -154,7 +165,7 @@ def test_parse_duration_refuses(text: str) -> None:
 
 @pytest.mark.parametrize("rate", [0, "0", "-1", "fast"])
 def test_rate_per_second_refuses(rate: int | str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"request rate .* (is not a positive number|must be positive)"):
         rate_per_second(rate)
 
 
@@ -213,7 +224,8 @@ def test_seed_example_matches_the_manual() -> None:
     v4 = InferenceServer.model_validate(
         yaml.safe_load((REPO / "manifests/examples/llama2-7b-v4/server.yaml").read_text())
     ).spec
-    assert v4.tpu.resolve().generation is tpu.generation("v4") and v4.tpu.topology == "2x2x1"
+    assert v4.tpu.resolve().generation is tpu.generation("v4")
+    assert v4.tpu.topology == "2x2x1"
 
 
 @pytest.mark.parametrize("build", [checkpoint_status, server_status, benchmark_status])

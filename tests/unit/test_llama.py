@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from tpuserve import llama, tpu
 
 # Published parameter counts (model cards) and bf16 KV cache per token (facts section 6).
@@ -134,7 +135,8 @@ def test_jetstream_server_weights_plus_preallocated_kv_cache_must_fit() -> None:
         == "llama2-70b bf16 needs 128.5 GiB of weights; v5e 1x1 has 14.9 GiB of HBM"
     )
     one_chip = spec("llama2-7b", "v5e", "1x1").jetstream_hbm_shortfall()
-    assert one_chip is not None and "plus 11.0 GiB of KV cache (11 sequences x 2048 tokens x 512 KiB)" in one_chip
+    assert one_chip is not None
+    assert "plus 11.0 GiB of KV cache (11 sequences x 2048 tokens x 512 KiB)" in one_chip
     # int8 weights and KV cache, two slots: 7B fits one v5e chip.
     assert (
         spec(

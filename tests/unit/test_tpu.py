@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tpuserve import llama, tpu
 
 # generation -> (GKE accelerator label, {topology: (machine type, chips)}, HBM GB/chip, TFLOP/s, HBM GB/s, $/chip-h)
@@ -77,7 +78,8 @@ def test_unknown_accelerator_names_the_choices() -> None:
 
 def test_resolve_gives_node_selector_and_chips() -> None:
     slice_ = tpu.resolve("v5e", "2x4")
-    assert slice_.chips == 8 and slice_.machine.name == "ct5lp-hightpu-8t"
+    assert slice_.chips == 8
+    assert slice_.machine.name == "ct5lp-hightpu-8t"
     assert slice_.node_selector() == {
         "cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
         "cloud.google.com/gke-tpu-topology": "2x4",
@@ -121,7 +123,7 @@ def test_cost_per_million_tokens() -> None:
     assert tpu.cost_per_million_tokens(v5e8, 3061.78) == pytest.approx(9.60 / 3600 / 3061.78 * 1e6)
     assert tpu.cost_per_million_tokens(v5e8, 3061.78) == pytest.approx(0.871, abs=0.001)
     assert tpu.cost_per_million_tokens(v5e8, 1000, usd_per_chip_hour=0.5) == pytest.approx(4.0 / 3600 / 1000 * 1e6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tokens_per_second must be positive"):
         tpu.cost_per_million_tokens(v5e8, 0)
 
 
@@ -163,5 +165,5 @@ def test_roofline_caps_the_batch_at_what_fits_in_hbm() -> None:
     assert capped == pytest.approx(tpu.decode_roofline_tokens_per_second(v5e4, weights, kv, fits, CONTEXT_TOKENS))
     # More batch than fits buys nothing; less batch is slower.
     assert tpu.decode_roofline_tokens_per_second(v5e4, weights, kv, fits - 10, CONTEXT_TOKENS) < capped
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch must be >= 1"):
         tpu.decode_roofline_tokens_per_second(v5e4, weights, kv, 0, CONTEXT_TOKENS)

@@ -1,4 +1,4 @@
-"""Pytest fixtures for a real vLLM OpenAI-compatible server (vLLM's CPU build, tests/vllm/server.py).
+"""Pytest fixtures for a real vLLM OpenAI-compatible server (vLLM's CPU build, operator/tpuserve_dev/vllm_server.py).
 
 `vllm_server` (session) -> VLLMServer(base_url="http://127.0.0.1:PORT", model_dir=..., python=...): one server
 for the whole session, live (GET /health answered 200). Tests using it are marked `vllm`; the venv and the
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.vllm.server import VLLMServer, start_vllm_server
+from tpuserve_dev.vllm_server import VLLMServer, start_vllm_server
 
 
 @pytest.fixture(scope="session")

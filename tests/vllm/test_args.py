@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tpuserve.api import InferenceServerSpec
 from tpuserve.controllers import render_vllm
-
-from tests.vllm.rendered import cpu_args, parse_with_vllm
+from tpuserve_dev.vllm_rendered import cpu_args, parse_with_vllm
 
 pytestmark = pytest.mark.vllm
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -70,7 +70,8 @@ def test_every_rendered_argument_parses_with_vllms_own_parser() -> None:
     wrong = [*argvs["defaults"], "--max-num-seqz=4"]
     results = dict(zip([*argvs, "wrong"], parse_with_vllm([*argvs.values(), wrong]), strict=True))
     refused = results.pop("wrong")
-    assert refused["ok"] is False and "unrecognized arguments: --max-num-seqz=4" in str(refused["error"])
+    assert refused["ok"] is False
+    assert "unrecognized arguments: --max-num-seqz=4" in str(refused["error"])
     for name, result in results.items():
         assert result["ok"], (name, argvs[name], result)
     parsed: dict[str, dict[str, Any]] = {name: result["parsed"] for name, result in results.items()}  # type: ignore[misc]
@@ -97,5 +98,6 @@ def test_every_rendered_argument_parses_with_vllms_own_parser() -> None:
         "main",
         "/data/hf",
     )
-    assert parsed["gcsfuse"]["model"] == render_vllm.GCSFUSE_MOUNT and parsed["gcsfuse"]["load_format"] == "auto"
+    assert parsed["gcsfuse"]["model"] == render_vllm.GCSFUSE_MOUNT
+    assert parsed["gcsfuse"]["load_format"] == "auto"
     assert parsed["example-llama3.3-70b-v6e"]["async_scheduling"] is True

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.vllm.server import VLLMServer
+from tpuserve_dev.vllm_server import VLLMServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -65,7 +65,8 @@ def _resolve_ref(ref: str, defs: dict[str, Any]) -> dict[str, Any]:
     prefix = "#/$defs/"
     if not ref.startswith(prefix) or ref[len(prefix) :] not in defs:
         raise SchemaError(f"unresolvable reference {ref!r}")
-    return defs[ref[len(prefix) :]]
+    resolved: dict[str, Any] = defs[ref[len(prefix) :]]
+    return resolved
 
 
 def _structural(node: Any, defs: dict[str, Any], path: str) -> Any:
@@ -123,7 +124,7 @@ def structural_schema(model: type[BaseModel], path: str) -> dict[str, Any]:
     """A Kubernetes structural schema for a pydantic model (wire names, defaults, rules)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
-    schema = _structural(raw, defs, path)
+    schema: dict[str, Any] = _structural(raw, defs, path)
     _check_structural(schema, path)
     return schema
 
@@ -396,7 +397,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "crds", help="write the CRDs (and API docs) generated from the API models", description=__doc__
     )

@@ -176,7 +176,7 @@ def stage_report(
     if tokenizer is not None:
         size = tokenizer.vocab_size
         undecodable = sum(1 for r in ok for i in r.output_ids if not 0 <= i < size)
-    per_s = (lambda x: x / duration) if duration else (lambda x: 0.0)
+    per_s = (lambda x: x / duration) if duration else (lambda _: 0.0)
     return StageReport(
         name=run.stage.name,
         request_rate=run.stage.request_rate

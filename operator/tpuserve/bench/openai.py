@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tpuserve.bench import BenchError, RunFailed
@@ -62,7 +63,7 @@ def read_bearer(path: str | None) -> str | None:
     """The API key: from --api-key-file, else $TPUSERVE_BENCH_API_KEY, else none."""
     if path:
         try:
-            token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - tiny file
+            token = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise BenchError(f"--api-key-file {path!r} cannot be read: {exc.strerror}") from None
         if not token:

@@ -5,7 +5,7 @@ every body chunk on receipt: a chunk costs one `perf_counter()` and two list app
 arrival time); SSE events are split out and JSON is parsed after the stage (tpuserve.bench.openai), each event
 timed by the chunk that completed it. Responses are parsed by `httptools`
 (llhttp, the parser uvicorn uses) inside an `asyncio.Protocol`: no task, future or stream reader per request or
-per chunk. It was chosen by measurement over aiohttp and httpx (tests/perf/openai_engines.py, docs/bench.md).
+per chunk. It was chosen by measurement over aiohttp and httpx (tpuserve_dev.perf.openai_engines, docs/bench.md).
 
 Connections: a pool of idle keep-alive connections; a request takes one or opens a new one (no cap here: a
 concurrency cap is the runner's job), so after warm-up the pool holds as many connections as requests were ever
@@ -171,7 +171,7 @@ class _Connection(asyncio.Protocol):
                 self._finish(CONNECTION_ERROR, why)
 
     # httptools callbacks
-    def on_status(self, status: bytes) -> None:
+    def on_status(self, _reason: bytes) -> None:  # the reason phrase; the code comes from the parser
         self.status = self.parser.get_status_code()
 
     def on_body(self, data: bytes) -> None:

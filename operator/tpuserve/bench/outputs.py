@@ -215,16 +215,16 @@ def summary(stages: list[StageReport], results_uri: str | None, message: str | N
     if stages:
         head = {k: v for k, v in stages[-1] if k in _STAGE_FIELDS}
     else:
-        head = dict(
-            successful_requests=0,
-            failed_requests=0,
-            duration_seconds=0.0,
-            total_input_tokens=0,
-            total_output_tokens=0,
-            request_throughput=0.0,
-            input_throughput=0.0,
-            output_throughput=0.0,
-        )
+        head = {
+            "successful_requests": 0,
+            "failed_requests": 0,
+            "duration_seconds": 0.0,
+            "total_input_tokens": 0,
+            "total_output_tokens": 0,
+            "request_throughput": 0.0,
+            "input_throughput": 0.0,
+            "output_throughput": 0.0,
+        }
     briefs = [brief(s) for s in stages] if len(stages) > 1 else []
     result = BenchmarkSummary(**head, stages=briefs, results_uri=results_uri, message=message)
     while len(result.model_dump_json(by_alias=True, exclude_none=True).encode()) > 4096:

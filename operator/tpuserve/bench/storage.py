@@ -39,10 +39,10 @@ def gcs_client() -> Any:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tpuserve"
-    )
-    return Path(base) / "gcs"
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override) / "gcs"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "tpuserve" / "gcs"
 
 
 def fetch(uri: str, what: str) -> Path:

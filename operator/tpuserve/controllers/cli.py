@@ -24,13 +24,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="port of /metrics (default 9090; 0 = off)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default=None, help="text, or json for Cloud Logging (default text)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from tpuserve import metrics
+    from tpuserve import logs, metrics
     from tpuserve.controllers import handlers, kube
     from tpuserve.settings import OperatorSettings
 
@@ -41,11 +44,14 @@ def run(args: argparse.Namespace) -> int:
         overrides["metrics_port"] = args.metrics_port
     if args.liveness is not None:
         overrides["liveness"] = args.liveness or None
+    if args.log_format is not None:
+        overrides["log_format"] = args.log_format
     settings = OperatorSettings(**overrides)
     namespaces = list(args.namespace) or ([] if args.all_namespaces else settings.namespaces)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logs.use_format(settings.log_format)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     operator_metrics = metrics.default_metrics()

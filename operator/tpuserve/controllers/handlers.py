@@ -266,12 +266,12 @@ def _reconcile_owner(ctx: kube.Context, namespace: str, meta: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+def job_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
     _reconcile_owner(_ctx(memo), namespace, meta)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+def deployment_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
     _reconcile_owner(_ctx(memo), namespace, meta)
 
 
@@ -284,5 +284,5 @@ def _pod_matters(body: Any, meta: Any, **_: Any) -> bool:
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_matters)
-def pod_event(type: str, namespace: str, meta: Any, memo: Any, **_: Any) -> None:
+def pod_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
     _reconcile_owner(_ctx(memo), namespace, meta)

@@ -106,12 +106,14 @@ class SyntheticSteps:
         return [*self._base("scanned", model), "--output", paths.scanned_dir]
 
     def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
+        del weight_dtype  # the stand-in keeps the dtype it was given
         out = layout.join(paths.unscanned_base, paths.unscanned_run_name, "checkpoints")
         return [*self._base("unscanned", model), "--output", out, "--scanned-items", paths.scanned_items]
 
     def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
         # A stand-in (int8 casts of the unscanned params saved where and how MaxText saves quantized params),
         # not AQT: it exercises the plumbing around the step, not quantization.
+        del quantization
         return [*self._base("quantize", model), "--output", output_dir, "--scanned-items", unscanned_items]
 
 
@@ -464,7 +466,7 @@ def _convert(
 
 def _clear_output(output: str, store: Any) -> None:
     # The manifest goes first: from here until the new one is written the output is "partial".
-    manifest_names = [n for n in store.list(layout.MANIFEST_NAME)]
+    manifest_names = list(store.list(layout.MANIFEST_NAME))
     for name in manifest_names:
         store.delete_prefix(name)
     removed = 0

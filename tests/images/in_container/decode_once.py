@@ -10,6 +10,7 @@ import json
 import sys
 
 import grpc
+
 from tpuserve.proto import jetstream_pb2, jetstream_pb2_grpc
 
 

@@ -1,6 +1,6 @@
 package main
 
-// A native reference client for tests/perf/bench_client.py: Decode calls from Go on one HTTP/2 connection at
+// A native reference client for operator/tpuserve_dev/perf/bench_client.py: Decode calls from Go on one HTTP/2 connection at
 // Poisson arrivals (absolute schedule), the first stream message timed on receipt. Against this server run
 // with -stamp-lateness, each request's first token id is how late the server itself was, so what the client
 // and the loopback transport add to TTFT is known per request. The gap between this client's figures and a

@@ -1,5 +1,5 @@
 // fastserver: a JetStream-protocol (jetstream_proto.Orchestrator) test server in Go, for client performance
-// runs (tests/perf/bench_client.py), where a Python server would be the bottleneck.
+// runs (operator/tpuserve_dev/perf/bench_client.py), where a Python server would be the bottleneck.
 //
 // Same behaviour as tests/jetstream/delay_server.py: Decode answers max_tokens tokens, one stream message per
 // token, the first after -ttft-ms, then one every -itl-ms (absolute schedule); HealthCheck says live.

@@ -1,0 +1,8 @@
+"""Development-only code of tpuserve, not shipped in the wheel or the images: the chart and dashboard generators
+(`make crds`), the demo (`make demo`), the performance scripts (`make perf-*`), the project's configuration of
+the local cluster (`make cluster-up`), and launchers of the real parts those and the tests run against (GCS
+emulator, JetStream and vLLM servers, a local Hugging Face hub, the operator as a process)."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the repository root (this package lives in operator/tpuserve_dev)

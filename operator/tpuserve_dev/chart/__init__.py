@@ -1,0 +1,1 @@
+"""Generators of the chart's copies (CRDs, dashboards) and manifests/install.yaml: `make crds`."""

@@ -1,0 +1,1 @@
+"""Performance scripts (`make perf-*`): they print figures recorded in docs/; they are not tests."""
