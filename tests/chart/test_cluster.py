@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tpuserve.api import KINDS
 
 from tests.chart.cluster_helpers import (
     Cluster,
@@ -25,7 +26,7 @@ from tests.cluster.wait import wait_crds_established
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-CRS = ("llamacheckpoints", "inferenceservers", "benchmarkruns")
+CRS = tuple(kind.PLURAL for kind in KINDS)
 # What the operator does through the API (kopf + the controllers), as (verb, resource) pairs.
 OPERATOR_DOES: list[tuple[str, str]] = [
     *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch", "patch")),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from tpuserve import llama, tpu
-from tpuserve.api import BenchmarkRunStatus, Condition, MeasuredServer
+from tpuserve.api import KINDS, BenchmarkRunStatus, Condition, MeasuredServer
 from tpuserve.controllers import benchmark, kube, observe
 from tpuserve.controllers.status import Reason, set_condition
 from tpuserve.metrics import OperatorMetrics
@@ -134,6 +134,6 @@ def test_child_watches_carry_a_server_side_label_selector() -> None:
     selector = "app.kubernetes.io/managed-by=tpuserve-operator"
     for group, version, plural in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
         assert settings.watching.label_selectors.collect(Resource(group, version, plural)) == [selector]
-    for plural in ("llamacheckpoints", "inferenceservers", "benchmarkruns"):
-        assert settings.watching.label_selectors.collect(Resource("tpuserve.dev", "v1alpha1", plural)) == []
+    for kind in KINDS:
+        assert settings.watching.label_selectors.collect(Resource(kind.GROUP, kind.VERSION, kind.PLURAL)) == []
     assert settings.watching.label_selectors.collect(Resource("", "v1", "services")) == []

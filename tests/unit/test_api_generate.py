@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from tpuserve import tpu
-from tpuserve.api import KINDS
+from tpuserve.api import KINDS, PLURALS
 from tpuserve.api.generate import (
     build_crd,
     crd_filename,
@@ -202,3 +202,11 @@ def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
     schema = structural_schema(Bounds, "spec")
     ratio = schema["properties"]["ratio"]
     assert ratio == {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.KIND)
+def test_kind_constants_match_the_wire_fields(kind: Any) -> None:
+    """`kind` and `apiVersion` must be Literal strings for the types; the constants code reads must agree."""
+    assert kind.model_fields["kind"].default == kind.KIND
+    assert kind.model_fields["api_version"].default == kind.API_VERSION == f"{kind.GROUP}/{kind.VERSION}"
+    assert PLURALS[kind.KIND] == kind.PLURAL == build_crd(kind)["spec"]["names"]["plural"]

@@ -71,6 +71,9 @@ from tpuserve.api.vllm import VLLM_PORT, HubModel, SecretKeyRef, VllmSpec, Weigh
 
 # Every kind of the API, in the order the CRDs and docs list them.
 KINDS = (LlamaCheckpoint, InferenceServer, BenchmarkRun)
+# The kinds' names, for code that holds a kind as a string (kube.py, metrics labels).
+KIND_NAMES: tuple[str, ...] = tuple(kind.KIND for kind in KINDS)
+PLURALS: dict[str, str] = {kind.KIND: kind.PLURAL for kind in KINDS}
 
 __all__ = [
     "API_VERSION",
@@ -79,7 +82,9 @@ __all__ = [
     "GRPC_PORT",
     "HTTP_PORT",
     "KINDS",
+    "KIND_NAMES",
     "MANAGED_SERVER_ARGS",
+    "PLURALS",
     "VERSION",
     "VLLM_PORT",
     "ApiKeySecret",

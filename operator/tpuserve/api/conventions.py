@@ -355,8 +355,13 @@ def parse_duration(text: str) -> float:
 
 
 class KindInfo:
-    """What the CRD generator needs beyond the schema; each resource model sets these ClassVars."""
+    """A kind's names: what the CRD generator needs beyond the schema and what every caller of the API server
+    uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND, PLURAL,
+    SINGULAR, SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
 
+    GROUP: ClassVar[str] = GROUP
+    VERSION: ClassVar[str] = VERSION
+    API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str]
     PLURAL: ClassVar[str]
     SINGULAR: ClassVar[str]
