@@ -18,9 +18,9 @@ from tpuserve.api.generate import (
     render_crds,
     render_docs,
     stale_files,
-    unbounded_fields,
     write_crds,
 )
+from tpuserve.api.structural import unbounded_fields
 
 REPO = Path(__file__).resolve().parents[2]
 CEL = "x-kubernetes-validations"
@@ -183,7 +183,7 @@ def test_crds_command_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 def test_generator_refuses_unions_it_cannot_express() -> None:
     """A plain `int | str` (not annotated as int-or-string) has no structural form: fail loudly, not silently."""
     from pydantic import BaseModel
-    from tpuserve.api.generate import SchemaError, structural_schema
+    from tpuserve.api.structural import SchemaError, structural_schema
 
     class Loose(BaseModel):
         value: int | str
@@ -194,7 +194,7 @@ def test_generator_refuses_unions_it_cannot_express() -> None:
 
 def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
     from pydantic import BaseModel, Field
-    from tpuserve.api.generate import structural_schema
+    from tpuserve.api.structural import structural_schema
 
     class Bounds(BaseModel):
         ratio: float | None = Field(default=None, gt=0, lt=1)

@@ -27,7 +27,7 @@ from tpuserve.api import (
     ResourceRequirements,
     Toleration,
 )
-from tpuserve.api.server import secret_arg_env_name
+from tpuserve.api.jetstream import secret_arg_env_name
 from tpuserve.controllers import naming, pod_security
 from tpuserve.convert import layout
 from tpuserve.settings import OperatorSettings
