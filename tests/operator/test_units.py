@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tpuserve import llama, tpu
 from tpuserve.api import KINDS, BenchmarkRunStatus, Condition, MeasuredServer
-from tpuserve.controllers import benchmark, kube, observe
+from tpuserve.controllers import benchmark, kube, observe, render
 from tpuserve.controllers.status import Reason, set_condition
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.results import BenchmarkSummary, LatencyStats
@@ -17,7 +17,10 @@ from tpuserve.settings import OperatorSettings
 
 
 def pod(
-    *, container: str = "bench", terminated: dict[str, Any] | None = None, scheduled: dict[str, Any] | None = None
+    *,
+    container: str = render.BENCH_CONTAINER,
+    terminated: dict[str, Any] | None = None,
+    scheduled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": [scheduled] if scheduled else []}
     if terminated is not None:
@@ -43,7 +46,7 @@ def test_terminations_and_scheduler_verdicts() -> None:
         pod(terminated={"exitCode": 0, "message": "last", "finishedAt": "2026-01-01T00:00:09Z"}),
         pod(container="other", terminated={"exitCode": 0, "message": "no"}),
     ]
-    assert [t.message for t in observe.terminations(pods, "bench")] == ["first", "last"]
+    assert [t.message for t in observe.terminations(pods, render.BENCH_CONTAINER)] == ["first", "last"]
     refused = pod(
         scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
     )
