@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tpuserve import llama
-from tpuserve.convert.run import ConversionError, load_arch
+from tpuserve.convert.steps import ConversionError, load_arch
 
 from tests.convert.conftest import TINY
 from tests.convert.hf_model import tiny3

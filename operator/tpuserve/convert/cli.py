@@ -167,7 +167,7 @@ def _arch_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _arch_json(args: argparse.Namespace) -> str | None:
-    from tpuserve.convert.run import ARCH_ENV
+    from tpuserve.convert.steps import ARCH_ENV
 
     value: str | None = args.arch_json or os.environ.get(ARCH_ENV) or None
     return str(Path(value).resolve()) if value else None
@@ -186,7 +186,9 @@ def write_termination_message(path: str, text: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tpuserve.convert import stopping
-    from tpuserve.convert.run import DEFAULT_WORK_DIR, STEP_ENV, RunOptions, run
+    from tpuserve.convert.layout import DEFAULT_WORK_DIR
+    from tpuserve.convert.run import RunOptions, run
+    from tpuserve.convert.steps import STEP_ENV
 
     stopping.install()
     options = RunOptions(
@@ -211,8 +213,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _mirror(args: argparse.Namespace) -> int:
     from tpuserve.convert.hf_source import RetryPolicy
+    from tpuserve.convert.layout import DEFAULT_WORK_DIR
     from tpuserve.convert.mirror import mirror, options_from_env
-    from tpuserve.convert.run import DEFAULT_WORK_DIR
 
     options = options_from_env(
         model=args.model,
@@ -251,14 +253,14 @@ def _hub_retry_seconds(flag: float | None) -> float:
 
 
 def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
-    from tpuserve.convert.run import load_arch
+    from tpuserve.convert.steps import load_arch
 
     return load_arch(model, arch_json)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from tpuserve.convert.expected import Layout
-    from tpuserve.convert.run import ConversionError
+    from tpuserve.convert.steps import ConversionError
     from tpuserve.convert.verify import verify_checkpoint, verify_quantized
 
     try:
@@ -296,8 +298,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check_source(args: argparse.Namespace) -> int:
-    from tpuserve.convert.run import ConversionError
     from tpuserve.convert.source import check_source
+    from tpuserve.convert.steps import ConversionError
 
     try:
         arch = _load_arch(args.model, _arch_json(args))

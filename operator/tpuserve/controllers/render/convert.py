@@ -18,7 +18,8 @@ from tpuserve.controllers.render.common import (
 from tpuserve.convert import layout
 from tpuserve.settings import OperatorSettings
 
-CONVERT_WORK_DIR = "/var/tmp/tpuserve-convert"
+# The scratch volume is mounted where the converter looks by default (it is also passed, for a readable Job).
+CONVERT_WORK_DIR = layout.DEFAULT_WORK_DIR
 # The container's name, which the operator reads the summary (termination message) of.
 CONVERTER_CONTAINER = "converter"
 # Google's inference-checkpoint image writes these under its output directory (facts: jetstream-maxtext.md).
