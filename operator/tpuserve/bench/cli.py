@@ -7,28 +7,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
+
+from tpuserve import termination
+from tpuserve.bench import PROGRAM
 
 _ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
 
 
-class _BenchParser(argparse.ArgumentParser):
-    """Usage errors also go to the termination message (the operator shows why the Job failed)."""
+def _usage_failure(message: str) -> str:
+    from tpuserve.bench.outputs import failure_summary
 
-    def error(self, message: str) -> Any:  # argparse exits with code 2
-        import sys
-
-        from tpuserve.bench.outputs import failure_summary, termination_path, write_termination_message
-
-        flag = None
-        argv = _ARGV or sys.argv
-        for i, arg in enumerate(argv):
-            if arg == "--termination-message-path" and i + 1 < len(argv):
-                flag = argv[i + 1]
-            elif arg.startswith("--termination-message-path="):
-                flag = arg.split("=", 1)[1]
-        write_termination_message(termination_path(flag), failure_summary(f"invalid arguments: {message}"))
-        super().error(message)
+    return failure_summary(f"invalid arguments: {message}")
 
 
 LOAD_HELP = "at most one of --request-rate, --concurrency, --sweep (default: --request-rate inf)"
@@ -177,9 +168,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="model label in the results (model_id); OpenAI: the model requested (default: the server's first)",
     )
     g.add_argument("--metadata", metavar="JSON", help='extra string dimensions, e.g. {"accelerator": "v5e-8"}')
-    g.add_argument(
-        "--termination-message-path", help="default $TPUSERVE_TERMINATION_MESSAGE_PATH or /dev/termination-log"
-    )
+    termination.add_path_flag(g)
     g.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="auto = on a terminal")
 
 
@@ -199,20 +188,21 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a JetStream or OpenAI-compatible server", description=__doc__
     )
-    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND", parser_class=_BenchParser)
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="send a dataset to a JetStream or OpenAI-compatible server and measure it")
     add_run_arguments(run)
     run.set_defaults(func=_run)
+    # Usage errors also go to the termination message (the operator shows why the Job failed).
+    termination.report_usage_errors(run, _usage_failure, PROGRAM, lambda: _ARGV or sys.argv)
     report = sub.add_parser("report", help="tables and PNG plots from results files")
     report.add_argument("results", nargs="+", metavar="FILE|gs://...", help="results.json files (ours)")
     report.add_argument("--output-dir", metavar="DIR", help="write PNG plots here")
     report.set_defaults(func=_report)
+    termination.report_usage_errors(report, _usage_failure, PROGRAM, lambda: _ARGV or sys.argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tpuserve.bench.cli ...` = `tpuserve bench ...` (useful while other subcommands are missing)."""
-    import sys
-
     parser = argparse.ArgumentParser(prog="tpuserve")
     register(parser.add_subparsers(dest="command", required=True))
     arguments = ["bench", *(argv if argv is not None else sys.argv[1:])]

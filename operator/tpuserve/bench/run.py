@@ -12,7 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tpuserve.bench import BenchError, RunFailed, storage
+from tpuserve import termination
+from tpuserve.bench import PROGRAM, BenchError, RunFailed, storage
 from tpuserve.bench import datasets as ds
 from tpuserve.bench.client import Client
 from tpuserve.bench.metrics import parse_run, stage_report
@@ -28,9 +29,7 @@ from tpuserve.bench.outputs import (
     request_outputs,
     stage_file,
     summary,
-    termination_path,
     vllm_result,
-    write_termination_message,
 )
 from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
 from tpuserve.bench.streams import Streams, open_streams
@@ -324,7 +323,7 @@ def _event_loop_runner() -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = termination_path(args.termination_message_path)
+    path = termination.path(args.termination_message_path)
     session = Session(args)
     try:
         validate(args)
@@ -334,7 +333,7 @@ def main(args: argparse.Namespace) -> int:
         message = _event_loop_runner()(_main(session, requests))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        write_termination_message(path, failure_summary(str(exc)))
+        termination.write(path, failure_summary(str(exc)), PROGRAM)
         return 2
     except RunFailed as exc:
         message = str(exc)
@@ -345,7 +344,7 @@ def main(args: argparse.Namespace) -> int:
     except BenchError as exc:
         message = f"{message + '; ' if message else ''}{exc}"
     final = summary(session.reports, session.results_uri, message)
-    write_termination_message(path, final.to_termination_message())
+    termination.write(path, final.to_termination_message(), PROGRAM)
     if message:
         print(f"error: {message}", file=sys.stderr)
         return 1

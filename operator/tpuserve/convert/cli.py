@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tpuserve import llama
+from tpuserve import llama, termination
 
-TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
+PROGRAM = "tpuserve convert"  # how messages on stderr name the command
+_ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
 HUB_RETRY_ENV = "TPUSERVE_HUB_RETRY_SECONDS"  # the mirror's retry budget (operators set it via converterEnv)
-DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 
 def register(subparsers: Any) -> None:
@@ -40,11 +40,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--download-workers", type=int, default=8, help="Parallel ranged downloads (default 8).")
     run.add_argument("--upload-workers", type=int, default=8, help="Parallel uploads (default 8).")
     run.add_argument("--force", action="store_true", help="Rebuild even when a verified matching output exists.")
-    run.add_argument(
-        "--termination-message-path",
-        default=None,
-        help=f"Where the JSON summary goes; default env {TERMINATION_ENV}, else {DEFAULT_TERMINATION_PATH}.",
-    )
+    termination.add_path_flag(run)
     run.add_argument(
         "--step",
         choices=["maxtext", "synthetic"],
@@ -114,11 +110,7 @@ def _register_mirror(sub: Any, models: str) -> None:
     mirror.add_argument(
         "--hub-retry-initial-seconds", type=float, default=2.0, help="First retry delay, doubled each time (<= 60 s)."
     )
-    mirror.add_argument(
-        "--termination-message-path",
-        default=None,
-        help=f"Where the JSON summary goes; default env {TERMINATION_ENV}, else {DEFAULT_TERMINATION_PATH}.",
-    )
+    termination.add_path_flag(mirror)
     _arch_flag(mirror)
     mirror.set_defaults(func=_mirror)
     _summarize_usage_errors(mirror)
@@ -126,9 +118,8 @@ def _register_mirror(sub: Any, models: str) -> None:
 
 def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
     """A command-line error still leaves a failure summary (CONTRACTS item 2), then exits 2 as argparse does."""
-    original = parser.error
 
-    def error(message: str) -> Any:
+    def failure(message: str) -> str:
         from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
         summary = ConvertSummary(
@@ -139,22 +130,9 @@ def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
             model="unknown",
             weight_dtype="unknown",
         )
-        write_termination_message(
-            termination_path(_flag_value("--termination-message-path")), summary.to_termination_message()
-        )
-        return original(message)
+        return summary.to_termination_message()
 
-    parser.error = error  # type: ignore[method-assign]
-
-
-def _flag_value(flag: str) -> str | None:
-    argv = sys.argv
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+    termination.report_usage_errors(parser, failure, PROGRAM, lambda: _ARGV or sys.argv)
 
 
 def _arch_flag(parser: argparse.ArgumentParser) -> None:
@@ -171,17 +149,6 @@ def _arch_json(args: argparse.Namespace) -> str | None:
 
     value: str | None = args.arch_json or os.environ.get(ARCH_ENV) or None
     return str(Path(value).resolve()) if value else None
-
-
-def termination_path(explicit: str | None) -> str:
-    return explicit or os.environ.get(TERMINATION_ENV) or DEFAULT_TERMINATION_PATH
-
-
-def write_termination_message(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        print(f"tpuserve convert: cannot write the termination message to {path}: {exc}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -206,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     summary = run(options)
     text = summary.to_termination_message()
-    write_termination_message(termination_path(args.termination_message_path), text)
+    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
     print(text)
     return summary.exit_code
 
@@ -234,7 +201,7 @@ def _mirror(args: argparse.Namespace) -> int:
     )
     summary = mirror(options)
     text = summary.to_termination_message()
-    write_termination_message(termination_path(args.termination_message_path), text)
+    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
     print(text)
     return summary.exit_code
 
@@ -323,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tpuserve convert")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
-    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
+    arguments = ["convert", *(sys.argv[1:] if argv is None else argv)]
+    _ARGV[:] = arguments
+    args = parser.parse_args(arguments)
     result: int = args.func(args)
     return result
 
