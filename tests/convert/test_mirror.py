@@ -24,8 +24,9 @@ from tpuserve import llama
 from tpuserve.convert import layout
 from tpuserve.convert.cli import register
 from tpuserve.convert.hf_source import RetryPolicy
+from tpuserve.convert.manifest import read_raw_manifest
 from tpuserve.convert.mirror import MirrorOptions, mirror
-from tpuserve.convert.mirror_manifest import parse_mirror_manifest, read_raw_manifest
+from tpuserve.convert.mirror_manifest import parse_mirror_manifest
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
 from tests.convert.conftest import upload_dir

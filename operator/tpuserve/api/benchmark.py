@@ -13,7 +13,6 @@ from tpuserve import images
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     DURATION_PATTERN,
-    GCS_URI_PATTERN,
     MAX_IMAGE,
     MAX_LIST_ITEMS,
     MAX_PATH,
@@ -50,6 +49,7 @@ from tpuserve.api.workload import (
     Warmup,
     rate_per_second,
 )
+from tpuserve.gs_uri import GsUri
 from tpuserve.results import BenchmarkSummary
 
 LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
@@ -84,8 +84,12 @@ class BenchmarkRunSpec(ApiModel):
         description="max_tokens of every request (JetStream's --max-output-length: each request asks for this many "
         "tokens, whatever the dataset's reference output length).",
     )
-    max_input_length: int | None = Field(
-        default=None, ge=1, le=131072, description="Drop prompts longer than this many tokens."
+    max_input_length: int = Field(
+        default=1024,
+        ge=1,
+        le=131072,
+        description="Drop prompts longer than this many tokens (openorca and sharegpt: JetStream's length filter, "
+        "which also drops very short prompts and answers; `tpuserve bench run --help` lists its bounds).",
     )
     request_rate: RequestRate | None = Field(
         default=None,
@@ -109,10 +113,8 @@ class BenchmarkRunSpec(ApiModel):
     warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
     slo: SloSpec | None = Field(default=None, description="SLOs for goodput.")
-    output: str | None = Field(
+    output: GsUri | None = Field(
         default=None,
-        pattern=GCS_URI_PATTERN,
-        max_length=1024,
         description="gs:// prefix for the full results (and request outputs); status keeps the summary.",
     )
     save_request_outputs: bool = Field(default=False, description="Also write every request's output (needs output).")

@@ -11,7 +11,6 @@ from tpuserve import images, llama, tpu
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    GCS_URI_PATTERN,
     MAX_IMAGE,
     MAX_PATH,
     MAX_SHORT_STRING,
@@ -31,6 +30,7 @@ from tpuserve.api.conventions import (
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
 from tpuserve.api.server_status import InferenceServerStatus
 from tpuserve.api.vllm import HubModel, VllmSpec
+from tpuserve.gs_uri import GsUri
 
 
 class TpuSpec(ApiModel):
@@ -164,10 +164,8 @@ class InferenceServerSpec(ApiModel):
     checkpoint_ref: ObjectRef | None = Field(
         default=None, description="LlamaCheckpoint in this namespace whose unscanned checkpoint to serve."
     )
-    checkpoint_path: str | None = Field(
+    checkpoint_path: GsUri | None = Field(
         default=None,
-        pattern=GCS_URI_PATTERN,
-        max_length=1024,
         description="Instead of checkpointRef: gs:// path of an unscanned MaxText checkpoint (…/checkpoints/0/items) "
         "for jetstream-maxtext, or of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "
         "for vllm-tpu.",

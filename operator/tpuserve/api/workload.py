@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from tpuserve import results
+from tpuserve import gs_uri, results
 from tpuserve.api.conventions import ApiModel, CelRule, cel_rules
 from tpuserve.api.jetstream import GRPC_PORT
 from tpuserve.api.vllm import VLLM_PORT
@@ -121,7 +121,7 @@ class DatasetSpec(ApiModel):
     name: DatasetName = Field(default=DatasetName.OPENORCA, description="openorca, sharegpt or synthetic.")
     path: str | None = Field(
         default=None,
-        pattern=r"^(gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/.+|/.+)$",
+        pattern=rf"^(gs://{gs_uri.BUCKET_PATTERN}/.+|/.+)$",
         max_length=1024,
         description="Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
         "image's copy of the named dataset.",

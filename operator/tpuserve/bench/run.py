@@ -34,6 +34,7 @@ from tpuserve.bench.outputs import (
 from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
 from tpuserve.bench.streams import Streams, open_streams
 from tpuserve.bench.tokenizer import Tokenizer
+from tpuserve.gs_uri import is_gs_uri
 from tpuserve.results import JETSTREAM, OPENAI, BenchmarkResults, StageReport
 
 
@@ -80,7 +81,7 @@ def validate(args: argparse.Namespace) -> None:
         )
     if args.save_request_outputs and not args.output:
         raise BenchError("--save-request-outputs needs --output (a directory or gs:// prefix)")
-    if args.output and storage.is_gcs(args.output):
+    if args.output and is_gs_uri(args.output):
         storage.split_gcs(args.output)
     if args.metadata is not None:
         try:

@@ -14,6 +14,7 @@ from tpuserve.api import VLLM_PORT, InferenceServerSpec, WeightLoading
 from tpuserve.controllers import naming
 from tpuserve.controllers.render.common import number, render_template
 from tpuserve.controllers.render.server import server_child_meta, server_pod_fields, server_selector
+from tpuserve.gs_uri import GsPath
 from tpuserve.settings import OperatorSettings
 
 APP = "vllm"
@@ -36,11 +37,6 @@ class WeightSource:
     uri: str
     hub: bool = False
     revision: str | None = None
-
-
-def _gcs_bucket_and_dir(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
 
 
 def vllm_args(spec: InferenceServerSpec, source: WeightSource) -> list[str]:
@@ -95,7 +91,8 @@ def _volumes(spec: InferenceServerSpec, source: WeightSource) -> tuple[list[dict
         volumes.append({"name": "hf-download", "emptyDir": {}})
         mounts.append({"name": "hf-download", "mountPath": HUB_DOWNLOAD_DIR})
     elif spec.vllm_settings().weight_loading == WeightLoading.GCSFUSE:
-        bucket, directory = _gcs_bucket_and_dir(source.uri)
+        path = GsPath.parse(source.uri)
+        bucket, directory = path.bucket, path.prefix
         options = GCSFUSE_MOUNT_OPTIONS + (f",only-dir={directory}" if directory else "")
         attributes = {"bucketName": bucket, "mountOptions": options}
         volumes.append(

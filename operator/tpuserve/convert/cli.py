@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tpuserve import llama, termination
+from tpuserve import gs_uri, llama, termination
 
 PROGRAM = "tpuserve convert"  # how messages on stderr name the command
 _ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
@@ -27,8 +27,10 @@ def register(subparsers: Any) -> None:
 
     run = sub.add_parser("run", help="Check, stage, convert, verify, upload; write a manifest and a summary.")
     run.add_argument("--model", required=True, help=f"Llama model: {models}.")
-    run.add_argument("--source", required=True, help="Meta checkpoint directory: gs://… or a local path.")
-    run.add_argument("--output", required=True, help="Output base: gs://… or a local path.")
+    run.add_argument(
+        "--source", required=True, type=gs_uri.location, help="Meta checkpoint directory: gs://… or a local path."
+    )
+    run.add_argument("--output", required=True, type=gs_uri.location, help="Output base: gs://… or a local path.")
     run.add_argument("--weight-dtype", default="bfloat16", choices=["bfloat16", "float32"])
     run.add_argument("--quantization", default=None, help="MaxText quantization mode (int8, int4, fp8); default none.")
     run.add_argument(
@@ -71,7 +73,7 @@ def register(subparsers: Any) -> None:
 
     check = sub.add_parser("check-source", help="List what a Meta checkpoint location has and lacks.")
     check.add_argument("--model", required=True, help=f"Llama model: {models}.")
-    check.add_argument("--source", required=True, help="gs://… or a local path.")
+    check.add_argument("--source", required=True, type=gs_uri.location, help="gs://… or a local path.")
     check.add_argument("--json", action="store_true")
     _arch_flag(check)
     check.set_defaults(func=_check_source)
@@ -87,11 +89,16 @@ def _register_mirror(sub: Any, models: str) -> None:
     )
     mirror.add_argument("--model", required=True, help=f"Llama model: {models}.")
     mirror.add_argument(
-        "--output", required=True, help="Output base: gs://… or a local path (the model goes to OUT/hf)."
+        "--output",
+        required=True,
+        type=gs_uri.location,
+        help="Output base: gs://… or a local path (the model goes to OUT/hf).",
     )
     mirror.add_argument("--repo-id", default=None, help="Hugging Face repo id (org/name); or give --source.")
     mirror.add_argument("--revision", default="main", help="Branch, tag or commit of --repo-id (default main).")
-    mirror.add_argument("--source", default=None, help="A Hugging Face model directory: gs://… or a local path.")
+    mirror.add_argument(
+        "--source", default=None, type=gs_uri.location, help="A Hugging Face model directory: gs://… or a local path."
+    )
     mirror.add_argument(
         "--token-source",
         default="env HF_TOKEN",

@@ -39,6 +39,7 @@ from tpuserve.convert.hf_source import (
     parse_index_shards,
     required_missing,
 )
+from tpuserve.convert.manifest import read_raw_manifest
 from tpuserve.convert.mirror_manifest import (
     MODEL_DIR,
     MirroredFile,
@@ -48,7 +49,6 @@ from tpuserve.convert.mirror_manifest import (
     other_manifest_owner,
     output_problems,
     parse_mirror_manifest,
-    read_raw_manifest,
     source_problems,
     write_mirror_manifest,
 )

@@ -32,9 +32,10 @@ from tpuserve.convert.manifest import (
 )
 from tpuserve.convert.source import SourceStatus, check_source, describe_local_source, stage_source
 from tpuserve.convert.steps import ConversionError, ConversionSteps, load_arch, make_steps, tool_versions
-from tpuserve.convert.storage import Progress, is_gcs, open_store
+from tpuserve.convert.storage import Progress, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve.convert.verify import VerifyReport, verify_checkpoint, verify_quantized
+from tpuserve.gs_uri import is_gs_uri
 
 
 @dataclass
@@ -212,7 +213,7 @@ def _convert(
     out_store: Any,
 ) -> ConvertSummary:
     o = ctx.options
-    if is_gcs(o.source):
+    if is_gs_uri(o.source):
         staged = work / "source"
         sources, seconds = stage_source(
             open_store(o.source, o.client),
@@ -249,7 +250,7 @@ def _convert(
             f"the scanned conversion ({steps.name}) exited with code {code}; see the container log above. "
             f"It needs ~{arch.weight_bytes() * 4 / 2**30:.0f} GiB of memory for {o.model}.",
         )
-    if is_gcs(o.source):
+    if is_gs_uri(o.source):
         shutil.rmtree(staged, ignore_errors=True)  # free the disk for the unscanned checkpoint
     started = time.monotonic()
     code = runner(steps.unscanned(o.model, o.weight_dtype, paths), maxtext.CONVERSION_ENV)
@@ -294,7 +295,7 @@ def _convert(
         out_store.upload_tree(local_dir, prefix, workers=o.upload_workers, progress=progress)
     ctx.timings.upload_seconds = round(progress.seconds, 3)
     ctx.timings.upload_bytes = total
-    if is_gcs(o.output) or Path(o.output).resolve() != local_out.resolve():
+    if is_gs_uri(o.output) or Path(o.output).resolve() != local_out.resolve():
         started = time.monotonic()
         reports = [
             verify_checkpoint(layout.scanned_items(o.output), arch, Layout.SCANNED, client=o.client),

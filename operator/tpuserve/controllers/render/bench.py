@@ -62,8 +62,7 @@ def bench_args(
     if tokenizer:
         args += ["--tokenizer", tokenizer]
     args += ["--num-prompts", str(spec.num_prompts), "--max-output-length", str(spec.max_output_length)]
-    if spec.max_input_length is not None:
-        args += ["--max-input-length", str(spec.max_input_length)]
+    args += ["--max-input-length", str(spec.max_input_length)]
     rates = spec.request_rates()
     if rates is None:
         args += ["--concurrency", str(spec.concurrency)]

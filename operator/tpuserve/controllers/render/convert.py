@@ -16,6 +16,7 @@ from tpuserve.controllers.render.common import (
     tolerations,
 )
 from tpuserve.convert import layout
+from tpuserve.gs_uri import GsPath
 from tpuserve.settings import OperatorSettings
 
 # The scratch volume is mounted where the converter looks by default (it is also passed, for a readable Job).
@@ -30,7 +31,7 @@ GOOGLE_SCANNED_SUFFIX = "bf16/scanned/0/items"
 def converter_args(spec: LlamaCheckpointSpec) -> list[str]:
     if spec.converter.preset == ConverterPreset.INFERENCE_CHECKPOINT:
         # Google's checkpoint_entrypoint.sh flags (GKE tutorials); it writes OUT/bf16/{scanned,unscanned}/...
-        bucket = spec.output.removeprefix("gs://").split("/", 1)[0]
+        bucket = GsPath.parse(spec.output).bucket
         args = [
             f"--bucket_name={bucket}",
             "--inference_server=jetstream-maxtext",
