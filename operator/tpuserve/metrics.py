@@ -10,20 +10,23 @@ from time import perf_counter
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from tpuserve.api import KIND_NAMES, BenchmarkRun, InferenceServer, LlamaCheckpoint
 from tpuserve.results import BenchmarkSummary, LatencyStats
 
 RUN_LABELS = ("namespace", "name", "server", "model", "accelerator", "topology")
 STATS = ("mean", "p50", "p90", "p95", "p99", "max")
-KINDS = ("LlamaCheckpoint", "InferenceServer", "BenchmarkRun")
+KINDS = KIND_NAMES
 RECONCILE_RESULTS = ("ok", "retry", "error", "invalid")
 CHILDREN = (
-    ("LlamaCheckpoint", "Job"),
-    ("InferenceServer", "Deployment"),
-    ("InferenceServer", "Service"),
-    ("InferenceServer", "PodMonitoring"),
-    ("InferenceServer", "ServiceMonitor"),
-    ("BenchmarkRun", "Job"),
+    (LlamaCheckpoint.KIND, "Job"),
+    (InferenceServer.KIND, "Deployment"),
+    (InferenceServer.KIND, "Service"),
+    (InferenceServer.KIND, "PodMonitoring"),
+    (InferenceServer.KIND, "ServiceMonitor"),
+    (BenchmarkRun.KIND, "Job"),
 )
+# The kinds woken when a dependency changes (a server by its checkpoint, a run by its server).
+DEPENDANTS = (InferenceServer.KIND, BenchmarkRun.KIND)
 GCS_OPERATIONS = ("check_source",)
 
 
@@ -96,7 +99,7 @@ class OperatorMetrics:
             self.reconcile_seconds.labels(kind)
         for kind, child in CHILDREN:
             self.children_created.labels(kind, child)
-        for kind in ("InferenceServer", "BenchmarkRun"):
+        for kind in DEPENDANTS:
             self.wakeups.labels(kind)
         for operation in GCS_OPERATIONS:
             self.gcs_errors.labels(operation)

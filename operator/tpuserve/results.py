@@ -10,14 +10,16 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tpuserve import termination
+
 # The protocols a benchmark speaks (BenchmarkRun.spec.target.protocol and `tpuserve bench run --protocol`).
 JETSTREAM = "jetstream"  # JetStream's gRPC Orchestrator/Decode
 OPENAI = "openai"  # the OpenAI-compatible HTTP API with SSE streaming (vLLM)
 PROTOCOLS = (JETSTREAM, OPENAI)
 
 SUMMARY_SCHEMA_VERSION = "tpuserve.dev/bench-summary/v1"
-# Kubernetes truncates a termination message at 4096 bytes; the summary must fit whole.
-SUMMARY_MAX_BYTES = 4096
+# The summary must fit the termination message whole.
+SUMMARY_MAX_BYTES = termination.MAX_BYTES
 
 
 class CamelModel(BaseModel):

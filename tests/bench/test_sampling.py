@@ -17,6 +17,7 @@ import pytest
 
 from tpuserve.bench import BenchError
 from tpuserve.bench import datasets as ds
+from tpuserve.bench.filters import Filters
 from tpuserve.bench.runner import arrival_offsets
 from tpuserve.bench.tokenizer import Tokenizer
 
@@ -70,11 +71,11 @@ def test_filters_and_repeat(bench_data: dict[str, Path]) -> None:
         assert r.reference_output_len >= 4
         assert r.prompt_len + r.reference_output_len <= 2048
         assert r.max_tokens == r.reference_output_len
-    strict = ds.Filters(max_input_length=50, min_output_length=10)
+    strict = Filters(max_input_length=50, min_output_length=10)
     requests = ds.sample_requests(pairs, tokenizer, 20, 0, 7, strict)
     assert all(r.prompt_len <= 50 and r.reference_output_len >= 10 and r.max_tokens == 7 for r in requests)
     with pytest.raises(BenchError, match="no prompt passed"):
-        ds.sample_requests(pairs, tokenizer, 20, 0, None, ds.Filters(max_input_length=3))
+        ds.sample_requests(pairs, tokenizer, 20, 0, None, Filters(max_input_length=3))
 
 
 def test_sampled_warmup_is_jetstreams() -> None:

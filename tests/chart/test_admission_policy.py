@@ -20,6 +20,8 @@ from localcluster.wait import wait_crds_established, wait_for
 from tests.api.cases import base_benchmark, base_checkpoint, base_server
 from tests.chart.cluster_helpers import Cluster
 from tpuserve import images
+from tpuserve.api import KINDS
+from tpuserve.api.generate import crd_name
 from tpuserve_dev import REPO
 from tpuserve_dev.chart.tools import render_objects
 
@@ -34,9 +36,7 @@ REFUSED = "docker.io/someone/miner:1"
 
 def _apply_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    wait_crds_established(
-        cluster.kubectl, *(f"crd/{p}.tpuserve.dev" for p in ("llamacheckpoints", "inferenceservers", "benchmarkruns"))
-    )
+    wait_crds_established(cluster.kubectl, *(f"crd/{crd_name(kind)}" for kind in KINDS))
 
 
 def _create(cluster: Cluster, namespace: str, obj: dict[str, Any], *, dry_run: bool = True) -> Any:

@@ -21,11 +21,12 @@ from tests.chart.cluster_helpers import (
     namespaces,
     render_with,
 )
+from tpuserve.api import KINDS
 from tpuserve_dev import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-CRS = ("llamacheckpoints", "inferenceservers", "benchmarkruns")
+CRS = tuple(kind.PLURAL for kind in KINDS)
 # What the operator does through the API (kopf + the controllers), as (verb, resource) pairs.
 OPERATOR_DOES: list[tuple[str, str]] = [
     *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch", "patch")),

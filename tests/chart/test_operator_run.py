@@ -35,6 +35,7 @@ from tests.chart.cluster_helpers import (
     rbac_denials,
 )
 from tests.chart.prometheus import running_prometheus
+from tpuserve.api import KINDS
 from tpuserve.controllers import naming
 from tpuserve_dev import REPO
 from tpuserve_dev.chart import dashboards
@@ -70,10 +71,7 @@ V5E_PRICE = 0.84  # $/chip-hour (the catalog's on-demand price is 1.20)
 GRANTED_BUT_NOT_USED_BY_ONE_RUN = {
     # Checked by the OwnerReferencesPermissionEnforcement admission plugin when a child with blockOwnerDeletion is
     # created (not a request of its own).
-    *(
-        ("update", "tpuserve.dev", f"{cr}/finalizers")
-        for cr in ("llamacheckpoints", "inferenceservers", "benchmarkruns")
-    ),
+    *(("update", kind.GROUP, f"{kind.PLURAL}/finalizers") for kind in KINDS),
     # A conversion Job of an older LlamaCheckpoint generation is deleted and replaced (spec change).
     ("delete", "batch", "jobs"),
     # Children are patched when their rendering changes (spec change, operator upgrade).

@@ -17,6 +17,8 @@ import pytest
 
 from localcluster.wait import wait_crds_established, wait_for
 from tests.chart.cluster_helpers import cluster_helm, helm_install, operator_as_installed
+from tpuserve.api import KINDS
+from tpuserve.api.generate import crd_name
 from tpuserve_dev import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -47,7 +49,7 @@ def test_child_lists_and_watches_carry_the_operator_label_selector(
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     wait_crds_established(
         kube_cluster.kubectl,
-        *(f"crd/{p}.tpuserve.dev" for p in ("llamacheckpoints", "inferenceservers", "benchmarkruns")),
+        *(f"crd/{crd_name(kind)}" for kind in KINDS),
     )
     release = f"t{uuid.uuid4().hex[:6]}"
     helm_install(kube_cluster, release, namespace, values={"gcs.checkFromOperator": False})

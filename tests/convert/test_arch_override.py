@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tpuserve import llama
-from tpuserve.convert.run import ConversionError, load_arch
+from tpuserve.convert.steps import ConversionError, load_arch
 from tpuserve_dev.hf_model import tiny3
 from tpuserve_dev.tiny_checkpoint import TINY
 

@@ -25,8 +25,9 @@ from tpuserve import llama
 from tpuserve.convert import layout
 from tpuserve.convert.cli import register
 from tpuserve.convert.hf_source import RetryPolicy
+from tpuserve.convert.manifest import read_raw_manifest
 from tpuserve.convert.mirror import MirrorOptions, mirror
-from tpuserve.convert.mirror_manifest import parse_mirror_manifest, read_raw_manifest
+from tpuserve.convert.mirror_manifest import parse_mirror_manifest
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve_dev.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
 from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub

@@ -108,7 +108,7 @@ def converted(
         image,
         ws,
         "-c",
-        "from tpuserve.convert.run import find_maxtext_config; print(find_maxtext_config())",
+        "from tpuserve.convert.steps import find_maxtext_config; print(find_maxtext_config())",
     ).strip()
     # Exactly the argv tpuserve's converter runs, plus the tiny model's dimensions.
     unscanned = maxtext.unscanned_argv("python3", base_config, "llama2-7b", "bfloat16", paths)

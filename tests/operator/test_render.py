@@ -497,7 +497,7 @@ def test_mirror_job_from_a_hub_repo(settings: OperatorSettings) -> None:
     assert obj["metadata"]["name"] == "llama2-7b-v5e-mirror"
     assert obj["spec"]["backoffLimit"] == 2
     (c,) = containers(obj)
-    assert c["name"] == "converter"
+    assert c["name"] == render.CONVERTER_CONTAINER
     assert c["image"] == settings.converter_image
     assert c["args"] == [
         "convert",

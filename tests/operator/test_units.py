@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tpuserve import llama, tpu
-from tpuserve.api import BenchmarkRunStatus, Condition, MeasuredServer
-from tpuserve.controllers import benchmark, kube, observe
+from tpuserve.api import KINDS, BenchmarkRunStatus, Condition, MeasuredServer
+from tpuserve.controllers import benchmark, kube, observe, render
 from tpuserve.controllers.status import Reason, set_condition
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.results import BenchmarkSummary, LatencyStats
@@ -18,7 +18,10 @@ from tpuserve.settings import OperatorSettings
 
 
 def pod(
-    *, container: str = "bench", terminated: dict[str, Any] | None = None, scheduled: dict[str, Any] | None = None
+    *,
+    container: str = render.BENCH_CONTAINER,
+    terminated: dict[str, Any] | None = None,
+    scheduled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": [scheduled] if scheduled else []}
     if terminated is not None:
@@ -45,7 +48,7 @@ def test_terminations_and_scheduler_verdicts() -> None:
         pod(terminated={"exitCode": 0, "message": "last", "finishedAt": "2026-01-01T00:00:09Z"}),
         pod(container="other", terminated={"exitCode": 0, "message": "no"}),
     ]
-    assert [t.message for t in observe.terminations(pods, "bench")] == ["first", "last"]
+    assert [t.message for t in observe.terminations(pods, render.BENCH_CONTAINER)] == ["first", "last"]
     refused = pod(
         scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
     )
@@ -143,6 +146,6 @@ def test_child_watches_carry_a_server_side_label_selector() -> None:
     selector = "app.kubernetes.io/managed-by=tpuserve-operator"
     for group, version, plural in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
         assert settings.watching.label_selectors.collect(Resource(group, version, plural)) == [selector]
-    for plural in ("llamacheckpoints", "inferenceservers", "benchmarkruns"):
-        assert settings.watching.label_selectors.collect(Resource("tpuserve.dev", "v1alpha1", plural)) == []
+    for kind in KINDS:
+        assert settings.watching.label_selectors.collect(Resource(kind.GROUP, kind.VERSION, kind.PLURAL)) == []
     assert settings.watching.label_selectors.collect(Resource("", "v1", "services")) == []

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tpuserve import tpu
-from tpuserve.api import KINDS
+from tpuserve.api import KINDS, PLURALS
 from tpuserve.api.generate import (
     build_crd,
     crd_filename,
@@ -19,9 +19,9 @@ from tpuserve.api.generate import (
     render_crds,
     render_docs,
     stale_files,
-    unbounded_fields,
     write_crds,
 )
+from tpuserve.api.structural import unbounded_fields
 
 REPO = Path(__file__).resolve().parents[2]
 CEL = "x-kubernetes-validations"
@@ -187,7 +187,7 @@ def test_generator_refuses_unions_it_cannot_express() -> None:
     """A plain `int | str` (not annotated as int-or-string) has no structural form: fail loudly, not silently."""
     from pydantic import BaseModel
 
-    from tpuserve.api.generate import SchemaError, structural_schema
+    from tpuserve.api.structural import SchemaError, structural_schema
 
     class Loose(BaseModel):
         value: int | str
@@ -199,7 +199,7 @@ def test_generator_refuses_unions_it_cannot_express() -> None:
 def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
     from pydantic import BaseModel, Field
 
-    from tpuserve.api.generate import structural_schema
+    from tpuserve.api.structural import structural_schema
 
     class Bounds(BaseModel):
         ratio: float | None = Field(default=None, gt=0, lt=1)
@@ -207,3 +207,11 @@ def test_generator_rewrites_optional_and_exclusive_bounds() -> None:
     schema = structural_schema(Bounds, "spec")
     ratio = schema["properties"]["ratio"]
     assert ratio == {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.KIND)
+def test_kind_constants_match_the_wire_fields(kind: Any) -> None:
+    """`kind` and `apiVersion` must be Literal strings for the types; the constants code reads must agree."""
+    assert kind.model_fields["kind"].default == kind.KIND
+    assert kind.model_fields["api_version"].default == kind.API_VERSION == f"{kind.GROUP}/{kind.VERSION}"
+    assert PLURALS[kind.KIND] == kind.PLURAL == build_crd(kind)["spec"]["names"]["plural"]

@@ -6,24 +6,12 @@ Importable without kopf or kubernetes. `tpuserve crds` (tpuserve.api.generate) w
 from __future__ import annotations
 
 from tpuserve.api.benchmark import (
-    ApiKeySecret,
     BenchmarkConditionType,
     BenchmarkPhase,
     BenchmarkRun,
     BenchmarkRunSpec,
     BenchmarkRunStatus,
-    DatasetName,
-    DatasetSpec,
     MeasuredServer,
-    OpenAIEndpoint,
-    OpenAISpec,
-    Protocol,
-    SloSpec,
-    SweepSpec,
-    SyntheticLengths,
-    TargetSpec,
-    Warmup,
-    rate_per_second,
 )
 from tpuserve.api.checkpoint import (
     CheckpointConditionType,
@@ -50,27 +38,30 @@ from tpuserve.api.conventions import (
     Toleration,
     parse_duration,
 )
-from tpuserve.api.server import (
-    GRPC_PORT,
-    HTTP_PORT,
-    MANAGED_SERVER_ARGS,
-    Attention,
-    Endpoints,
-    EngineSpec,
-    InferenceServer,
-    InferenceServerSpec,
-    InferenceServerStatus,
-    MetricsSpec,
-    Runtime,
-    ServerConditionType,
-    ServerPhase,
-    TpuSpec,
-    TpuStatus,
-)
+from tpuserve.api.jetstream import GRPC_PORT, HTTP_PORT, MANAGED_SERVER_ARGS, Attention, EngineSpec
+from tpuserve.api.server import InferenceServer, InferenceServerSpec, MetricsSpec, Runtime, TpuSpec
+from tpuserve.api.server_status import Endpoints, InferenceServerStatus, ServerConditionType, ServerPhase, TpuStatus
 from tpuserve.api.vllm import VLLM_PORT, HubModel, SecretKeyRef, VllmSpec, WeightLoading
+from tpuserve.api.workload import (
+    ApiKeySecret,
+    DatasetName,
+    DatasetSpec,
+    OpenAIEndpoint,
+    OpenAISpec,
+    Protocol,
+    SloSpec,
+    SweepSpec,
+    SyntheticLengths,
+    TargetSpec,
+    Warmup,
+    rate_per_second,
+)
 
 # Every kind of the API, in the order the CRDs and docs list them.
 KINDS = (LlamaCheckpoint, InferenceServer, BenchmarkRun)
+# The kinds' names, for code that holds a kind as a string (kube.py, metrics labels).
+KIND_NAMES: tuple[str, ...] = tuple(kind.KIND for kind in KINDS)
+PLURALS: dict[str, str] = {kind.KIND: kind.PLURAL for kind in KINDS}
 
 __all__ = [
     "API_VERSION",
@@ -79,7 +70,9 @@ __all__ = [
     "GRPC_PORT",
     "HTTP_PORT",
     "KINDS",
+    "KIND_NAMES",
     "MANAGED_SERVER_ARGS",
+    "PLURALS",
     "VERSION",
     "VLLM_PORT",
     "ApiKeySecret",

@@ -3,19 +3,16 @@ land in status (the benchmark's own summary, copied verbatim) and in Prometheus.
 
 from __future__ import annotations
 
-import math
-import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     DURATION_PATTERN,
-    GCS_URI_PATTERN,
     MAX_IMAGE,
     MAX_LIST_ITEMS,
     MAX_PATH,
@@ -40,175 +37,20 @@ from tpuserve.api.conventions import (
     nested_default,
     parse_duration,
 )
-from tpuserve.results import BenchmarkSummary
-
-INFINITE_RATE = "inf"
-# A request rate written as a string: "inf" (all requests at once) or a positive decimal ("2.5").
-# (the pattern refuses zero: a digit 1-9 must appear before or after the point).
-RATE_STRING_PATTERN = r"^(inf|[0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]*\.[0-9]*[1-9][0-9]*)$"
-_RATE_CEL = CelRule(
-    rule="type(self) != int || self > 0",
-    message='a request rate must be a positive number of requests per second or "inf"',
+from tpuserve.api.workload import (
+    INFINITE_RATE,
+    DatasetSpec,
+    OpenAISpec,
+    Protocol,
+    RequestRate,
+    SloSpec,
+    SweepSpec,
+    TargetSpec,
+    Warmup,
+    rate_per_second,
 )
-
-# Requests per second: a positive integer, a positive decimal string ("2.5"), or "inf". An untyped field that
-# would also take an unquoted 2.5 is not possible: CEL cannot see untyped (preserve-unknown-fields) values, so the
-# API server could not check it; int-or-string it is.
-RequestRate = Annotated[
-    int | str,
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "pattern": RATE_STRING_PATTERN,
-            "maxLength": 32,
-            "description": "Requests per second (Poisson arrivals): a positive integer, a decimal in quotes such as "
-            '"2.5" (Kubernetes int-or-string: an unquoted 2.5 is refused), or "inf" to send every request at once.',
-            **cel_rules(_RATE_CEL),
-        }
-    ),
-]
-
-
-def rate_per_second(rate: int | str) -> float:
-    """A RequestRate as a float (math.inf for "inf")."""
-    if rate == INFINITE_RATE:
-        return math.inf
-    if isinstance(rate, bool) or (isinstance(rate, str) and not re.fullmatch(RATE_STRING_PATTERN, rate)):
-        raise ValueError(f"request rate {rate!r} is not a positive number or 'inf'")
-    value = float(rate)
-    if value <= 0:
-        raise ValueError(f"request rate {rate!r} must be positive")
-    return value
-
-
-class Protocol(StrEnum):
-    JETSTREAM = "jetstream"  # JetStream's gRPC Orchestrator/Decode (runtime jetstream-maxtext)
-    OPENAI = "openai"  # the OpenAI-compatible HTTP API, streamed as SSE (runtime vllm-tpu)
-
-
-DEFAULT_PORTS = {Protocol.JETSTREAM: 9000, Protocol.OPENAI: 8000}
-
-
-class TargetSpec(ApiModel):
-    """An endpoint not managed by an InferenceServer: its protocol, host and port."""
-
-    protocol: Protocol = Field(
-        default=Protocol.JETSTREAM,
-        description="jetstream (gRPC, host:port) or openai (OpenAI-compatible HTTP API at http://host:port).",
-    )
-    host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
-    port: int | None = Field(
-        default=None, ge=1, le=65535, description="Port; default 9000 (jetstream) or 8000 (openai)."
-    )
-
-    def address(self) -> str:
-        """What `tpuserve bench run --target` takes: host:port (jetstream) or http://host:port (openai)."""
-        port = self.port or DEFAULT_PORTS[self.protocol]
-        return f"{self.host}:{port}" if self.protocol == Protocol.JETSTREAM else f"http://{self.host}:{port}"
-
-
-class ApiKeySecret(ApiModel):
-    """A Secret key holding the OpenAI API key (sent as a bearer token; never copied into status or args)."""
-
-    name: str = Field(min_length=1, max_length=253, description="Secret name, in the BenchmarkRun's namespace.")
-    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret.")
-
-
-class OpenAIEndpoint(StrEnum):
-    COMPLETIONS = "/v1/completions"
-    CHAT = "/v1/chat/completions"
-
-
-class OpenAISpec(ApiModel):
-    """Request options of the OpenAI protocol (vLLM servers)."""
-
-    endpoint: OpenAIEndpoint = Field(
-        default=OpenAIEndpoint.COMPLETIONS, description="/v1/completions or /v1/chat/completions (streamed)."
-    )
-    ignore_eos: bool = Field(default=False, description="Ask the server to generate every max_tokens token.")
-    api_key_secret: ApiKeySecret | None = Field(
-        default=None, description="Bearer token for the server, if it needs one."
-    )
-
-
-class DatasetName(StrEnum):
-    OPENORCA = "openorca"  # MLPerf's 1000-row Llama2 calibration pickle (the manual's dataset)
-    SHAREGPT = "sharegpt"  # ShareGPT conversations JSON, turns 0 and 1
-    SYNTHETIC = "synthetic"  # random token prompts of fixed lengths, no file needed
-
-
-class SyntheticLengths(ApiModel):
-    input_length: int = Field(ge=1, le=131072, description="Prompt length in tokens.")
-    output_length: int = Field(ge=1, le=131072, description="Requested output length in tokens.")
-
-
-class DatasetSpec(ApiModel):
-    name: DatasetName = Field(default=DatasetName.OPENORCA, description="openorca, sharegpt or synthetic.")
-    path: str | None = Field(
-        default=None,
-        pattern=r"^(gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/.+|/.+)$",
-        max_length=1024,
-        description="Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
-        "image's copy of the named dataset.",
-    )
-    synthetic: SyntheticLengths | None = Field(default=None, description="Prompt and output lengths (synthetic only).")
-
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(
-                rule="self.name == 'synthetic' ? has(self.synthetic) : !has(self.synthetic)",
-                message="spec.dataset.synthetic is required when spec.dataset.name is synthetic, and only then",
-                field_path=".synthetic",
-            ),
-            CelRule(
-                rule="self.name != 'synthetic' || !has(self.path)",
-                message="spec.dataset.path does not apply to the synthetic dataset",
-                field_path=".path",
-            ),
-        )
-    }
-
-    @model_validator(mode="after")
-    def _synthetic(self) -> DatasetSpec:
-        if (self.name == DatasetName.SYNTHETIC) != (self.synthetic is not None):
-            raise ValueError("dataset.synthetic is required when dataset.name is synthetic, and only then")
-        if self.name == DatasetName.SYNTHETIC and self.path is not None:
-            raise ValueError("dataset.path does not apply to the synthetic dataset")
-        return self
-
-
-class SweepSpec(ApiModel):
-    rates: list[RequestRate] = Field(
-        min_length=1, max_length=32, description="Request rates, one stage each, in order."
-    )
-
-
-class Warmup(StrEnum):
-    NONE = "none"
-    SAMPLED = "sampled"  # one prompt per length bucket, sent twice, before measuring
-    FULL = "full"  # every prompt once before measuring
-
-
-class SloSpec(ApiModel):
-    """Service-level objectives for goodput: a request counts if it meets every one set."""
-
-    ttft_ms: float | None = Field(default=None, gt=0, description="Time to first token, milliseconds.")
-    tpot_ms: float | None = Field(
-        default=None, gt=0, description="Decode time per output token, (latency - TTFT) / (tokens - 1), milliseconds."
-    )
-
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(rule="has(self.ttftMs) || has(self.tpotMs)", message="spec.slo: set ttftMs, tpotMs or both")
-        )
-    }
-
-    @model_validator(mode="after")
-    def _some_objective(self) -> SloSpec:
-        if self.ttft_ms is None and self.tpot_ms is None:
-            raise ValueError("slo: set ttftMs, tpotMs or both")
-        return self
-
+from tpuserve.gs_uri import GsUri
+from tpuserve.results import BenchmarkSummary
 
 LOAD_FIELDS = ("requestRate", "sweep", "concurrency")
 # Default resources of the benchmark container: ShareGPT's ~640 MB JSON is parsed whole, so memory is generous;
@@ -242,8 +84,12 @@ class BenchmarkRunSpec(ApiModel):
         description="max_tokens of every request (JetStream's --max-output-length: each request asks for this many "
         "tokens, whatever the dataset's reference output length).",
     )
-    max_input_length: int | None = Field(
-        default=None, ge=1, le=131072, description="Drop prompts longer than this many tokens."
+    max_input_length: int = Field(
+        default=1024,
+        ge=1,
+        le=131072,
+        description="Drop prompts longer than this many tokens (openorca and sharegpt: JetStream's length filter, "
+        "which also drops very short prompts and answers; `tpuserve bench run --help` lists its bounds).",
     )
     request_rate: RequestRate | None = Field(
         default=None,
@@ -267,10 +113,8 @@ class BenchmarkRunSpec(ApiModel):
     warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
     slo: SloSpec | None = Field(default=None, description="SLOs for goodput.")
-    output: str | None = Field(
+    output: GsUri | None = Field(
         default=None,
-        pattern=GCS_URI_PATTERN,
-        max_length=1024,
         description="gs:// prefix for the full results (and request outputs); status keeps the summary.",
     )
     save_request_outputs: bool = Field(default=False, description="Also write every request's output (needs output).")

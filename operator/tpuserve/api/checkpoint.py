@@ -15,7 +15,6 @@ from tpuserve import images, llama
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    GCS_URI_PATTERN,
     MAX_IMAGE,
     MAX_LIST_ITEMS,
     MAX_SHORT_STRING,
@@ -38,6 +37,7 @@ from tpuserve.api.conventions import (
     nested_default,
 )
 from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
+from tpuserve.gs_uri import GsUri
 
 
 class CheckpointFormat(StrEnum):
@@ -180,10 +180,8 @@ class LlamaCheckpointSpec(ApiModel):
         "`huggingface`: mirror a Hugging Face model (`huggingFace` repo, or a gs:// directory in `source`) into "
         "`output`, verified against the catalog (vLLM).",
     )
-    source: str | None = Field(
+    source: GsUri | None = Field(
         default=None,
-        pattern=GCS_URI_PATTERN,
-        max_length=1024,
         description="gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model); "
         "with format huggingface, of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "
         "instead of `huggingFace`.",
@@ -191,9 +189,7 @@ class LlamaCheckpointSpec(ApiModel):
     hugging_face: HuggingFaceSource | None = Field(
         default=None, description="Format huggingface: the hub repo to mirror (instead of `source`)."
     )
-    output: str = Field(
-        pattern=GCS_URI_PATTERN,
-        max_length=1024,
+    output: GsUri = Field(
         description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it); "
         "with format huggingface, the mirror goes to `<output>/hf`.",
     )

@@ -18,11 +18,6 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "tpuserve"
 
-# The pattern every object-storage path in the API must match: a gs:// URI with a valid bucket name and object
-# path segments of characters that GCS, gcloud/gsutil and the converter's tools take literally: no whitespace or
-# control characters, no wildcards (* ? [ ]) or `#`, no empty segment (`//`), no segment starting with `.`
-# (`.`/`..` would climb out of the prefix in the tools that treat paths as file paths); one trailing `/` allowed.
-GCS_URI_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[A-Za-z0-9_~=+@,:-][A-Za-z0-9._~=+@,:-]*)*/?$"
 # Kubernetes-style duration (metav1.Duration spelling without sub-second units): 90s, 30m, 2h, 1h30m.
 DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 # DNS-1123 subdomain, the names of objects a spec refers to.
@@ -355,8 +350,13 @@ def parse_duration(text: str) -> float:
 
 
 class KindInfo:
-    """What the CRD generator needs beyond the schema; each resource model sets these ClassVars."""
+    """A kind's names: what the CRD generator needs beyond the schema and what every caller of the API server
+    uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND, PLURAL,
+    SINGULAR, SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
 
+    GROUP: ClassVar[str] = GROUP
+    VERSION: ClassVar[str] = VERSION
+    API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str]
     PLURAL: ClassVar[str]
     SINGULAR: ClassVar[str]

@@ -4,6 +4,8 @@ Modules: cli (argparse), config (validated run settings), storage (local / gs://
 datasets (JetStream-identical sampling), client (gRPC), runner (load stages), metrics, outputs, report.
 """
 
+PROGRAM = "tpuserve bench"  # how messages on stderr name the command
+
 
 class BenchError(Exception):
     """Bad input or an unusable environment: the message says what to fix (exit code 2)."""

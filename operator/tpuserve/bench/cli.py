@@ -7,28 +7,30 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
+
+from tpuserve import gs_uri, termination
+from tpuserve.api import BenchmarkRunSpec, DatasetName, DatasetSpec, OpenAIEndpoint, OpenAISpec, Protocol, Warmup
+from tpuserve.api.conventions import ApiModel
+from tpuserve.bench import PROGRAM
+from tpuserve.bench.filters import DEFAULT_FILTERS as FILTERS
+
+# Defaults: the BenchmarkRun API's where it has the setting (so a run and a Job the operator renders agree), else
+# JetStream's filters.
+
+
+def _default(model: type[ApiModel], field: str) -> Any:
+    return model.model_fields[field].default
+
 
 _ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
 
 
-class _BenchParser(argparse.ArgumentParser):
-    """Usage errors also go to the termination message (the operator shows why the Job failed)."""
+def _usage_failure(message: str) -> str:
+    from tpuserve.bench.outputs import failure_summary
 
-    def error(self, message: str) -> Any:  # argparse exits with code 2
-        import sys
-
-        from tpuserve.bench.outputs import failure_summary, termination_path, write_termination_message
-
-        flag = None
-        argv = _ARGV or sys.argv
-        for i, arg in enumerate(argv):
-            if arg == "--termination-message-path" and i + 1 < len(argv):
-                flag = argv[i + 1]
-            elif arg.startswith("--termination-message-path="):
-                flag = arg.split("=", 1)[1]
-        write_termination_message(termination_path(flag), failure_summary(f"invalid arguments: {message}"))
-        super().error(message)
+    return failure_summary(f"invalid arguments: {message}")
 
 
 LOAD_HELP = "at most one of --request-rate, --concurrency, --sweep (default: --request-rate inf)"
@@ -90,14 +92,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--protocol",
-        choices=["jetstream", "openai"],
+        choices=[str(p) for p in Protocol],
         help="default: openai for an http(s):// target, else jetstream",
     )
     g = p.add_argument_group("OpenAI protocol")
     g.add_argument(
         "--endpoint",
-        choices=["/v1/completions", "/v1/chat/completions"],
-        default="/v1/completions",
+        choices=[str(e) for e in OpenAIEndpoint],
+        default=str(_default(OpenAISpec, "endpoint")),
         help="streamed with stream_options.include_usage",
     )
     g.add_argument("--ignore-eos", action="store_true", help="ask the server to generate every max_tokens token")
@@ -107,7 +109,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="bearer token file (default $TPUSERVE_BENCH_API_KEY; never a command-line value)",
     )
     g = p.add_argument_group("dataset")
-    g.add_argument("--dataset", choices=["openorca", "sharegpt", "synthetic", "random"], default="openorca")
+    g.add_argument(
+        "--dataset", choices=[*(str(d) for d in DatasetName), "random"], default=str(_default(DatasetSpec, "name"))
+    )
     g.add_argument("--random-input-len", type=positive_int, default=1024, help="random: mean prompt tokens (vLLM)")
     g.add_argument("--random-output-len", type=positive_int, default=128, help="random: mean output tokens")
     g.add_argument("--random-range-ratio", type=non_negative, default=0.0, help="random: lengths in L*(1 -/+ r)")
@@ -125,18 +129,32 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="SentencePiece model, or a Hugging Face tokenizer.json / a directory holding one (Llama 3); "
         "assets/... resolves against $TPUSERVE_MAXTEXT_DIR, default /opt/maxtext",
     )
-    g.add_argument("--num-prompts", type=positive_int, default=1000)
-    g.add_argument("--seed", type=int, default=0, help="prompt sampling and arrival times (JetStream's draws)")
+    g.add_argument("--num-prompts", type=positive_int, default=_default(BenchmarkRunSpec, "num_prompts"))
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=_default(BenchmarkRunSpec, "seed"),
+        help="prompt sampling and arrival times (JetStream's draws)",
+    )
     g.add_argument(
         "--max-output-length",
         type=positive_int,
         help="tokens every request asks for (JetStream semantics); default each prompt's reference length",
     )
-    g.add_argument("--min-input-length", type=positive_int, default=4)
-    g.add_argument("--max-input-length", type=positive_int, default=1024)
-    g.add_argument("--min-output-length", type=positive_int, default=4, help="on the reference output")
-    g.add_argument("--max-target-length", type=positive_int, default=2048, help="prompt + reference output")
-    g.add_argument("--oversample", type=positive, default=1.2, help="JetStream samples 1.2x before filtering")
+    g.add_argument("--min-input-length", type=positive_int, default=FILTERS.min_input_length)
+    g.add_argument("--max-input-length", type=positive_int, default=FILTERS.max_input_length)
+    g.add_argument(
+        "--min-output-length", type=positive_int, default=FILTERS.min_output_length, help="on the reference output"
+    )
+    g.add_argument(
+        "--max-target-length", type=positive_int, default=FILTERS.max_target_length, help="prompt + reference output"
+    )
+    g.add_argument(
+        "--oversample",
+        type=positive,
+        default=FILTERS.oversample,
+        help=f"JetStream samples {FILTERS.oversample}x before filtering",
+    )
     g.add_argument("--conversation-starter", choices=["human", "gpt", "both"], default="human", help="sharegpt")
     g = p.add_argument_group("load", LOAD_HELP)
     g.add_argument("--request-rate", type=rate, help="Poisson arrivals per second, or inf (all at once)")
@@ -151,7 +169,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--max-concurrency", type=positive_int, help="with a rate: at most this many in flight (later ones wait)"
     )
     g.add_argument("--stage-pause", type=non_negative, default=5.0, metavar="SECONDS", help="between stages")
-    g.add_argument("--warmup", choices=["none", "sampled", "full"], default="sampled")
+    g.add_argument("--warmup", choices=[str(w) for w in Warmup], default=str(_default(BenchmarkRunSpec, "warmup")))
     g.add_argument("--warmup-pause", type=non_negative, default=5.0, metavar="SECONDS")
     g.add_argument("--channels", type=positive_int, default=1, help="gRPC connections (a small pool)")
     g.add_argument(
@@ -169,7 +187,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slo-tpot-ms", type=positive, help="on decode TPOT")
     g.add_argument("--slo-e2el-ms", type=positive, help="on E2EL (vllm bench serve's goodput)")
     g = p.add_argument_group("output")
-    g.add_argument("--output", metavar="DIR|gs://bucket/prefix", help="where result files go (default: none)")
+    g.add_argument(
+        "--output", metavar="DIR|gs://bucket/prefix", type=gs_uri.location, help="where result files go (default: none)"
+    )
     g.add_argument("--save-request-outputs", action="store_true", help="also every request's output (needs --output)")
     g.add_argument(
         "--model",
@@ -177,9 +197,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="model label in the results (model_id); OpenAI: the model requested (default: the server's first)",
     )
     g.add_argument("--metadata", metavar="JSON", help='extra string dimensions, e.g. {"accelerator": "v5e-8"}')
-    g.add_argument(
-        "--termination-message-path", help="default $TPUSERVE_TERMINATION_MESSAGE_PATH or /dev/termination-log"
-    )
+    termination.add_path_flag(g)
     g.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="auto = on a terminal")
 
 
@@ -199,20 +217,21 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a JetStream or OpenAI-compatible server", description=__doc__
     )
-    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND", parser_class=_BenchParser)
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="send a dataset to a JetStream or OpenAI-compatible server and measure it")
     add_run_arguments(run)
     run.set_defaults(func=_run)
+    # Usage errors also go to the termination message (the operator shows why the Job failed).
+    termination.report_usage_errors(run, _usage_failure, PROGRAM, lambda: _ARGV or sys.argv)
     report = sub.add_parser("report", help="tables and PNG plots from results files")
     report.add_argument("results", nargs="+", metavar="FILE|gs://...", help="results.json files (ours)")
     report.add_argument("--output-dir", metavar="DIR", help="write PNG plots here")
     report.set_defaults(func=_report)
+    termination.report_usage_errors(report, _usage_failure, PROGRAM, lambda: _ARGV or sys.argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tpuserve.bench.cli ...` = `tpuserve bench ...` (useful while other subcommands are missing)."""
-    import sys
-
     parser = argparse.ArgumentParser(prog="tpuserve")
     register(parser.add_subparsers(dest="command", required=True))
     arguments = ["bench", *(argv if argv is not None else sys.argv[1:])]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tpuserve.bench import BenchError, storage
+from tpuserve.bench.filters import DEFAULT_FILTERS, Filters
 from tpuserve.bench.tokenizer import Tokenizer
 
 DATASETS_DIR_ENV = "TPUSERVE_DATASETS_DIR"
@@ -31,15 +32,6 @@ DEFAULT_FILES = {
 }
 # Prompt-length buckets of JetStream's "sampled" warmup: the first prompt in each (a, b] is sent twice.
 WARMUP_BUCKETS = (0, 16, 32, 64, 128, 256, 512, 1024)
-
-
-@dataclass(frozen=True)
-class Filters:
-    min_input_length: int = 4
-    max_input_length: int = 1024
-    min_output_length: int = 4
-    max_target_length: int = 2048
-    oversample: float = 1.2
 
 
 @dataclass
@@ -113,7 +105,7 @@ def sample_requests(
     num_prompts: int,
     seed: int,
     max_output_length: int | None,
-    filters: Filters = Filters(),
+    filters: Filters = DEFAULT_FILTERS,
 ) -> list[Request]:
     """JetStream's sample_requests + filter_dataset with its `random` sequence (see the module docstring)."""
     if not dataset:

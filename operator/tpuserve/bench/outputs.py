@@ -5,23 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from tpuserve import termination
 from tpuserve.bench import storage
 from tpuserve.bench.datasets import Request
 from tpuserve.bench.metrics import RequestResult
 from tpuserve.bench.tokenizer import Tokenizer
 from tpuserve.results import BenchmarkSummary, LatencyStats, StageBrief, StageReport
 
-TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
-DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 RESULTS_FILE = "results.json"
 # Above this share of one core the client itself may be what limits the measured figures.
 CLIENT_BUSY_WARNING = 0.9
@@ -38,10 +34,6 @@ class VllmSettings:
     burstiness: float = 1.0
     max_concurrency: int | None = None
     goodput_slos_ms: dict[str, float] = field(default_factory=dict)  # ttft / tpot / e2el
-
-
-def termination_path(flag: str | None) -> str:
-    return flag or os.environ.get(TERMINATION_ENV) or DEFAULT_TERMINATION_PATH
 
 
 def _ms(stats: LatencyStats | None, attr: str) -> float:
@@ -227,27 +219,29 @@ def summary(stages: list[StageReport], results_uri: str | None, message: str | N
         }
     briefs = [brief(s) for s in stages] if len(stages) > 1 else []
     result = BenchmarkSummary(**head, stages=briefs, results_uri=results_uri, message=message)
-    while len(result.model_dump_json(by_alias=True, exclude_none=True).encode()) > 4096:
-        if result.stages:
-            result.stages = result.stages[:-1]
-        elif result.message and len(result.message) > 200:
-            result.message = result.message[:200] + "..."
-        else:
-            result.errors = dict(list(result.errors.items())[:5])
-            break
+
+    def fewer_stages() -> bool:
+        if not result.stages:
+            return False
+        result.stages = result.stages[:-1]
+        return True
+
+    def shorter_message() -> bool:
+        cut = result.message[:200] + "..." if result.message and len(result.message) > 200 else result.message
+        changed = cut != result.message
+        result.message = cut
+        return changed
+
+    def fewer_errors() -> bool:
+        if len(result.errors) <= 5:
+            return False
+        result.errors = dict(list(result.errors.items())[:5])
+        return True
+
+    termination.shrink_to_fit(
+        lambda: result.model_dump_json(by_alias=True, exclude_none=True), fewer_stages, shorter_message, fewer_errors
+    )
     return result
-
-
-def write_termination_message(path: str, text: str) -> None:
-    """Write the summary; a missing /dev/termination-log (off Kubernetes) is not an error, other failures warn."""
-    target = Path(path)
-    try:
-        if path == DEFAULT_TERMINATION_PATH and not target.parent.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"warning: cannot write the termination message to {path}: {exc}", file=sys.stderr)
 
 
 def failure_summary(message: str) -> str:

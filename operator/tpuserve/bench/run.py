@@ -12,9 +12,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tpuserve.bench import BenchError, RunFailed, storage
+from tpuserve import termination
+from tpuserve.bench import PROGRAM, BenchError, RunFailed, storage
 from tpuserve.bench import datasets as ds
 from tpuserve.bench.client import Client
+from tpuserve.bench.filters import Filters
 from tpuserve.bench.metrics import parse_run, stage_report
 from tpuserve.bench.openai import CHAT, HealthClient, read_bearer, request_body
 from tpuserve.bench.openai_http import BaseURL, HttpStreams
@@ -28,13 +30,12 @@ from tpuserve.bench.outputs import (
     request_outputs,
     stage_file,
     summary,
-    termination_path,
     vllm_result,
-    write_termination_message,
 )
 from tpuserve.bench.runner import Progress, Runner, Stage, StageRun
 from tpuserve.bench.streams import Streams, open_streams
 from tpuserve.bench.tokenizer import Tokenizer
+from tpuserve.gs_uri import is_gs_uri
 from tpuserve.results import JETSTREAM, OPENAI, BenchmarkResults, StageReport
 
 
@@ -81,7 +82,7 @@ def validate(args: argparse.Namespace) -> None:
         )
     if args.save_request_outputs and not args.output:
         raise BenchError("--save-request-outputs needs --output (a directory or gs:// prefix)")
-    if args.output and storage.is_gcs(args.output):
+    if args.output and is_gs_uri(args.output):
         storage.split_gcs(args.output)
     if args.metadata is not None:
         try:
@@ -128,7 +129,7 @@ def load_requests(args: argparse.Namespace, tokenizer: Tokenizer | None) -> list
     assert tokenizer is not None
     path = args.dataset_path or ds.default_path(args.dataset)
     pairs = ds.load_openorca(path) if args.dataset == "openorca" else ds.load_sharegpt(path, args.conversation_starter)
-    filters = ds.Filters(
+    filters = Filters(
         min_input_length=args.min_input_length,
         max_input_length=args.max_input_length,
         min_output_length=args.min_output_length,
@@ -324,7 +325,7 @@ def _event_loop_runner() -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = termination_path(args.termination_message_path)
+    path = termination.path(args.termination_message_path)
     session = Session(args)
     try:
         validate(args)
@@ -334,7 +335,7 @@ def main(args: argparse.Namespace) -> int:
         message = _event_loop_runner()(_main(session, requests))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        write_termination_message(path, failure_summary(str(exc)))
+        termination.write(path, failure_summary(str(exc)), PROGRAM)
         return 2
     except RunFailed as exc:
         message = str(exc)
@@ -345,7 +346,7 @@ def main(args: argparse.Namespace) -> int:
     except BenchError as exc:
         message = f"{message + '; ' if message else ''}{exc}"
     final = summary(session.reports, session.results_uri, message)
-    write_termination_message(path, final.to_termination_message())
+    termination.write(path, final.to_termination_message(), PROGRAM)
     if message:
         print(f"error: {message}", file=sys.stderr)
         return 1

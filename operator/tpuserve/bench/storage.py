@@ -8,23 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from tpuserve.bench import BenchError
+from tpuserve.gs_uri import GsPath, is_gs_uri
 
-GCS_SCHEME = "gs://"
 CACHE_ENV = "TPUSERVE_CACHE_DIR"
-
-
-def is_gcs(uri: str) -> bool:
-    return uri.startswith(GCS_SCHEME)
 
 
 def split_gcs(uri: str) -> tuple[str, str]:
     """gs://bucket/object -> (bucket, object); a bucket alone gives an empty object name."""
-    if not is_gcs(uri):
-        raise BenchError(f"{uri!r} is not a gs:// URI")
-    bucket, _, name = uri[len(GCS_SCHEME) :].partition("/")
-    if not bucket:
-        raise BenchError(f"{uri!r} has no bucket name")
-    return bucket, name
+    try:
+        path = GsPath.parse(uri)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    return path.bucket, path.name
 
 
 def gcs_client() -> Any:
@@ -47,7 +42,7 @@ def cache_dir() -> Path:
 
 def fetch(uri: str, what: str) -> Path:
     """A local file for `uri`: the path itself, or a cached download of a gs:// object (keyed by generation)."""
-    if not is_gcs(uri):
+    if not is_gs_uri(uri):
         path = Path(uri).expanduser()
         if not path.is_file():
             raise BenchError(f"{what} {uri!r} does not exist or is not a file")
@@ -82,7 +77,7 @@ def join(prefix: str, name: str) -> str:
 
 def write_text(uri: str, text: str, content_type: str = "application/json") -> None:
     """Write `text` to a local path (parents created) or a gs:// object."""
-    if is_gcs(uri):
+    if is_gs_uri(uri):
         bucket_name, name = split_gcs(uri)
         from google.api_core import exceptions as gexc
 
@@ -99,7 +94,7 @@ def write_text(uri: str, text: str, content_type: str = "application/json") -> N
 
 
 def read_text(uri: str, what: str) -> str:
-    if is_gcs(uri):
+    if is_gs_uri(uri):
         bucket_name, name = split_gcs(uri)
         from google.api_core import exceptions as gexc
 

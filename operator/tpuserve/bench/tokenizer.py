@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tpuserve.bench import BenchError, storage
+from tpuserve.gs_uri import is_gs_uri
 
 HF_FILE = "tokenizer.json"
 MAXTEXT_DIR_ENV = "TPUSERVE_MAXTEXT_DIR"
@@ -37,7 +38,7 @@ class Tokenizer:
     def load(cls, path: str) -> Tokenizer:
         """A `tokenizer.json` (or a directory holding one) is a Hugging Face tokenizer; anything else SentencePiece."""
         resolved = resolve_path(path)
-        if resolved.endswith(".json") or (not storage.is_gcs(resolved) and (Path(resolved) / HF_FILE).is_file()):
+        if resolved.endswith(".json") or (not is_gs_uri(resolved) and (Path(resolved) / HF_FILE).is_file()):
             if not resolved.endswith(".json"):
                 resolved = str(Path(resolved) / HF_FILE)
             return HFTokenizer.load_json(storage.fetch(resolved, "tokenizer.json"), path)

@@ -26,7 +26,7 @@ from tpuserve.results import BenchmarkSummary
 
 log = logging.getLogger(__name__)
 KIND = "BenchmarkRun"
-CONTAINER = "bench"
+CONTAINER = render.BENCH_CONTAINER
 TERMINAL = (BenchmarkPhase.SUCCEEDED, BenchmarkPhase.FAILED)
 
 

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tpuserve.controllers import observe
+from tpuserve.controllers import observe, render
 
 if TYPE_CHECKING:
     from tpuserve.convert.summary import ConvertSummary
 
-CONTAINER = "converter"
+CONTAINER = render.CONVERTER_CONTAINER
 
 
 def converter_summary(pods: list[dict[str, Any]]) -> ConvertSummary | None:

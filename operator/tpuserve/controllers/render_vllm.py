@@ -7,21 +7,14 @@ directory (a Hugging Face model directory in GCS) or a hub repo id.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from tpuserve.api import VLLM_PORT, InferenceServerSpec, WeightLoading
 from tpuserve.controllers import naming
-from tpuserve.controllers.render import (
-    ANNOTATION_OWNER,
-    TPU_TOLERATION,
-    _meta,
-    _number,
-    render_template,
-    server_resources,
-    server_selector,
-)
+from tpuserve.controllers.render.common import number, render_template
+from tpuserve.controllers.render.server import server_child_meta, server_pod_fields, server_selector
+from tpuserve.gs_uri import GsPath
 from tpuserve.settings import OperatorSettings
 
 APP = "vllm"
@@ -44,11 +37,6 @@ class WeightSource:
     uri: str
     hub: bool = False
     revision: str | None = None
-
-
-def _gcs_bucket_and_dir(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
 
 
 def vllm_args(spec: InferenceServerSpec, source: WeightSource) -> list[str]:
@@ -76,7 +64,7 @@ def vllm_args(spec: InferenceServerSpec, source: WeightSource) -> list[str]:
     if settings.max_num_batched_tokens is not None:
         args.append(f"--max-num-batched-tokens={settings.max_num_batched_tokens}")
     args.append("--enable-prefix-caching" if settings.enable_prefix_caching else "--no-enable-prefix-caching")
-    args.append(f"--gpu-memory-utilization={_number(settings.hbm_utilization)}")
+    args.append(f"--gpu-memory-utilization={number(settings.hbm_utilization)}")
     return args + list(settings.extra_args)
 
 
@@ -103,7 +91,8 @@ def _volumes(spec: InferenceServerSpec, source: WeightSource) -> tuple[list[dict
         volumes.append({"name": "hf-download", "emptyDir": {}})
         mounts.append({"name": "hf-download", "mountPath": HUB_DOWNLOAD_DIR})
     elif spec.vllm_settings().weight_loading == WeightLoading.GCSFUSE:
-        bucket, directory = _gcs_bucket_and_dir(source.uri)
+        path = GsPath.parse(source.uri)
+        bucket, directory = path.bucket, path.prefix
         options = GCSFUSE_MOUNT_OPTIONS + (f",only-dir={directory}" if directory else "")
         attributes = {"bucketName": bucket, "mountOptions": options}
         volumes.append(
@@ -116,38 +105,33 @@ def _volumes(spec: InferenceServerSpec, source: WeightSource) -> tuple[list[dict
 def render_vllm_deployment(
     spec: InferenceServerSpec, owner_meta: dict[str, Any], settings: OperatorSettings, source: WeightSource
 ) -> dict[str, Any]:
-    tpu_slice = spec.tpu.resolve()
-    annotations = {**spec.pod_annotations, ANNOTATION_OWNER: owner_meta["name"]}
+    fields = server_pod_fields(spec, owner_meta, settings)
     if not source.hub and spec.vllm_settings().weight_loading == WeightLoading.GCSFUSE:
         # GKE injects the GCSFuse sidecar for this annotation; "0" lifts the sidecar's resource limits (GKE sample).
-        annotations |= {"gke-gcsfuse/volumes": "true", "gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0"}
-        annotations["gke-gcsfuse/ephemeral-storage-limit"] = "0"
+        fields["pod_annotations"] |= {
+            "gke-gcsfuse/volumes": "true",
+            "gke-gcsfuse/cpu-limit": "0",
+            "gke-gcsfuse/memory-limit": "0",
+            "gke-gcsfuse/ephemeral-storage-limit": "0",
+        }
     volumes, mounts = _volumes(spec, source)
     return render_template(
         "deployment-vllm.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), APP, "server", {}),
-        replicas=spec.replicas,
-        selector=server_selector(owner_meta["name"]),
-        pod_annotations=annotations,
-        service_account=spec.service_account_name or settings.workload_service_account,
-        node_selector=tpu_slice.node_selector(),
-        tolerations=[TPU_TOLERATION],
+        meta=server_child_meta(owner_meta, APP),
+        **fields,
         image=spec.effective_image(settings.vllm_image),
-        pull_policy=settings.image_pull_policy,
         args=vllm_args(spec, source),
         env=_env(spec),
         port=VLLM_PORT,
-        resources=server_resources(spec, tpu_slice.chips),
         volume_mounts=mounts,
         volumes=volumes,
-        startup_failure_threshold=max(math.ceil(settings.server_startup_seconds / 10), 1),
     )
 
 
 def render_vllm_service(owner_meta: dict[str, Any]) -> dict[str, Any]:
     return render_template(
         "service.yaml.j2",
-        meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), APP, "server", {}),
+        meta=server_child_meta(owner_meta, APP),
         selector=server_selector(owner_meta["name"]),
         ports=[{"name": "http", "port": VLLM_PORT, "targetPort": VLLM_PORT, "protocol": "TCP"}],
     )

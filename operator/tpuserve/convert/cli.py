@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tpuserve import llama
+from tpuserve import gs_uri, llama, termination
 
-TERMINATION_ENV = "TPUSERVE_TERMINATION_MESSAGE_PATH"
+PROGRAM = "tpuserve convert"  # how messages on stderr name the command
+_ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
 HUB_RETRY_ENV = "TPUSERVE_HUB_RETRY_SECONDS"  # the mirror's retry budget (operators set it via converterEnv)
-DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 
 def register(subparsers: Any) -> None:
@@ -27,8 +27,10 @@ def register(subparsers: Any) -> None:
 
     run = sub.add_parser("run", help="Check, stage, convert, verify, upload; write a manifest and a summary.")
     run.add_argument("--model", required=True, help=f"Llama model: {models}.")
-    run.add_argument("--source", required=True, help="Meta checkpoint directory: gs://… or a local path.")
-    run.add_argument("--output", required=True, help="Output base: gs://… or a local path.")
+    run.add_argument(
+        "--source", required=True, type=gs_uri.location, help="Meta checkpoint directory: gs://… or a local path."
+    )
+    run.add_argument("--output", required=True, type=gs_uri.location, help="Output base: gs://… or a local path.")
     run.add_argument("--weight-dtype", default="bfloat16", choices=["bfloat16", "float32"])
     run.add_argument("--quantization", default=None, help="MaxText quantization mode (int8, int4, fp8); default none.")
     run.add_argument(
@@ -40,11 +42,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--download-workers", type=int, default=8, help="Parallel ranged downloads (default 8).")
     run.add_argument("--upload-workers", type=int, default=8, help="Parallel uploads (default 8).")
     run.add_argument("--force", action="store_true", help="Rebuild even when a verified matching output exists.")
-    run.add_argument(
-        "--termination-message-path",
-        default=None,
-        help=f"Where the JSON summary goes; default env {TERMINATION_ENV}, else {DEFAULT_TERMINATION_PATH}.",
-    )
+    termination.add_path_flag(run)
     run.add_argument(
         "--step",
         choices=["maxtext", "synthetic"],
@@ -75,7 +73,7 @@ def register(subparsers: Any) -> None:
 
     check = sub.add_parser("check-source", help="List what a Meta checkpoint location has and lacks.")
     check.add_argument("--model", required=True, help=f"Llama model: {models}.")
-    check.add_argument("--source", required=True, help="gs://… or a local path.")
+    check.add_argument("--source", required=True, type=gs_uri.location, help="gs://… or a local path.")
     check.add_argument("--json", action="store_true")
     _arch_flag(check)
     check.set_defaults(func=_check_source)
@@ -91,11 +89,16 @@ def _register_mirror(sub: Any, models: str) -> None:
     )
     mirror.add_argument("--model", required=True, help=f"Llama model: {models}.")
     mirror.add_argument(
-        "--output", required=True, help="Output base: gs://… or a local path (the model goes to OUT/hf)."
+        "--output",
+        required=True,
+        type=gs_uri.location,
+        help="Output base: gs://… or a local path (the model goes to OUT/hf).",
     )
     mirror.add_argument("--repo-id", default=None, help="Hugging Face repo id (org/name); or give --source.")
     mirror.add_argument("--revision", default="main", help="Branch, tag or commit of --repo-id (default main).")
-    mirror.add_argument("--source", default=None, help="A Hugging Face model directory: gs://… or a local path.")
+    mirror.add_argument(
+        "--source", default=None, type=gs_uri.location, help="A Hugging Face model directory: gs://… or a local path."
+    )
     mirror.add_argument(
         "--token-source",
         default="env HF_TOKEN",
@@ -114,11 +117,7 @@ def _register_mirror(sub: Any, models: str) -> None:
     mirror.add_argument(
         "--hub-retry-initial-seconds", type=float, default=2.0, help="First retry delay, doubled each time (<= 60 s)."
     )
-    mirror.add_argument(
-        "--termination-message-path",
-        default=None,
-        help=f"Where the JSON summary goes; default env {TERMINATION_ENV}, else {DEFAULT_TERMINATION_PATH}.",
-    )
+    termination.add_path_flag(mirror)
     _arch_flag(mirror)
     mirror.set_defaults(func=_mirror)
     _summarize_usage_errors(mirror)
@@ -126,9 +125,8 @@ def _register_mirror(sub: Any, models: str) -> None:
 
 def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
     """A command-line error still leaves a failure summary (CONTRACTS item 2), then exits 2 as argparse does."""
-    original = parser.error
 
-    def error(message: str) -> Any:
+    def failure(message: str) -> str:
         from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
         summary = ConvertSummary(
@@ -139,22 +137,9 @@ def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
             model="unknown",
             weight_dtype="unknown",
         )
-        write_termination_message(
-            termination_path(_flag_value("--termination-message-path")), summary.to_termination_message()
-        )
-        return original(message)
+        return summary.to_termination_message()
 
-    parser.error = error  # type: ignore[method-assign]
-
-
-def _flag_value(flag: str) -> str | None:
-    argv = sys.argv
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+    termination.report_usage_errors(parser, failure, PROGRAM, lambda: _ARGV or sys.argv)
 
 
 def _arch_flag(parser: argparse.ArgumentParser) -> None:
@@ -167,26 +152,17 @@ def _arch_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _arch_json(args: argparse.Namespace) -> str | None:
-    from tpuserve.convert.run import ARCH_ENV
+    from tpuserve.convert.steps import ARCH_ENV
 
     value: str | None = args.arch_json or os.environ.get(ARCH_ENV) or None
     return str(Path(value).resolve()) if value else None
 
 
-def termination_path(explicit: str | None) -> str:
-    return explicit or os.environ.get(TERMINATION_ENV) or DEFAULT_TERMINATION_PATH
-
-
-def write_termination_message(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        print(f"tpuserve convert: cannot write the termination message to {path}: {exc}", file=sys.stderr)
-
-
 def _run(args: argparse.Namespace) -> int:
     from tpuserve.convert import stopping
-    from tpuserve.convert.run import DEFAULT_WORK_DIR, STEP_ENV, RunOptions, run
+    from tpuserve.convert.layout import DEFAULT_WORK_DIR
+    from tpuserve.convert.run import RunOptions, run
+    from tpuserve.convert.steps import STEP_ENV
 
     stopping.install()
     options = RunOptions(
@@ -204,15 +180,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     summary = run(options)
     text = summary.to_termination_message()
-    write_termination_message(termination_path(args.termination_message_path), text)
+    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
     print(text)
     return summary.exit_code
 
 
 def _mirror(args: argparse.Namespace) -> int:
     from tpuserve.convert.hf_source import RetryPolicy
+    from tpuserve.convert.layout import DEFAULT_WORK_DIR
     from tpuserve.convert.mirror import mirror, options_from_env
-    from tpuserve.convert.run import DEFAULT_WORK_DIR
 
     options = options_from_env(
         model=args.model,
@@ -232,7 +208,7 @@ def _mirror(args: argparse.Namespace) -> int:
     )
     summary = mirror(options)
     text = summary.to_termination_message()
-    write_termination_message(termination_path(args.termination_message_path), text)
+    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
     print(text)
     return summary.exit_code
 
@@ -251,14 +227,14 @@ def _hub_retry_seconds(flag: float | None) -> float:
 
 
 def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
-    from tpuserve.convert.run import load_arch
+    from tpuserve.convert.steps import load_arch
 
     return load_arch(model, arch_json)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from tpuserve.convert.expected import Layout
-    from tpuserve.convert.run import ConversionError
+    from tpuserve.convert.steps import ConversionError
     from tpuserve.convert.verify import verify_checkpoint, verify_quantized
 
     try:
@@ -296,8 +272,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check_source(args: argparse.Namespace) -> int:
-    from tpuserve.convert.run import ConversionError
     from tpuserve.convert.source import check_source
+    from tpuserve.convert.steps import ConversionError
 
     try:
         arch = _load_arch(args.model, _arch_json(args))
@@ -321,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tpuserve convert")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
-    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
+    arguments = ["convert", *(sys.argv[1:] if argv is None else argv)]
+    _ARGV[:] = arguments
+    args = parser.parse_args(arguments)
     result: int = args.func(args)
     return result
 

@@ -12,6 +12,8 @@ STEP_ITEMS = "0/items"
 # Scratch the converter needs on local disk: the staged source, then the scanned and unscanned checkpoints
 # (the source is deleted after the scanned step), plus slack for Orbax's temporary files.
 WORK_DIR_FACTOR = 2.2
+# Where that scratch is, unless --work-dir says otherwise (the operator mounts its scratch volume here).
+DEFAULT_WORK_DIR = "/var/tmp/tpuserve-convert"
 
 
 def join(base: str, *parts: str) -> str:

@@ -33,11 +33,13 @@ class ManifestUnreadable(Exception):
         )
 
 
-class _Camel(BaseModel):
+class CamelModel(BaseModel):
+    """camelCase on the wire; unknown keys ignored (a newer writer may add some)."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class ToolVersions(_Camel):
+class ToolVersions(CamelModel):
     tpuserve: str
     maxtext_release: str
     maxtext_commit: str
@@ -49,7 +51,7 @@ class ToolVersions(_Camel):
     python: str | None = None
 
 
-class Timings(_Camel):
+class Timings(CamelModel):
     staging_seconds: float = 0.0
     staging_bytes: int = 0
     scanned_seconds: float = 0.0
@@ -61,12 +63,12 @@ class Timings(_Camel):
     total_seconds: float = 0.0
 
 
-class OutputFiles(_Camel):
+class OutputFiles(CamelModel):
     path: str
     files: dict[str, int] = Field(description="File (relative to path) -> bytes.")
 
 
-class ConversionManifest(_Camel):
+class ConversionManifest(CamelModel):
     schema_version: str = MANIFEST_SCHEMA_VERSION
     model: str
     weight_dtype: str
@@ -89,17 +91,24 @@ class ConversionManifest(_Camel):
         return self.model == model and self.weight_dtype == weight_dtype and self.quantization == quantization
 
 
-def read_manifest(output: str, *, client: Any = None) -> ConversionManifest | None:
-    """The manifest under `output`, or None when absent; ManifestUnreadable when present but unreadable."""
+def read_raw_manifest(output: str, *, client: Any = None) -> bytes | None:
+    """The bytes of the manifest file under `output` (a conversion's or a mirror's), None when there is none."""
     store = open_store(output, client)
     try:
-        raw = store.read(layout.MANIFEST_NAME)
+        return store.read(layout.MANIFEST_NAME)
     except FileNotFoundError:
         return None
     except Exception as exc:  # google.api_core NotFound for gs://
         if type(exc).__name__ == "NotFound":
             return None
         raise
+
+
+def read_manifest(output: str, *, client: Any = None) -> ConversionManifest | None:
+    """The manifest under `output`, or None when absent; ManifestUnreadable when present but unreadable."""
+    raw = read_raw_manifest(output, client=client)
+    if raw is None:
+        return None
     path = layout.manifest_path(output)
     try:
         data = json.loads(raw)

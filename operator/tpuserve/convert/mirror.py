@@ -39,6 +39,7 @@ from tpuserve.convert.hf_source import (
     parse_index_shards,
     required_missing,
 )
+from tpuserve.convert.manifest import read_raw_manifest
 from tpuserve.convert.mirror_manifest import (
     MODEL_DIR,
     MirroredFile,
@@ -48,17 +49,17 @@ from tpuserve.convert.mirror_manifest import (
     other_manifest_owner,
     output_problems,
     parse_mirror_manifest,
-    read_raw_manifest,
     source_problems,
     write_mirror_manifest,
 )
-from tpuserve.convert.run import ConversionError, load_arch, run_work_dir
+from tpuserve.convert.run import run_work_dir
 from tpuserve.convert.safetensors_header import (
     INDEX_NAME,
     compare_headers,
     parameter_count,
     read_header,
 )
+from tpuserve.convert.steps import ConversionError, load_arch
 from tpuserve.convert.storage import LocalStore, checksums_of_file, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
@@ -77,7 +78,7 @@ class MirrorOptions:
     token: str | None = None
     token_source: str = "HF_TOKEN"
     endpoint: str | None = None  # HF_ENDPOINT
-    work_dir: Path = Path("/var/tmp/tpuserve-convert")
+    work_dir: Path = Path(layout.DEFAULT_WORK_DIR)
     download_workers: int = 8
     force: bool = False
     arch_json: str | None = None

@@ -13,11 +13,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError
 
 from tpuserve.convert import layout
 from tpuserve.convert.hf_source import SourceFileSum
+from tpuserve.convert.manifest import CamelModel
 from tpuserve.convert.storage import Store, open_store
 
 MIRROR_SCHEMA_VERSION = "tpuserve.dev/mirror-manifest/v1"
@@ -25,16 +25,12 @@ MODEL_DIR = layout.HF_MODEL_DIR
 model_path = layout.hf_model_dir
 
 
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class MirroredFile(_Camel):
+class MirroredFile(CamelModel):
     bytes: int
     crc32c: str
 
 
-class MirrorTimings(_Camel):
+class MirrorTimings(CamelModel):
     download_seconds: float = 0.0
     download_bytes: int = 0
     upload_seconds: float = 0.0
@@ -42,7 +38,7 @@ class MirrorTimings(_Camel):
     total_seconds: float = 0.0
 
 
-class MirrorManifest(_Camel):
+class MirrorManifest(CamelModel):
     schema_version: str = MIRROR_SCHEMA_VERSION
     model: str
     arch: dict[str, Any] = Field(description="The catalog facts the headers were verified against.")
@@ -58,18 +54,6 @@ class MirrorManifest(_Camel):
     tools: dict[str, str | None]
     timings: MirrorTimings
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-def read_raw_manifest(output: str, *, client: Any = None) -> bytes | None:
-    store = open_store(output, client)
-    try:
-        return store.read(layout.MANIFEST_NAME)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # google.api_core NotFound for gs://
-        if type(exc).__name__ == "NotFound":
-            return None
-        raise
 
 
 def parse_mirror_manifest(raw: bytes | None) -> MirrorManifest | None:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tpuserve.convert.storage import ObjectInfo, Store, is_gcs, open_store
+from tpuserve.convert.storage import ObjectInfo, Store, open_store
+from tpuserve.gs_uri import is_gs_uri
 
 ZARR2_DTYPES = {
     "<f4": "float32",
@@ -288,7 +289,7 @@ def read_checkpoint_meta(uri: str, *, client: Any = None) -> CheckpointMeta:
         if "manifest.ocdbt" not in files:
             meta.problems.append("missing manifest.ocdbt (the checkpoint says it uses OCDBT)")
         else:
-            _read_ocdbt(meta, store, files, remote=is_gcs(uri))
+            _read_ocdbt(meta, store, files, remote=is_gs_uri(uri))
     else:
         _read_plain(meta, store, files)
     _check_commit(meta, uri, client)

@@ -7,9 +7,6 @@ interruption leaves an output without a manifest, which the next run treats as p
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -18,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from tpuserve import __version__, llama
+from tpuserve import llama
 from tpuserve.convert import layout, maxtext, stopping
 from tpuserve.convert.expected import Layout, parameter_count
 from tpuserve.convert.manifest import (
@@ -28,21 +25,17 @@ from tpuserve.convert.manifest import (
     ManifestUnreadable,
     OutputFiles,
     Timings,
-    ToolVersions,
     files_still_there,
     find_verified_output,
     read_manifest,
     write_manifest,
 )
 from tpuserve.convert.source import SourceStatus, check_source, describe_local_source, stage_source
-from tpuserve.convert.storage import Progress, is_gcs, open_store
+from tpuserve.convert.steps import ConversionError, ConversionSteps, load_arch, make_steps, tool_versions
+from tpuserve.convert.storage import Progress, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve.convert.verify import VerifyReport, verify_checkpoint, verify_quantized
-
-STEP_ENV = "TPUSERVE_CONVERT_STEP"  # "maxtext" (default) or "synthetic"
-ARCH_ENV = "TPUSERVE_CONVERT_ARCH"  # path of an architecture JSON (tests: a tiny Llama)
-MAXTEXT_CONFIG_ENV = "TPUSERVE_MAXTEXT_CONFIG"  # MaxText's configs/base.yml, when not found in the package
-DEFAULT_WORK_DIR = "/var/tmp/tpuserve-convert"
+from tpuserve.gs_uri import is_gs_uri
 
 
 @dataclass
@@ -52,7 +45,7 @@ class RunOptions:
     output: str
     weight_dtype: str = "bfloat16"
     quantization: str | None = None
-    work_dir: Path = Path(DEFAULT_WORK_DIR)
+    work_dir: Path = Path(layout.DEFAULT_WORK_DIR)
     download_workers: int = 8
     upload_workers: int = 8
     force: bool = False
@@ -60,117 +53,6 @@ class RunOptions:
     arch_json: str | None = None
     progress_interval: float = 5.0
     client: Any = None  # google.cloud.storage.Client; None = default credentials (or STORAGE_EMULATOR_HOST)
-
-
-class ConversionSteps(Protocol):
-    name: str
-
-    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]: ...
-
-    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]: ...
-
-    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]: ...
-
-
-@dataclass
-class MaxTextSteps:
-    """The pinned MaxText release's conversion modules (the converter image)."""
-
-    python: str = sys.executable
-    base_config: str = ""
-    name: str = "maxtext"
-
-    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]:
-        return maxtext.scanned_argv(self.python, model, paths)
-
-    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
-        return maxtext.unscanned_argv(self.python, self.base_config, model, weight_dtype, paths)
-
-    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
-        return maxtext.quantize_argv(self.python, self.base_config, model, quantization, unscanned_items, output_dir)
-
-
-@dataclass
-class SyntheticSteps:
-    """Test stand-in: real Orbax checkpoints of the right tree, random weights (tpuserve.convert.synthetic)."""
-
-    arch_json: str | None
-    python: str = sys.executable
-    name: str = "synthetic"
-
-    def _base(self, step: str, model: str) -> list[str]:
-        argv = [self.python, "-m", "tpuserve.convert.synthetic", step, "--model", model]
-        return argv + (["--arch-json", self.arch_json] if self.arch_json else [])
-
-    def scanned(self, model: str, paths: maxtext.ConversionPaths) -> list[str]:
-        return [*self._base("scanned", model), "--output", paths.scanned_dir]
-
-    def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
-        del weight_dtype  # the stand-in keeps the dtype it was given
-        out = layout.join(paths.unscanned_base, paths.unscanned_run_name, "checkpoints")
-        return [*self._base("unscanned", model), "--output", out, "--scanned-items", paths.scanned_items]
-
-    def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
-        # A stand-in (int8 casts of the unscanned params saved where and how MaxText saves quantized params),
-        # not AQT: it exercises the plumbing around the step, not quantization.
-        del quantization
-        return [*self._base("quantize", model), "--output", output_dir, "--scanned-items", unscanned_items]
-
-
-class ConversionError(RuntimeError):
-    pass
-
-
-def find_maxtext_config() -> str:
-    """MaxText's configs/base.yml: env TPUSERVE_MAXTEXT_CONFIG, else inside the installed `maxtext` package."""
-    configured = os.environ.get(MAXTEXT_CONFIG_ENV)
-    if configured:
-        return configured
-    spec = importlib.util.find_spec("maxtext")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConversionError(
-            f"MaxText ({maxtext.MAXTEXT_RELEASE}) is not installed: run in the converter image, set "
-            f"{MAXTEXT_CONFIG_ENV}, or use {STEP_ENV}=synthetic for tests"
-        )
-    return str(Path(next(iter(spec.submodule_search_locations))) / maxtext.BASE_CONFIG_IN_PACKAGE)
-
-
-def make_steps(options: RunOptions) -> ConversionSteps:
-    if options.step == "synthetic":
-        return SyntheticSteps(arch_json=options.arch_json)
-    if options.step == "maxtext":
-        return MaxTextSteps(base_config=find_maxtext_config())
-    raise ConversionError(f"unknown conversion step {options.step!r}; use maxtext or synthetic")
-
-
-def load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
-    """The catalog's architecture, or the override (llama.from_override)."""
-    if arch_json:
-        try:
-            return llama.from_override(model, json.loads(Path(arch_json).read_text()))
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConversionError(f"cannot read architecture JSON {arch_json}: {exc}") from exc
-    return llama.arch(model)
-
-
-def tool_versions(step: str) -> ToolVersions:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return ToolVersions(
-        tpuserve=__version__,
-        maxtext_release=maxtext.MAXTEXT_RELEASE,
-        maxtext_commit=maxtext.MAXTEXT_COMMIT,
-        conversion_step=step,
-        orbax_checkpoint=version("orbax-checkpoint"),
-        jax=version("jax"),
-        tensorstore=version("tensorstore"),
-        torch=version("torch"),
-        python=sys.version.split()[0],
-    )
 
 
 def log(message: str) -> None:
@@ -300,7 +182,7 @@ def _run(ctx: _Context, runner: Callable[[list[str], dict[str, str]], int]) -> C
         return ctx.failed(FailureReason.SOURCE_NOT_FOUND, check.message, missing=check.missing)
     if check.status is SourceStatus.INCOMPLETE:
         return ctx.failed(FailureReason.SOURCE_INCOMPLETE, check.message, missing=check.missing)
-    steps = make_steps(o)
+    steps = make_steps(o.step, o.arch_json)
 
     # 3. Anything already under the output without a matching verified manifest is partial: replace it.
     _clear_output(o.output, out_store)
@@ -331,7 +213,7 @@ def _convert(
     out_store: Any,
 ) -> ConvertSummary:
     o = ctx.options
-    if is_gcs(o.source):
+    if is_gs_uri(o.source):
         staged = work / "source"
         sources, seconds = stage_source(
             open_store(o.source, o.client),
@@ -368,7 +250,7 @@ def _convert(
             f"the scanned conversion ({steps.name}) exited with code {code}; see the container log above. "
             f"It needs ~{arch.weight_bytes() * 4 / 2**30:.0f} GiB of memory for {o.model}.",
         )
-    if is_gcs(o.source):
+    if is_gs_uri(o.source):
         shutil.rmtree(staged, ignore_errors=True)  # free the disk for the unscanned checkpoint
     started = time.monotonic()
     code = runner(steps.unscanned(o.model, o.weight_dtype, paths), maxtext.CONVERSION_ENV)
@@ -413,7 +295,7 @@ def _convert(
         out_store.upload_tree(local_dir, prefix, workers=o.upload_workers, progress=progress)
     ctx.timings.upload_seconds = round(progress.seconds, 3)
     ctx.timings.upload_bytes = total
-    if is_gcs(o.output) or Path(o.output).resolve() != local_out.resolve():
+    if is_gs_uri(o.output) or Path(o.output).resolve() != local_out.resolve():
         started = time.monotonic()
         reports = [
             verify_checkpoint(layout.scanned_items(o.output), arch, Layout.SCANNED, client=o.client),

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import google_crc32c
 
 from tpuserve.convert import stopping
+from tpuserve.gs_uri import GsPath, is_gs_uri
 
 DOWNLOAD_CHUNK_BYTES = 64 * 1024 * 1024
 _HASH_BLOCK = 8 * 1024 * 1024
@@ -34,21 +35,6 @@ class ObjectInfo:
     crc32c: str | None = None  # base64 of the big-endian CRC32C, as GCS reports it
     md5_hex: str | None = None  # GCS's MD5 (absent for composite objects), hex
     generation: int | None = None
-
-
-def is_gcs(uri: str) -> bool:
-    return uri.startswith("gs://")
-
-
-def split_gcs(uri: str) -> tuple[str, str]:
-    """gs://bucket/a/b -> ("bucket", "a/b")."""
-    if not is_gcs(uri):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    rest = uri[len("gs://") :]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"gs:// URI without a bucket: {uri!r}")
-    return bucket, prefix.strip("/")
 
 
 def crc32c_of_file(path: Path) -> str:
@@ -211,7 +197,8 @@ class LocalStore:
 class GcsStore:
     def __init__(self, uri: str, client: Any = None) -> None:
         self.uri = uri.rstrip("/")
-        self.bucket_name, self.prefix = split_gcs(uri)
+        path = GsPath.parse(uri)
+        self.bucket_name, self.prefix = path.bucket, path.prefix
         if client is None:
             from google.cloud import storage
 
@@ -335,6 +322,6 @@ def _run_parallel(func: Callable[[Any], None], items: Iterable[Any], workers: in
 
 def open_store(uri: str, client: Any = None) -> Store:
     """A Store for a gs:// URI (google-cloud-storage; honours STORAGE_EMULATOR_HOST) or a local directory."""
-    if is_gcs(uri):
+    if is_gs_uri(uri):
         return GcsStore(uri, client)
     return LocalStore(uri)

@@ -8,8 +8,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tpuserve import termination
+
 SUMMARY_SCHEMA_VERSION = "tpuserve.dev/convert-summary/v1"
-SUMMARY_MAX_BYTES = 4096
+SUMMARY_MAX_BYTES = termination.MAX_BYTES
 _MAX_LIST = 10
 
 
@@ -81,18 +83,34 @@ class ConvertSummary(BaseModel):
                 "mismatches": [m[:200] for m in self.mismatches[:_MAX_LIST]],
             }
         )
-        text = summary.model_dump_json(by_alias=True, exclude_none=True)
-        while len(text.encode()) > SUMMARY_MAX_BYTES:
-            # Keep at least the first mismatch and missing file; the message was already capped.
-            if len(summary.mismatches) > 1:
-                summary.mismatches = summary.mismatches[:-1]
-            elif len(summary.missing) > 1:
-                summary.missing = summary.missing[:-1]
-            elif summary.message and len(summary.message) > 80:
-                summary.message = summary.message[: len(summary.message) // 2] + "…"
-            else:
-                raise ValueError(f"convert summary is {len(text.encode())} bytes, over {SUMMARY_MAX_BYTES}")
-            text = summary.model_dump_json(by_alias=True, exclude_none=True)
+
+        # Keep at least the first mismatch and missing file; the message was already capped.
+        def fewer_mismatches() -> bool:
+            if len(summary.mismatches) <= 1:
+                return False
+            summary.mismatches = summary.mismatches[:-1]
+            return True
+
+        def fewer_missing() -> bool:
+            if len(summary.missing) <= 1:
+                return False
+            summary.missing = summary.missing[:-1]
+            return True
+
+        def shorter_message() -> bool:
+            if not summary.message or len(summary.message) <= 80:
+                return False
+            summary.message = summary.message[: len(summary.message) // 2] + "…"
+            return True
+
+        text = termination.shrink_to_fit(
+            lambda: summary.model_dump_json(by_alias=True, exclude_none=True),
+            fewer_mismatches,
+            fewer_missing,
+            shorter_message,
+        )
+        if termination.size(text) > SUMMARY_MAX_BYTES:
+            raise ValueError(f"convert summary is {termination.size(text)} bytes, over {SUMMARY_MAX_BYTES}")
         return text
 
     @classmethod
