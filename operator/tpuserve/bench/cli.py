@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     arguments = ["bench", *(argv if argv is not None else sys.argv[1:])]
     _ARGV[:] = arguments
-    args = parser.parse_args(arguments)
+    try:
+        args = parser.parse_args(arguments)
+    finally:
+        _ARGV.clear()  # only this parse's usage errors may read them; a later in-process parse has its own
     return int(args.func(args) or 0)
 
 

@@ -299,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     register(sub)
     arguments = ["convert", *(sys.argv[1:] if argv is None else argv)]
     _ARGV[:] = arguments
-    args = parser.parse_args(arguments)
+    try:
+        args = parser.parse_args(arguments)
+    finally:
+        _ARGV.clear()  # only this parse's usage errors may read them; a later in-process parse has its own
     result: int = args.func(args)
     return result
 
