@@ -17,19 +17,41 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
 from localcluster.ports import free_port
-from localcluster.wait import wait_for
+from localcluster.wait import WaitTimeout, wait_for
 from tpuserve_dev import REPO
 
 PROMETHEUS = os.environ.get("TPUSERVE_PROMETHEUS", "/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"
+
+
+class HasExpr(Protocol):
+    @property
+    def expr(self) -> str: ...
+
+
+E = TypeVar("E", bound=HasExpr)
+
+
+def unanswered(prometheus: Prometheus, expressions: Sequence[E], timeout: float, interval: float = 1.0) -> list[E]:
+    """The expressions (anything with `.expr`) that still return no data when `timeout` runs out (empty at once when
+    all of them answer): the waiting goes through the one polling helper, the caller asserts on what is left."""
+    missing = list(expressions)
+
+    def all_answered() -> bool:
+        missing[:] = [e for e in missing if not prometheus.query(e.expr)]
+        return not missing
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(all_answered, timeout=timeout, interval=interval, description="every expression to return data")
+    return missing
 
 
 @dataclass

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chart.prometheus import running_jetstream_with_metrics, running_prometheus
+from tests.chart.prometheus import running_jetstream_with_metrics, running_prometheus, unanswered
 from tpuserve_dev.chart import dashboards
 from tpuserve_dev.chart.tools import CHART
 
@@ -96,11 +95,7 @@ def test_jetstream_panels_answer_from_a_real_jetstream_server(tmp_path: Path) ->
         running_prometheus({"jetstream": [metrics]}, tmp_path / "prometheus") as prometheus,
     ):
         prometheus.wait_for_targets_up()
-        deadline = time.monotonic() + 30
-        missing = answerable
-        while missing and time.monotonic() < deadline:
-            missing = [e for e in answerable if not prometheus.query(e.expr)]
-            time.sleep(1)
+        missing = unanswered(prometheus, answerable, timeout=30)
         assert not missing, [f"{e.panel}: {e.expr}" for e in missing]
         # Newer-server panels must still be valid PromQL (they are empty against v0.2.2).
         for expression in jetstream:
@@ -151,11 +146,7 @@ def test_vllm_panels_answer_from_a_real_vllm_server(tmp_path: Path) -> None:
             host_port = server.base_url.removeprefix("http://")
             with running_prometheus({"vllm": [host_port]}, tmp_path / "prometheus") as prometheus:
                 prometheus.wait_for_targets_up()
-                deadline = time.monotonic() + 90
-                missing = vllm
-                while missing and time.monotonic() < deadline:
-                    missing = [e for e in vllm if not prometheus.query(e.expr)]
-                    time.sleep(1)
+                missing = unanswered(prometheus, vllm, timeout=90)
                 assert not missing, [f"{e.panel}: {e.expr}" for e in missing]
         finally:
             stop.set()

@@ -34,7 +34,7 @@ from tests.chart.cluster_helpers import (
     operator_as_installed,
     rbac_denials,
 )
-from tests.chart.prometheus import running_prometheus
+from tests.chart.prometheus import running_prometheus, unanswered
 from tpuserve.api import KINDS
 from tpuserve.controllers import naming
 from tpuserve_dev import REPO
@@ -274,11 +274,7 @@ def _run_cycle(
         # Every operator and benchmark dashboard expression returns data from the scraped operator. Wait for a few
         # scrapes after the run finished (rate() windows need two samples).
         expressions = [e for e in dashboards.all_expressions() if e.dashboard in OPERATOR_DASHBOARDS]
-        deadline = time.monotonic() + 90
-        missing = expressions
-        while missing and time.monotonic() < deadline:
-            time.sleep(2)
-            missing = [e for e in missing if not prometheus.query(e.expr)]
+        missing = unanswered(prometheus, expressions, timeout=90, interval=2)
         # The runs are filed under their own namespace (what the dashboards' Namespace filter lists).
         namespaces = {r["metric"].get("namespace") for r in prometheus.query(f"count by (namespace) ({BENCH_METRIC})")}
         assert namespaces == {namespace}, namespaces

@@ -7,13 +7,13 @@ HBM is reported before any pod."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localcluster.wait import wait_for
 from tests.operator.conftest import LOCAL, checkpoint, server
 from tpuserve_dev.operator_harness import Objects, condition
 from tpuserve_dev.vllm_rendered import start_rendered_server
@@ -91,14 +91,12 @@ def test_vllm_server_refuses_a_maxtext_checkpoint(
     )
     objects.wait_phase("LlamaCheckpoint", namespace, "llama2-7b", "Ready", timeout=120)
 
-    status = objects.status("InferenceServer", namespace, "llama2-on-vllm")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def checkpoint_failed() -> dict[str, Any] | None:
         status = objects.status("InferenceServer", namespace, "llama2-on-vllm")
         conds = {c["type"]: c for c in status.get("conditions") or []}
-        if conds.get("CheckpointReady", {}).get("reason") == "CheckpointFailed":
-            break
-        time.sleep(1)
+        return status if conds.get("CheckpointReady", {}).get("reason") == "CheckpointFailed" else None
+
+    status = wait_for(checkpoint_failed, timeout=60, interval=1, description="CheckpointReady reason CheckpointFailed")
     cond = condition(status, "CheckpointReady")
     assert cond["reason"] == "CheckpointFailed"
     assert "has no status.huggingFacePath" in cond["message"]

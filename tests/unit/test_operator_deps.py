@@ -6,6 +6,7 @@ extras; images/operator.Dockerfile installs the base list only."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib.metadata
 import subprocess
 import sys
@@ -131,3 +132,17 @@ cli.main(["operator", "--help"])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "run the tpuserve operator" in result.stdout.lower(), result.stdout
+
+
+def test_the_wheel_ships_only_the_operator_package() -> None:
+    """operator/localcluster and operator/tpuserve_dev are development-only: not in the wheel, not in any image."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    root = REPO / find["where"][0]
+    packages = [".".join(init.parent.relative_to(root).parts) for init in root.rglob("__init__.py")]
+    assert {"localcluster", "tpuserve_dev"} <= set(packages)
+    # setuptools' packages.find matches `include` as fnmatch patterns.
+    shipped = [p for p in packages if any(fnmatch.fnmatchcase(p, pattern) for pattern in find["include"])]
+    assert "tpuserve.controllers" in shipped
+    assert all(package == "tpuserve" or package.startswith("tpuserve.") for package in shipped), shipped
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert {"operator/localcluster/", "operator/tpuserve_dev/"} <= set(ignored)
