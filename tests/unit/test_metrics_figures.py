@@ -207,6 +207,8 @@ def test_a_first_token_at_the_send_instant_meets_any_ttft_slo() -> None:
     report = stage_report(run, parse_run(run), slo_ttft_ms=10.0)
     assert report.goodput is not None
     assert report.goodput.requests == 1
+    assert report.ttst_ms is not None  # a second message, the last one: TTST 0.5 s
+    assert report.ttst_ms.max == 500.0
 
 
 def test_a_stage_that_sent_nothing_reports_zeros() -> None:
