@@ -195,7 +195,8 @@ def stage_report(
         total_throughput=per_s(total_in + total_out),
         ttft_ms=stats_ms([r.ttft for r in with_tokens if r.ttft is not None]),
         ttst_ms=stats_ms([r.ttst for r in with_tokens if r.ttst is not None]),
-        tpot_ms=stats_ms([r.latency / r.output_len for r in with_tokens]),
+        # an OpenAI stream without usage whose text counts no token (no tokenizer, empty deltas) has no TPOT
+        tpot_ms=stats_ms([r.latency / r.output_len for r in with_tokens if r.output_len > 0]),
         decode_tpot_ms=stats_ms([t for r in with_tokens if (t := r.decode_tpot) is not None]),
         itl_ms=stats_ms(itl),
         chunk_itl_ms=stats_ms(chunk_itl),
