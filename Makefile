@@ -89,8 +89,8 @@ mutation: setup
 	rm -rf .mutation && mkdir .mutation
 	ln -s ../operator .mutation/src && ln -s ../tests .mutation/tests && ln -s ../pyproject.toml .mutation/pyproject.toml
 	cd .mutation && ../$(VENV)/bin/mutmut run --max-children 2 >mutmut.log 2>&1 || { tail -c 3000 mutmut.log; exit 1; }
-	cd .mutation && ../$(PY) -m tests.mutation_score
-	$(PY) -m tests.mutation_blind_spots
+	cd .mutation && ../$(PY) -m tpuserve_dev.mutation.score
+	$(PY) -m tpuserve_dev.mutation.blind_spots
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .mutation

@@ -9,6 +9,7 @@ import json
 import pytest
 from tokenizers import Tokenizer as HFCore
 from tokenizers import models, pre_tokenizers
+
 from tpuserve.bench.client import Record
 from tpuserve.bench.datasets import Request
 from tpuserve.bench.metrics import parse_run, stage_report, stats_ms

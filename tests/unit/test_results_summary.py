@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tpuserve.results import SUMMARY_MAX_BYTES, BenchmarkSummary, LatencyStats
 
 TTFT = LatencyStats(mean=250.0, median=240.0, p90=300.0, p95=320.0, p99=400.0, max=512.5)

@@ -4,6 +4,7 @@ cap (nothing fits, a KV cache of zero, a context of zero). These are the tests `
 from __future__ import annotations
 
 import pytest
+
 from tpuserve import tpu
 
 GB = 1e9

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tpuserve import llama
 from tpuserve.convert.expected import PARAMS_ROOT, Layout, ParamSpec, expected_params
 from tpuserve.convert.orbax_meta import ArrayMeta, CheckpointMeta

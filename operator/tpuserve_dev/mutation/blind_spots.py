@@ -17,7 +17,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tpuserve_dev import REPO
+
+ROOT = REPO
 
 
 @dataclass(frozen=True)
