@@ -167,3 +167,4 @@ def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
     assert measured.engine_args == render_vllm.vllm_args(server.spec, render_vllm.WeightSource(MIRROR))
     assert "--max-num-seqs=128" in measured.engine_args and measured.image == images.VLLM_TPU_IMAGE
     assert (measured.model, measured.chips, measured.topology) == ("llama3.1-8b", 8, "2x4")
+    assert (measured.weight_dtype, measured.quantization, measured.decode_batch) == ("bfloat16", None, 128)

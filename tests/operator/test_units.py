@@ -6,12 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from tpuserve import llama, tpu
-from tpuserve.api import BenchmarkRunStatus, Condition, MeasuredServer
-from tpuserve.controllers import benchmark, kube, observe
+from tpuserve.api import Condition, MeasuredServer
+from tpuserve.controllers import benchmark, observe
 from tpuserve.controllers.status import Reason, set_condition
-from tpuserve.metrics import OperatorMetrics
 from tpuserve.results import BenchmarkSummary, LatencyStats
 from tpuserve.settings import OperatorSettings
 
@@ -63,9 +61,9 @@ def test_condition_transition_time_moves_only_with_the_status() -> None:
     assert conds[0].last_transition_time == t1 and conds[0].observed_generation == 2 and len(conds) == 1
 
 
-def test_cost_and_roofline_follow_the_catalog() -> None:
+def _summary_of_a_run() -> BenchmarkSummary:
     stats = LatencyStats(mean=1, median=1, p90=1, p95=1, p99=1, max=1)
-    summary = BenchmarkSummary(
+    return BenchmarkSummary(
         successful_requests=1000,
         failed_requests=0,
         duration_seconds=100,
@@ -76,30 +74,59 @@ def test_cost_and_roofline_follow_the_catalog() -> None:
         output_throughput=3000,
         ttft_ms=stats,
     )
-    status = BenchmarkRunStatus(
-        server=MeasuredServer(
-            name="s",
-            model="llama2-7b",
-            accelerator="tpu-v5-lite-podslice",
-            topology="2x4",
-            chips=8,
-            replicas=1,
-            engine_args=["per_device_batch_size=11", "weight_dtype=bfloat16"],
-        )
+
+
+def _measured(**typed: Any) -> MeasuredServer:
+    values: dict[str, Any] = {"weight_dtype": "bfloat16", "decode_batch": 88, **typed}
+    return MeasuredServer(
+        name="s", model="llama2-7b", accelerator="tpu-v5-lite-podslice", topology="2x4", chips=8, replicas=1, **values
     )
-    ctx = kube.Context(
-        api=None, settings=OperatorSettings(tpu_prices={"v5e": 1.0}), metrics=OperatorMetrics(CollectorRegistry())
-    )
-    cost, roofline = benchmark._derived(ctx, "s", status, summary)
+
+
+def test_cost_and_roofline_follow_the_catalog() -> None:
+    summary = _summary_of_a_run()
+    settings = OperatorSettings(tpu_prices={"v5e": 1.0})
+    cost, roofline = benchmark.derived(settings, "s", _measured(), summary)
     slice_ = tpu.resolve("v5e", "2x4")
-    assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-5)
+    # Status figures are rounded to four significant figures (results.readable): compare at that precision.
+    assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-3)
     arch = llama.arch("llama2-7b")
     ceiling = tpu.decode_roofline_tokens_per_second(
         slice_, arch.weight_bytes(), arch.kv_bytes_per_token(), 88, 200 + 150
     )
-    assert roofline == pytest.approx(3000 / ceiling, rel=1e-4)
+    assert roofline == pytest.approx(3000 / ceiling, rel=1e-3)
     # An external target has no known slice: no cost, no roofline.
-    assert benchmark._derived(ctx, None, status, summary) == (None, None)
+    assert benchmark.derived(settings, None, _measured(), summary) == (None, None)
+    # No typed decode batch (a status recorded before it was): a cost, but no roofline rather than a guess.
+    assert benchmark.derived(settings, "s", _measured(decode_batch=None), summary)[1] is None
+
+
+@pytest.mark.parametrize(("quantization", "bytes_per_weight"), [(None, 2), ("int8", 1), ("fp8", 1), ("int4", 0.5)])
+def test_roofline_counts_the_quantized_weight_bytes(quantization: str | None, bytes_per_weight: float) -> None:
+    """int4 weights move half the bytes of int8 per decode step: each quantization has its own ceiling."""
+    summary = _summary_of_a_run()
+    _, roofline = benchmark.derived(OperatorSettings(), "s", _measured(quantization=quantization), summary)
+    arch = llama.arch("llama2-7b")
+    weight_bytes = int(arch.num_parameters * bytes_per_weight)
+    ceiling = tpu.decode_roofline_tokens_per_second(
+        tpu.resolve("v5e", "2x4"), weight_bytes, arch.kv_bytes_per_token(), 88, 200 + 150
+    )
+    assert roofline == pytest.approx(3000 / ceiling, rel=1e-3)
+
+
+def test_measured_server_carries_typed_engine_facts() -> None:
+    from tpuserve import images
+    from tpuserve.api import InferenceServer
+
+    spec = {
+        "model": "llama2-7b",
+        "checkpointPath": "gs://bucket/ckpt",
+        "tpu": {"accelerator": "v5e", "topology": "2x4"},
+        "engine": {"perDeviceBatchSize": 4, "quantization": "int4"},
+    }
+    server = InferenceServer.model_validate({"metadata": {"name": "s"}, "spec": spec})
+    measured = benchmark.measured_server(server, {"readyReplicas": 1}, "s:9000", images.GOOGLE_SERVER_IMAGE)
+    assert (measured.weight_dtype, measured.quantization, measured.decode_batch) == ("bfloat16", "int4", 32)
 
 
 def test_container_problem_names_the_stuck_container() -> None:

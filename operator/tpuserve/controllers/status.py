@@ -3,6 +3,7 @@ phase change)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -11,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tpuserve.api import Condition, ConditionStatus
 from tpuserve.controllers import kube
+
+log = logging.getLogger(__name__)
 
 
 class Reason(StrEnum):
@@ -120,6 +123,17 @@ def write_status(
     for key in old:
         if key not in wire:
             patch[key] = None
+    if old.get("phase") != wire.get("phase"):
+        log.info(
+            "%s %s/%s: phase %s -> %s (%s): %s",
+            kind,
+            meta["namespace"],
+            meta["name"],
+            old.get("phase") or "-",
+            phase,
+            event_reason,
+            new.message or "",
+        )
     if old.get("phase") != wire.get("phase") or _verdicts(old) != _verdicts(wire):
         # The Event goes first: whoever sees the new state can also find the Event that explains it.
         kube.post_event(ctx, body, "Warning" if warning else "Normal", str(event_reason), new.message or str(new.phase))
