@@ -160,7 +160,7 @@ def test_vllm_service_and_monitors_scrape_the_api_port() -> None:
 
 def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
     from tpuserve.api import InferenceServer
-    from tpuserve.controllers.benchmark import measured_server
+    from tpuserve.controllers.measured import measured_server
 
     server = InferenceServer.model_validate({"metadata": {"name": "llama31-8b"}, "spec": vllm_spec().to_wire()})
     measured = measured_server(server, {"readyReplicas": 1, "checkpointPath": MIRROR}, "t:8000", images.VLLM_TPU_IMAGE)

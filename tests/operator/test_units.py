@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tpuserve import llama, tpu
 from tpuserve.api import Condition, MeasuredServer
-from tpuserve.controllers import benchmark, observe
+from tpuserve.controllers import measured, observe
 from tpuserve.controllers.status import Reason, set_condition
 from tpuserve.results import BenchmarkSummary, LatencyStats
 from tpuserve.settings import OperatorSettings
@@ -86,7 +86,7 @@ def _measured(**typed: Any) -> MeasuredServer:
 def test_cost_and_roofline_follow_the_catalog() -> None:
     summary = _summary_of_a_run()
     settings = OperatorSettings(tpu_prices={"v5e": 1.0})
-    cost, roofline = benchmark.derived(settings, "s", _measured(), summary)
+    cost, roofline = measured.derived(settings, "s", _measured(), summary)
     slice_ = tpu.resolve("v5e", "2x4")
     # Status figures are rounded to four significant figures (results.readable): compare at that precision.
     assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-3)
@@ -96,16 +96,16 @@ def test_cost_and_roofline_follow_the_catalog() -> None:
     )
     assert roofline == pytest.approx(3000 / ceiling, rel=1e-3)
     # An external target has no known slice: no cost, no roofline.
-    assert benchmark.derived(settings, None, _measured(), summary) == (None, None)
+    assert measured.derived(settings, None, _measured(), summary) == (None, None)
     # No typed decode batch (a status recorded before it was): a cost, but no roofline rather than a guess.
-    assert benchmark.derived(settings, "s", _measured(decode_batch=None), summary)[1] is None
+    assert measured.derived(settings, "s", _measured(decode_batch=None), summary)[1] is None
 
 
 @pytest.mark.parametrize(("quantization", "bytes_per_weight"), [(None, 2), ("int8", 1), ("fp8", 1), ("int4", 0.5)])
 def test_roofline_counts_the_quantized_weight_bytes(quantization: str | None, bytes_per_weight: float) -> None:
     """int4 weights move half the bytes of int8 per decode step: each quantization has its own ceiling."""
     summary = _summary_of_a_run()
-    _, roofline = benchmark.derived(OperatorSettings(), "s", _measured(quantization=quantization), summary)
+    _, roofline = measured.derived(OperatorSettings(), "s", _measured(quantization=quantization), summary)
     arch = llama.arch("llama2-7b")
     weight_bytes = int(arch.num_parameters * bytes_per_weight)
     ceiling = tpu.decode_roofline_tokens_per_second(
@@ -125,8 +125,8 @@ def test_measured_server_carries_typed_engine_facts() -> None:
         "engine": {"perDeviceBatchSize": 4, "quantization": "int4"},
     }
     server = InferenceServer.model_validate({"metadata": {"name": "s"}, "spec": spec})
-    measured = benchmark.measured_server(server, {"readyReplicas": 1}, "s:9000", images.GOOGLE_SERVER_IMAGE)
-    assert (measured.weight_dtype, measured.quantization, measured.decode_batch) == ("bfloat16", "int4", 32)
+    facts = measured.measured_server(server, {"readyReplicas": 1}, "s:9000", images.GOOGLE_SERVER_IMAGE)
+    assert (facts.weight_dtype, facts.quantization, facts.decode_batch) == ("bfloat16", "int4", 32)
 
 
 def test_container_problem_names_the_stuck_container() -> None:

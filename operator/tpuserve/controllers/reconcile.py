@@ -19,18 +19,13 @@ import kopf
 from pydantic import BaseModel
 
 from tpuserve.controllers import kube, outcomes
-from tpuserve.controllers.status import Reason, set_condition, write_status
+from tpuserve.controllers.status import Reason, live_status, set_condition, write_status
 
 SPEC_KEYS = ("apiVersion", "kind", "metadata", "spec")
 
 
 ObjT = TypeVar("ObjT", bound=BaseModel)
 StatusT = TypeVar("StatusT", bound=BaseModel)
-
-
-def live_status(body: dict[str, Any]) -> dict[str, Any]:
-    """The object's status as stored, without kopf's own bookkeeping key."""
-    return {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
 
 
 def spec_part(body: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from tpuserve.api import (
     Toleration,
 )
 from tpuserve.api.server import secret_arg_env_name
-from tpuserve.controllers import naming, pod_security
+from tpuserve.controllers import monitors, naming, pod_security
 from tpuserve.convert import layout
 from tpuserve.settings import OperatorSettings
 
@@ -365,6 +365,7 @@ def render_pod_monitoring(
     port."""
     return render_template(
         "podmonitoring.yaml.j2",
+        api_version=monitors.POD_MONITORING.group_version,
         meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
         port=port,
@@ -379,6 +380,7 @@ def render_service_monitor(
     port."""
     return render_template(
         "servicemonitor.yaml.j2",
+        api_version=monitors.SERVICE_MONITOR.group_version,
         meta=_meta("InferenceServer", owner_meta, naming.server_name(owner_meta["name"]), app, "server", {}),
         selector=server_selector(owner_meta["name"]),
         port=port,

@@ -113,7 +113,7 @@ def write_status(
     Returns whether anything was written.
     """
     meta = body["metadata"]
-    old: dict[str, Any] = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    old = live_status(body)
     wire = new.to_wire()
     phase = str(new.phase) if new.phase else "Pending"
     if wire == old:
@@ -145,6 +145,11 @@ def write_status(
         raise
     ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, meta.get("uid"))
     return True
+
+
+def live_status(body: dict[str, Any]) -> dict[str, Any]:
+    """The object's status as stored, without kopf's own bookkeeping key."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
 
 
 def _verdicts(status: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
