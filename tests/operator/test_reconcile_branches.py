@@ -10,6 +10,7 @@ LlamaCheckpoint) are written straight to their status subresource, as the operat
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from tests.operator.conftest import benchmark as benchmark_manifest
 from tests.operator.conftest import checkpoint as checkpoint_manifest
 from tests.operator.conftest import server as server_manifest
 from tests.operator.conftest import summary_json
-from tests.operator.harness import Objects, condition
+from tests.operator.harness import Objects, condition, convert_summary_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
 
@@ -153,7 +154,7 @@ def test_benchmark_succeeds_with_readable_figures_then_stays(env: InProcess) -> 
     env.assert_idle(benchmark.reconcile_benchmark, "BenchmarkRun", "b")
 
 
-def test_benchmark_job_vanished_while_running_fails_the_run(env: InProcess) -> None:
+def test_benchmark_job_vanished_while_running_fails_the_run(env: InProcess, caplog: pytest.LogCaptureFixture) -> None:
     annotations = {sim.RUN_DURATION_ANNOTATION: "600s"}
     env.objects.apply(env.namespace, benchmark_manifest("b", target="10.1.2.3:9000", podAnnotations=annotations))
     benchmark.reconcile_benchmark(env.ctx, env.namespace, "b")
@@ -163,11 +164,17 @@ def test_benchmark_job_vanished_while_running_fails_the_run(env: InProcess) -> N
     env.assert_idle(benchmark.reconcile_benchmark, "BenchmarkRun", "b")
     env.objects.kubectl("delete", "job", run_job("b"), "-n", env.namespace, "--wait=true")
 
-    benchmark.reconcile_benchmark(env.ctx, env.namespace, "b")
+    with caplog.at_level(logging.INFO, logger="tpuserve.controllers.status"):
+        benchmark.reconcile_benchmark(env.ctx, env.namespace, "b")
     status = env.status("BenchmarkRun", "b")
     assert status["phase"] == "Failed"
     assert condition(status, "Failed")["reason"] == "JobFailed"
     assert "disappeared before its results were recorded" in status["message"]
+    # A phase change is logged and posted as an Event, once.
+    assert f"BenchmarkRun {env.namespace}/b: phase Running -> Failed (JobFailed)" in caplog.text
+    failed_events = [e for e in env.objects.events(env.namespace, "b") if e["reason"] == "JobFailed"]
+    assert len(failed_events) == 1
+    assert failed_events[0]["type"] == "Warning"
     assert env.job(run_job("b")) is None  # not run a second time under the same name
     env.assert_idle(benchmark.reconcile_benchmark, "BenchmarkRun", "b")
 
@@ -330,6 +337,78 @@ def test_checkpoint_with_a_spec_the_model_refuses_fails_as_invalid(env: InProces
     assert condition(status, "Ready")["reason"] == "InvalidSpec"
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "summary", "phase", "reason"),
+    [
+        ("0", "converted", "Ready", "Converted"),
+        ("0", None, "Failed", "InvalidSummary"),
+        ("6", "VerificationFailed", "Failed", "ConversionFailed"),
+        ("3", "SourceNotFound", "Failed", "SourceNotFound"),
+    ],
+)
+def test_checkpoint_conversion_job_outcomes(
+    env: InProcess, exit_code: str, summary: str | None, phase: str, reason: str
+) -> None:
+    output = "gs://bkt/out"
+    annotations = {sim.EXIT_CODE_ANNOTATION: exit_code}
+    if summary is not None:
+        annotations[sim.TERMINATION_MESSAGE_ANNOTATION] = convert_summary(output, summary)
+    manifest = checkpoint_manifest("ckpt", "gs://bkt/meta/x", output, podAnnotations=annotations)
+    env.objects.apply(env.namespace, manifest)
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    job_done(env, naming.job_name_convert("ckpt"), "Complete" if exit_code == "0" else "Failed")
+
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    status = env.status("LlamaCheckpoint", "ckpt")
+    assert status["phase"] == phase
+    assert condition(status, "Ready")["reason"] == reason
+    assert status["completionTime"]
+    if phase == "Ready":
+        assert status["unscannedPath"].startswith(output)
+    event_reasons = {e["reason"] for e in env.objects.events(env.namespace, "ckpt")}
+    assert {"Converting", reason} <= event_reasons  # an Event on every phase change
+    env.assert_idle(checkpoint.reconcile_checkpoint, "LlamaCheckpoint", "ckpt")
+
+
+def test_mirror_of_an_unavailable_hub_is_retried_with_a_new_job(env: InProcess) -> None:
+    annotations = {
+        sim.EXIT_CODE_ANNOTATION: "1",
+        sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary("gs://bkt/hf-out", "HubUnavailable", "llama3.1-8b"),
+    }
+    env.objects.apply(env.namespace, hf_checkpoint_manifest("ckpt", "gs://bkt/hf-out", annotations))
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    job_name = naming.job_name_mirror("ckpt")
+    status = env.status("LlamaCheckpoint", "ckpt")
+    assert status["phase"] == "Converting"
+    assert condition(status, "Converted")["reason"] == "Mirroring"
+    job_done(env, job_name, "Failed")
+
+    writes = env.writes("LlamaCheckpoint")
+    with pytest.raises(kopf.TemporaryError, match="a new mirror Job starts"):
+        checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    assert env.writes("LlamaCheckpoint") == writes + 1  # written, then retried
+    status = env.status("LlamaCheckpoint", "ckpt")
+    assert status["phase"] == "Pending"
+    assert condition(status, "Ready")["reason"] == "HubUnavailable"
+    wait_for(lambda: env.job(job_name) is None, timeout=60, description="the failed mirror Job deleted")
+
+
+def test_mirror_refused_by_the_hub_names_the_token_secret(env: InProcess) -> None:
+    annotations = {
+        sim.EXIT_CODE_ANNOTATION: "1",
+        sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary("gs://bkt/hf-out", "HubUnauthorized", "llama3.1-8b"),
+    }
+    env.objects.apply(env.namespace, hf_checkpoint_manifest("ckpt", "gs://bkt/hf-out", annotations))
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    job_done(env, naming.job_name_mirror("ckpt"), "Failed")
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    status = env.status("LlamaCheckpoint", "ckpt")
+    assert status["phase"] == "Failed"
+    assert condition(status, "Ready")["reason"] == "HubUnauthorized"
+    assert f"Secret {env.namespace}/hf-secret" in status["message"]
+    env.assert_idle(checkpoint.reconcile_checkpoint, "LlamaCheckpoint", "ckpt")
+
+
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
@@ -356,3 +435,30 @@ def job_done(env: InProcess, job_name: str, condition_type: str) -> None:
         return any(c.get("type") == condition_type and c.get("status") == "True" for c in conds)
 
     wait_for(finished, timeout=90, description=f"Job {job_name} {condition_type}")
+
+
+def convert_summary(output: str, outcome: str, model: str = "llama2-7b") -> str:
+    """What the converter leaves in its termination message: success ("converted") or a FailureReason."""
+    from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
+
+    if outcome == "converted":
+        return convert_summary_json(output, model)
+    failure = FailureReason(outcome)
+    return ConvertSummary(
+        ok=False, outcome=Outcome.FAILED, reason=failure, model=model, weight_dtype="bfloat16", message=f"{outcome}!"
+    ).to_termination_message()
+
+
+def hf_checkpoint_manifest(name: str, output: str, pod_annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "tpuserve.dev/v1alpha1",
+        "kind": "LlamaCheckpoint",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "llama3.1-8b",
+            "format": "huggingface",
+            "huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct", "tokenSecretRef": {"name": "hf-secret"}},
+            "output": output,
+            "converter": {"podAnnotations": pod_annotations},
+        },
+    }
