@@ -30,6 +30,7 @@ from tests.operator.conftest import checkpoint as checkpoint_manifest
 from tests.operator.conftest import server as server_manifest
 from tests.operator.conftest import summary_json
 from tests.operator.harness import Objects, condition, convert_summary_json
+from tests.operator.test_mirror_lifecycle import hf_checkpoint
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
 
@@ -371,17 +372,7 @@ def test_checkpoint_conversion_job_outcomes(
 
 
 def test_mirror_of_an_unavailable_hub_is_retried_with_a_new_job(env: InProcess) -> None:
-    annotations = {
-        sim.EXIT_CODE_ANNOTATION: "1",
-        sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary("gs://bkt/hf-out", "HubUnavailable", "llama3.1-8b"),
-    }
-    env.objects.apply(env.namespace, hf_checkpoint_manifest("ckpt", "gs://bkt/hf-out", annotations))
-    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
-    job_name = naming.job_name_mirror("ckpt")
-    status = env.status("LlamaCheckpoint", "ckpt")
-    assert status["phase"] == "Converting"
-    assert condition(status, "Converted")["reason"] == "Mirroring"
-    job_done(env, job_name, "Failed")
+    job_name = failed_mirror_job(env, "HubUnavailable")
 
     writes = env.writes("LlamaCheckpoint")
     with pytest.raises(kopf.TemporaryError, match="a new mirror Job starts"):
@@ -394,13 +385,7 @@ def test_mirror_of_an_unavailable_hub_is_retried_with_a_new_job(env: InProcess) 
 
 
 def test_mirror_refused_by_the_hub_names_the_token_secret(env: InProcess) -> None:
-    annotations = {
-        sim.EXIT_CODE_ANNOTATION: "1",
-        sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary("gs://bkt/hf-out", "HubUnauthorized", "llama3.1-8b"),
-    }
-    env.objects.apply(env.namespace, hf_checkpoint_manifest("ckpt", "gs://bkt/hf-out", annotations))
-    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
-    job_done(env, naming.job_name_mirror("ckpt"), "Failed")
+    failed_mirror_job(env, "HubUnauthorized")
     checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
     status = env.status("LlamaCheckpoint", "ckpt")
     assert status["phase"] == "Failed"
@@ -449,16 +434,21 @@ def convert_summary(output: str, outcome: str, model: str = "llama2-7b") -> str:
     ).to_termination_message()
 
 
-def hf_checkpoint_manifest(name: str, output: str, pod_annotations: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "tpuserve.dev/v1alpha1",
-        "kind": "LlamaCheckpoint",
-        "metadata": {"name": name},
-        "spec": {
-            "model": "llama3.1-8b",
-            "format": "huggingface",
-            "huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct", "tokenSecretRef": {"name": "hf-secret"}},
-            "output": output,
-            "converter": {"podAnnotations": pod_annotations},
-        },
+def failed_mirror_job(env: InProcess, reason: str) -> str:
+    """A format-huggingface LlamaCheckpoint whose mirror Job started (Mirroring) and failed with `reason`."""
+    output = "gs://bkt/hf-out"
+    manifest = hf_checkpoint("ckpt", output)
+    manifest["spec"]["converter"] = {
+        "podAnnotations": {
+            sim.EXIT_CODE_ANNOTATION: "1",
+            sim.TERMINATION_MESSAGE_ANNOTATION: convert_summary(output, reason, "llama3.1-8b"),
+        }
     }
+    env.objects.apply(env.namespace, manifest)
+    checkpoint.reconcile_checkpoint(env.ctx, env.namespace, "ckpt")
+    status = env.status("LlamaCheckpoint", "ckpt")
+    assert status["phase"] == "Converting"
+    assert condition(status, "Converted")["reason"] == "Mirroring"
+    job_name = naming.job_name_mirror("ckpt")
+    job_done(env, job_name, "Failed")
+    return job_name

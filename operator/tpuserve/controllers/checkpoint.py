@@ -181,10 +181,8 @@ _SUMMARY_REASONS = {
 
 
 def observe_job(ctx: kube.Context, ckpt: Checkpoint, job: dict[str, Any], job_name: str) -> Observed:
-    spec = ckpt.obj.spec
-    state = observe.job_state(job)
-    pods = kube.job_pods(ctx, job)
-    summary = converter_pods.converter_summary(pods)
+    spec, seen = ckpt.obj.spec, converter_pods.read_job(ctx, job)
+    state, pods, summary = seen.state, seen.pods, seen.summary
     if state.outcome == observe.JobOutcome.RUNNING:
         unschedulable = observe.unschedulable_message(pods)
         message = f"conversion Job {job_name} is running"

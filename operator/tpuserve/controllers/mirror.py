@@ -75,10 +75,8 @@ def start(ctx: kube.Context, ckpt: Checkpoint, job_name: str) -> Observed:
 
 
 def observe_job(ctx: kube.Context, ckpt: Checkpoint, job: dict[str, Any], job_name: str) -> Observed:
-    spec = ckpt.obj.spec
-    state = observe.job_state(job)
-    pods = kube.job_pods(ctx, job)
-    summary = converter_pods.converter_summary(pods)
+    spec, seen = ckpt.obj.spec, converter_pods.read_job(ctx, job)
+    state, pods, summary = seen.state, seen.pods, seen.summary
     if state.outcome == observe.JobOutcome.RUNNING:
         problem = observe.unschedulable_message(pods) or observe.container_problem(pods)
         message = f"mirror Job {job_name} is running: {describe_source(ckpt.obj)} → {render.mirror_model_path(spec)}"
