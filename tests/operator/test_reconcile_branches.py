@@ -210,6 +210,31 @@ def test_benchmark_with_a_spec_the_model_refuses_fails_as_invalid(env: InProcess
     assert env.job(run_job("b")) is None
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "message", "reason", "words"),
+    [
+        ("1", None, "JobFailed", "BackoffLimitExceeded"),
+        ("1", summary_json(message="server died mid-run"), "BenchmarkFailed", "server died mid-run"),
+        ("0", "not a summary", "JobFailed", "left no readable summary (not a summary)"),
+    ],
+)
+def test_benchmark_job_failures_keep_their_reason(
+    env: InProcess, exit_code: str, message: str | None, reason: str, words: str
+) -> None:
+    annotations = {sim.EXIT_CODE_ANNOTATION: exit_code}
+    if message is not None:
+        annotations[sim.TERMINATION_MESSAGE_ANNOTATION] = message
+    env.objects.apply(env.namespace, benchmark_manifest("b", target="10.1.2.3:9000", podAnnotations=annotations))
+    benchmark.reconcile_benchmark(env.ctx, env.namespace, "b")
+    job_done(env, run_job("b"), "Complete" if exit_code == "0" else "Failed")
+    benchmark.reconcile_benchmark(env.ctx, env.namespace, "b")
+    status = env.status("BenchmarkRun", "b")
+    assert status["phase"] == "Failed"
+    assert condition(status, "Failed")["reason"] == reason
+    assert words in status["message"]
+    env.assert_idle(benchmark.reconcile_benchmark, "BenchmarkRun", "b")
+
+
 # --- InferenceServer --------------------------------------------------------------------------------------
 
 
@@ -260,6 +285,27 @@ def test_server_becomes_ready_restores_drifted_children_then_stays(env: InProces
     assert deployment["spec"]["replicas"] == 1
     assert deployment["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH] != "hand-edited"
     assert env.objects.get("services", env.namespace, name) is not None
+
+
+def test_server_that_no_node_can_take_says_why(env: InProcess) -> None:
+    # The v5p 2x2x1 pool has two hosts; a third replica cannot be placed.
+    tpu = {"accelerator": "v5p", "topology": "2x2x1"}
+    env.objects.apply(env.namespace, server_manifest("srv", path="gs://bkt/ckpt/0/items", tpu=tpu, replicas=3))
+    server.reconcile_server(env.ctx, env.namespace, "srv")
+
+    def unschedulable() -> bool:
+        pods = env.objects.items("pods", env.namespace)
+        return any(
+            c.get("reason") == "Unschedulable" for p in pods for c in (p.get("status") or {}).get("conditions") or []
+        )
+
+    wait_for(unschedulable, timeout=60, description="the scheduler's verdict on the third server pod")
+    server.reconcile_server(env.ctx, env.namespace, "srv")
+    status = env.status("InferenceServer", "srv")
+    assert status["phase"] == "Deploying"
+    assert condition(status, "Scheduled")["reason"] == "Unschedulable"
+    assert condition(status, "Available")["reason"] == "Unschedulable"
+    assert "Add a matching TPU node pool" in condition(status, "Scheduled")["message"]
 
 
 def test_server_that_cannot_fit_its_slice_fails_before_any_pod(env: InProcess) -> None:
