@@ -14,8 +14,14 @@ from typing import Any
 
 from tpuserve import tpu
 
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "int8": 1}
-DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "int8": "int8"}
+# Bytes per element in HBM; int4 and fp8 are MaxText's AQT quantization modes (api Quantization).
+DTYPE_BYTES: dict[str, float] = {"bfloat16": 2, "float16": 2, "float32": 4, "int8": 1, "fp8": 1, "int4": 0.5}
+DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "int8": "int8", "fp8": "fp8", "int4": "int4"}
+
+
+def stored_weight_dtype(weight_dtype: str, quantization: str | None) -> str:
+    """What the weights occupy in HBM: the quantized type when a quantization is set, else the weight dtype."""
+    return quantization or weight_dtype
 
 
 class Runtime(StrEnum):
@@ -62,11 +68,11 @@ class LlamaArch:
         return embeddings + self.num_layers * per_layer + self.d_model
 
     def weight_bytes(self, dtype: str = "bfloat16") -> int:
-        return self.num_parameters * DTYPE_BYTES[dtype]
+        return int(self.num_parameters * DTYPE_BYTES[dtype])
 
     def kv_bytes_per_token(self, dtype: str = "bfloat16") -> int:
         """Key and value vectors of every layer for one token: with GQA only num_kv_heads are cached."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * DTYPE_BYTES[dtype]
+        return int(2 * self.num_layers * self.num_kv_heads * self.head_dim * DTYPE_BYTES[dtype])
 
     @property
     def meta_checkpoint_files(self) -> tuple[str, ...]:

@@ -7,6 +7,9 @@ Field names are camelCase on the wire (Kubernetes convention); Python code uses 
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -20,6 +23,29 @@ PROTOCOLS = (JETSTREAM, OPENAI)
 SUMMARY_SCHEMA_VERSION = "tpuserve.dev/bench-summary/v1"
 # The summary must fit the termination message whole.
 SUMMARY_MAX_BYTES = termination.MAX_BYTES
+
+
+# Figures people read in `kubectl get/describe` (BenchmarkRun status): four significant figures, never fewer than
+# one decimal place (0.5307101048601143 -> 0.5307, 8439.5213 -> 8439.5). The results files keep full precision.
+STATUS_SIGNIFICANT_FIGURES = 4
+
+
+def readable(value: float, figures: int = STATUS_SIGNIFICANT_FIGURES) -> float:
+    """`value` rounded for a status: `figures` significant figures, at least one decimal place."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    decimals = max(1, figures - 1 - math.floor(math.log10(abs(value))))
+    return round(value, decimals)
+
+
+def _readable_tree(data: Any) -> Any:
+    if isinstance(data, float):
+        return readable(data)
+    if isinstance(data, dict):
+        return {key: _readable_tree(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_readable_tree(value) for value in data]
+    return data
 
 
 class CamelModel(BaseModel):
@@ -103,6 +129,10 @@ class BenchmarkSummary(StageResults):
     @classmethod
     def from_termination_message(cls, text: str) -> BenchmarkSummary:
         return cls.model_validate_json(text)
+
+    def readable(self) -> BenchmarkSummary:
+        """This summary with every float rounded for a status (`readable`); counts stay exact."""
+        return type(self).model_validate(_readable_tree(self.model_dump()))
 
 
 RESULTS_SCHEMA_VERSION = "tpuserve.dev/bench-results/v1"

@@ -160,7 +160,7 @@ def test_vllm_service_and_monitors_scrape_the_api_port() -> None:
 
 def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
     from tpuserve.api import InferenceServer
-    from tpuserve.controllers.benchmark import measured_server
+    from tpuserve.controllers.measured import measured_server
 
     server = InferenceServer.model_validate({"metadata": {"name": "llama31-8b"}, "spec": vllm_spec().to_wire()})
     measured = measured_server(server, {"readyReplicas": 1, "checkpointPath": MIRROR}, "t:8000", images.VLLM_TPU_IMAGE)
@@ -168,3 +168,4 @@ def test_a_benchmark_records_the_vllm_servers_rendered_flags() -> None:
     assert "--max-num-seqs=128" in measured.engine_args
     assert measured.image == images.VLLM_TPU_IMAGE
     assert (measured.model, measured.chips, measured.topology) == ("llama3.1-8b", 8, "2x4")
+    assert (measured.weight_dtype, measured.quantization, measured.decode_batch) == ("bfloat16", None, 128)

@@ -6,13 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tpuserve import llama, tpu
-from tpuserve.api import KINDS, BenchmarkRunStatus, Condition, MeasuredServer
-from tpuserve.controllers import benchmark, kube, observe, render
+from tpuserve.api import KINDS, Condition, MeasuredServer
+from tpuserve.controllers import measured, observe, render
 from tpuserve.controllers.status import Reason, set_condition
-from tpuserve.metrics import OperatorMetrics
 from tpuserve.results import BenchmarkSummary, LatencyStats
 from tpuserve.settings import OperatorSettings
 
@@ -71,9 +69,9 @@ def test_condition_transition_time_moves_only_with_the_status() -> None:
     assert len(conds) == 1
 
 
-def test_cost_and_roofline_follow_the_catalog() -> None:
+def _summary_of_a_run() -> BenchmarkSummary:
     stats = LatencyStats(mean=1, median=1, p90=1, p95=1, p99=1, max=1)
-    summary = BenchmarkSummary(
+    return BenchmarkSummary(
         successful_requests=1000,
         failed_requests=0,
         duration_seconds=100,
@@ -84,30 +82,59 @@ def test_cost_and_roofline_follow_the_catalog() -> None:
         output_throughput=3000,
         ttft_ms=stats,
     )
-    status = BenchmarkRunStatus(
-        server=MeasuredServer(
-            name="s",
-            model="llama2-7b",
-            accelerator="tpu-v5-lite-podslice",
-            topology="2x4",
-            chips=8,
-            replicas=1,
-            engine_args=["per_device_batch_size=11", "weight_dtype=bfloat16"],
-        )
+
+
+def _measured(**typed: Any) -> MeasuredServer:
+    values: dict[str, Any] = {"weight_dtype": "bfloat16", "decode_batch": 88, **typed}
+    return MeasuredServer(
+        name="s", model="llama2-7b", accelerator="tpu-v5-lite-podslice", topology="2x4", chips=8, replicas=1, **values
     )
-    ctx = kube.Context(
-        api=None, settings=OperatorSettings(tpu_prices={"v5e": 1.0}), metrics=OperatorMetrics(CollectorRegistry())
-    )
-    cost, roofline = benchmark._derived(ctx, "s", status, summary)
+
+
+def test_cost_and_roofline_follow_the_catalog() -> None:
+    summary = _summary_of_a_run()
+    settings = OperatorSettings(tpu_prices={"v5e": 1.0})
+    cost, roofline = measured.derived(settings, "s", _measured(), summary)
     slice_ = tpu.resolve("v5e", "2x4")
-    assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-5)
+    # Status figures are rounded to four significant figures (results.readable): compare at that precision.
+    assert cost == pytest.approx(8 * 1.0 / 3600 / 3000 * 1e6, rel=1e-3)
     arch = llama.arch("llama2-7b")
     ceiling = tpu.decode_roofline_tokens_per_second(
         slice_, arch.weight_bytes(), arch.kv_bytes_per_token(), 88, 200 + 150
     )
-    assert roofline == pytest.approx(3000 / ceiling, rel=1e-4)
+    assert roofline == pytest.approx(3000 / ceiling, rel=1e-3)
     # An external target has no known slice: no cost, no roofline.
-    assert benchmark._derived(ctx, None, status, summary) == (None, None)
+    assert measured.derived(settings, None, _measured(), summary) == (None, None)
+    # No typed decode batch (a status recorded before it was): a cost, but no roofline rather than a guess.
+    assert measured.derived(settings, "s", _measured(decode_batch=None), summary)[1] is None
+
+
+@pytest.mark.parametrize(("quantization", "bytes_per_weight"), [(None, 2), ("int8", 1), ("fp8", 1), ("int4", 0.5)])
+def test_roofline_counts_the_quantized_weight_bytes(quantization: str | None, bytes_per_weight: float) -> None:
+    """int4 weights move half the bytes of int8 per decode step: each quantization has its own ceiling."""
+    summary = _summary_of_a_run()
+    _, roofline = measured.derived(OperatorSettings(), "s", _measured(quantization=quantization), summary)
+    arch = llama.arch("llama2-7b")
+    weight_bytes = int(arch.num_parameters * bytes_per_weight)
+    ceiling = tpu.decode_roofline_tokens_per_second(
+        tpu.resolve("v5e", "2x4"), weight_bytes, arch.kv_bytes_per_token(), 88, 200 + 150
+    )
+    assert roofline == pytest.approx(3000 / ceiling, rel=1e-3)
+
+
+def test_measured_server_carries_typed_engine_facts() -> None:
+    from tpuserve import images
+    from tpuserve.api import InferenceServer
+
+    spec = {
+        "model": "llama2-7b",
+        "checkpointPath": "gs://bucket/ckpt",
+        "tpu": {"accelerator": "v5e", "topology": "2x4"},
+        "engine": {"perDeviceBatchSize": 4, "quantization": "int4"},
+    }
+    server = InferenceServer.model_validate({"metadata": {"name": "s"}, "spec": spec})
+    facts = measured.measured_server(server, {"readyReplicas": 1}, "s:9000", images.GOOGLE_SERVER_IMAGE)
+    assert (facts.weight_dtype, facts.quantization, facts.decode_batch) == ("bfloat16", "int4", 32)
 
 
 def test_container_problem_names_the_stuck_container() -> None:
@@ -149,3 +176,31 @@ def test_child_watches_carry_a_server_side_label_selector() -> None:
     for kind in KINDS:
         assert settings.watching.label_selectors.collect(Resource(kind.GROUP, kind.VERSION, kind.PLURAL)) == []
     assert settings.watching.label_selectors.collect(Resource("", "v1", "services")) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.5307101048601143, 0.5307),
+        (8439.5213, 8439.5),  # at least one decimal, even past four figures
+        (12.3456, 12.35),
+        (0.000123456, 0.0001235),
+        (3000.0, 3000.0),
+        (0.0, 0.0),
+        (-1.23456, -1.235),
+    ],
+)
+def test_status_figures_are_rounded_for_people(value: float, shown: float) -> None:
+    from tpuserve.results import readable
+
+    assert readable(value) == shown
+
+
+def test_a_readable_summary_rounds_every_figure_and_keeps_the_counts() -> None:
+    summary = _summary_of_a_run().model_copy(update={"request_throughput": 10.123456, "duration_seconds": 98.76543})
+    shown = summary.readable()
+    assert (shown.request_throughput, shown.duration_seconds) == (10.12, 98.77)
+    assert shown.ttft_ms is not None
+    assert shown.ttft_ms.p99 == 1.0
+    assert (shown.successful_requests, shown.total_output_tokens) == (1000, 300_000)
+    assert summary.request_throughput == 10.123456  # the original keeps full precision

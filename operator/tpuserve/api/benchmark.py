@@ -258,6 +258,16 @@ class MeasuredServer(ApiModel):
         default_factory=list,
         description="Arguments of the server as rendered: MaxText key=value (jetstream-maxtext) or vLLM --flag=value.",
     )
+    weight_dtype: str | None = Field(
+        default=None, description="Dtype of the weights before quantization (bfloat16, float32)."
+    )
+    quantization: str | None = Field(default=None, description="Weight quantization (int8, int4, fp8); null: none.")
+    decode_batch: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sequences decoded together per replica: MaxText slots (perDeviceBatchSize x chips) or vLLM "
+        "maxNumSeqs.",
+    )
 
 
 class BenchmarkRunStatus(ApiModel):

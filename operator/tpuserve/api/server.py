@@ -279,7 +279,7 @@ class InferenceServerSpec(ApiModel):
         chip) at maxTargetLength up front, so weights plus all of it must fit in HBM; why not (None if it fits).
         Checked by the operator, not at admission, so that objects written before the check still validate."""
         e = self.engine
-        weights_dtype = "int8" if e.quantization is not None else str(e.weight_dtype)
+        weights_dtype = llama.stored_weight_dtype(str(e.weight_dtype), str(e.quantization) if e.quantization else None)
         tpu_slice = self.tpu.resolve()
         slots = max(int(e.per_device_batch_size * tpu_slice.chips), 1)
         return llama.hbm_shortfall(

@@ -1,4 +1,10 @@
-"""LlamaCheckpoint → (reuse a verified output | conversion Job) → Ready with the checkpoint paths."""
+"""LlamaCheckpoint → (reuse a verified output | conversion Job) → Ready with the checkpoint paths.
+
+Steps, in order: format huggingface goes to mirror.py; a finished generation stays as it is; a Job of an older
+generation is replaced; an existing Job is observed; else GCS is checked (a verified output is reused, a missing
+or incomplete source fails), an output that Ready servers load from is refused, and the Job is created. The steps
+return a typed `Observed`; checkpoint_status.compute_status turns it into the status, written once.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-import kopf
-from pydantic import ValidationError
-
-from tpuserve.api import (
-    CheckpointConditionType,
-    CheckpointFormat,
-    CheckpointPhase,
-    ConverterPreset,
-    LlamaCheckpoint,
-    LlamaCheckpointStatus,
+from tpuserve.api import CheckpointFormat, CheckpointPhase, ConverterPreset, LlamaCheckpoint, LlamaCheckpointStatus
+from tpuserve.controllers import checkpoint_guard, converter_pods, kube, mirror, naming, observe, render
+from tpuserve.controllers.checkpoint_status import (
+    Checkpoint,
+    Observed,
+    compute_status,
+    finished,
+    job_failure_message,
+    owned_job,
 )
-from tpuserve.controllers import checkpoint_guard, converter_pods, kube, mirror, naming, observe, outcomes, render
-from tpuserve.controllers.status import Reason, set_condition, write_status
+from tpuserve.controllers.reconcile import Controller, Verdict
+from tpuserve.controllers.status import Reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,236 +70,151 @@ def _gcs_call(ctx: kube.Context, call: Callable[[], T]) -> T:
 
 
 def reconcile_checkpoint(ctx: kube.Context, namespace: str, name: str) -> None:
-    kube.reconcile_latest(ctx, KIND, namespace, name, outcomes.guarded(KIND, _reconcile))
+    CONTROLLER(ctx, namespace, name)
 
 
-def _reconcile(ctx: kube.Context, body: dict[str, Any]) -> None:
-    meta = body["metadata"]
-    generation = meta.get("generation")
-    now = kube.now()
+def _reconcile(ctx: kube.Context, ckpt: Checkpoint) -> Verdict:
+    if ckpt.obj.spec.format == CheckpointFormat.HUGGING_FACE:
+        return mirror.reconcile_mirror(ctx, ckpt)
+    if finished(ckpt):
+        return Verdict(ckpt.old, Reason.ACCEPTED)  # terminal for this generation; a spec change starts over
+    job_name = naming.job_name_convert(ckpt.name)
+    job = owned_job(ctx, ckpt, job_name)
+    observed = observe_job(ctx, ckpt, job, job_name) if job is not None else start(ctx, ckpt, job_name)
+    return compute_status(ckpt, observed)
+
+
+CONTROLLER = Controller("LlamaCheckpoint", LlamaCheckpoint, LlamaCheckpointStatus, _reconcile)
+
+
+# --- steps before the Job ---------------------------------------------------------------------------------
+
+
+def start(ctx: kube.Context, ckpt: Checkpoint, job_name: str) -> Observed:
+    """Check GCS, refuse an output in use, then create the conversion Job."""
+    spec = ckpt.obj.spec
+    if ctx.settings.check_gcs:
+        verdict = check_gcs(ctx, ckpt)
+        if verdict is not None:
+            return verdict
+    in_use = checkpoint_guard.servers_loading_from(ctx, ckpt.namespace, spec.output)
+    if in_use:
+        message = checkpoint_guard.in_use_message(spec.output, in_use)
+        return Observed(CheckpointPhase.FAILED, Reason.OUTPUT_IN_USE, message, False, False)
+    kube.ensure_child(ctx, KIND, render.render_convert_job(spec, ckpt.meta, ctx.settings), patchable=False)
+    message = f"conversion Job {job_name} started: {spec.source} → {spec.output}"
+    cleared = {"scanned_path": None, "unscanned_path": None}
+    return Observed(
+        CheckpointPhase.CONVERTING, Reason.CONVERTING, message, False, False, job_name, started=True, record=cleared
+    )
+
+
+def check_gcs(ctx: kube.Context, ckpt: Checkpoint) -> Observed | None:
+    """A verified output to reuse, or a source that cannot be converted; None: go ahead with a Job."""
+    from tpuserve.convert.manifest import ManifestUnreadable
+    from tpuserve.convert.source import SourceStatus, check_source
+
+    spec = ckpt.obj.spec
     try:
-        obj = LlamaCheckpoint.model_validate(
-            {k: v for k, v in body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+        reused = reuse_verified_output(ctx, ckpt)
+        if reused is not None:
+            return reused
+        check = _gcs_call(ctx, lambda: check_source(spec.meta_source, spec.model, client=ctx.gcs()))
+    except ManifestUnreadable as exc:
+        return Observed(CheckpointPhase.FAILED, Reason.OUTPUT_CONFLICT, str(exc), False, False)
+    except Exception as exc:
+        if not _transient_gcs_error(exc):
+            raise
+        ctx.metrics.gcs_errors.labels("check_source").inc()
+        message = (
+            f"GCS unavailable ({type(exc).__name__}: {str(exc)[:200]}); retrying in {ctx.settings.gcs_retry_seconds:g}s"
         )
-    except ValidationError as exc:
-        status = LlamaCheckpointStatus.model_validate(
-            {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        retry = ctx.settings.gcs_retry_seconds
+        return Observed(CheckpointPhase.PENDING, Reason.GCS_UNAVAILABLE, message, False, None, retry_after=retry)
+    if check.status == SourceStatus.NOT_FOUND:
+        message = (
+            f"nothing found at {spec.source}: upload Meta's {spec.model} checkpoint there "
+            "(consolidated.NN.pth, params.json) or fix spec.source. " + check.message
         )
-        status.phase, status.message, status.observed_generation = (
-            CheckpointPhase.FAILED,
-            f"invalid spec: {exc}",
-            generation,
-        )
-        status.conditions = set_condition(
-            status.conditions,
-            CheckpointConditionType.READY,
-            False,
-            Reason.INVALID_SPEC,
-            status.message,
-            generation,
-            now,
-        )
-        write_status(ctx, KIND, body, status, event_reason=Reason.INVALID_SPEC, warning=True)
-        ctx.metrics.reconciles.labels(KIND, "invalid").inc()
-        return
-    if obj.spec.format == CheckpointFormat.HUGGING_FACE:
-        mirror.reconcile_mirror(ctx, body, obj)
-        return
-    spec = obj.spec
-    old = obj.status or LlamaCheckpointStatus()
-    status = old.model_copy(deep=True)
-    current = old.observed_generation == generation
-    if current and old.phase in (CheckpointPhase.READY, CheckpointPhase.FAILED):
-        ctx.metrics.set_phase(KIND, meta["namespace"], meta["name"], str(old.phase), meta.get("uid"))
-        ctx.metrics.reconciles.labels(KIND, "ok").inc()
-        return  # terminal for this generation; a spec change starts over
+        return Observed(CheckpointPhase.FAILED, Reason.SOURCE_NOT_FOUND, message, False, False)
+    if check.status != SourceStatus.COMPLETE:
+        missing = ", ".join(check.missing) or "see message"
+        message = f"{spec.source} is missing {missing}: upload them and edit the object to retry. " + check.message
+        return Observed(CheckpointPhase.FAILED, Reason.SOURCE_INCOMPLETE, message, False, False)
+    return None
 
-    job_name = naming.job_name_convert(meta["name"])
-    job_dict = kube.get_owned_job(ctx, meta["namespace"], job_name, meta["uid"])
-    if job_dict is not None:
-        job_generation = (job_dict["metadata"].get("annotations") or {}).get(naming.ANNOTATION_GENERATION)
-        if job_generation != str(generation):
-            # The spec changed since this Job was rendered (a Job's pod template is immutable): replace it.
-            kube.delete_job(ctx, job_dict)
-            status.job_name = None
-            job_dict = None
-            raise kopf.TemporaryError("replacing the conversion Job of an older generation", delay=2)
 
-    def done(
-        phase: CheckpointPhase, reason: Reason, message: str, *, ready: bool | None, converted: bool | None
-    ) -> None:
-        status.phase, status.message, status.observed_generation = phase, message, generation
-        status.conditions = set_condition(
-            status.conditions, CheckpointConditionType.READY, ready, reason, message, generation, now
-        )
-        if converted is not None or reason != Reason.ACCEPTED:
-            status.conditions = set_condition(
-                status.conditions, CheckpointConditionType.CONVERTED, converted, reason, message, generation, now
-            )
-        write_status(
-            ctx,
-            KIND,
-            body,
-            status,
-            event_reason=reason,
-            warning=phase == CheckpointPhase.FAILED or reason == Reason.GCS_UNAVAILABLE,
-        )
+def reuse_verified_output(ctx: kube.Context, ckpt: Checkpoint) -> Observed | None:
+    """spec.output already holds a verified conversion of this spec (tpuserve converter only): Ready, no Job."""
+    from tpuserve.convert import layout
+    from tpuserve.convert.manifest import find_verified_output
 
-    if job_dict is None:
-        scanned, unscanned = render.converter_output_paths(spec)
-        if ctx.settings.check_gcs:
-            try:
-                manifest = None
-                if spec.converter.preset == ConverterPreset.TPUSERVE:
-                    from tpuserve.convert.manifest import find_verified_output
+    spec = ckpt.obj.spec
+    if spec.converter.preset != ConverterPreset.TPUSERVE:
+        return None
+    quantization = str(spec.quantization) if spec.quantization else None
+    manifest = _gcs_call(
+        ctx,
+        lambda: find_verified_output(
+            spec.output, spec.model, str(spec.weight_dtype), quantization, source=spec.source, client=ctx.gcs()
+        ),
+    )
+    if manifest is None:
+        return None
+    record = {
+        "scanned_path": manifest.scanned_path,
+        "unscanned_path": manifest.unscanned_path,
+        "parameter_count": manifest.parameter_count,
+        "manifest_path": layout.manifest_path(spec.output),
+    }
+    message = f"{spec.output} already holds a verified {spec.model} conversion; no conversion Job needed"
+    return Observed(CheckpointPhase.READY, Reason.REUSED_OUTPUT, message, True, True, completed=True, record=record)
 
-                    quantization = str(spec.quantization) if spec.quantization else None
-                    manifest = _gcs_call(
-                        ctx,
-                        lambda: find_verified_output(
-                            spec.output,
-                            spec.model,
-                            str(spec.weight_dtype),
-                            quantization,
-                            source=spec.source,
-                            client=ctx.gcs(),
-                        ),
-                    )
-                if manifest is not None:
-                    status.scanned_path = manifest.scanned_path
-                    status.unscanned_path = manifest.unscanned_path
-                    status.parameter_count = manifest.parameter_count
-                    from tpuserve.convert import layout
 
-                    status.manifest_path = layout.manifest_path(spec.output)
-                    status.completion_time = now
-                    done(
-                        CheckpointPhase.READY,
-                        Reason.REUSED_OUTPUT,
-                        f"{spec.output} already holds a verified {spec.model} conversion; no conversion Job needed",
-                        ready=True,
-                        converted=True,
-                    )
-                    ctx.metrics.reconciles.labels(KIND, "ok").inc()
-                    return
-                from tpuserve.convert.source import SourceStatus, check_source
+# --- the Job ----------------------------------------------------------------------------------------------
 
-                check = _gcs_call(ctx, lambda: check_source(spec.meta_source, spec.model, client=ctx.gcs()))
-            except Exception as exc:
-                from tpuserve.convert.manifest import ManifestUnreadable
+_SUMMARY_REASONS = {
+    "SourceNotFound": Reason.SOURCE_NOT_FOUND,
+    "SourceIncomplete": Reason.SOURCE_INCOMPLETE,
+    "OutputConflict": Reason.OUTPUT_CONFLICT,
+}
 
-                if isinstance(exc, ManifestUnreadable):
-                    done(CheckpointPhase.FAILED, Reason.OUTPUT_CONFLICT, str(exc), ready=False, converted=False)
-                    ctx.metrics.reconciles.labels(KIND, "ok").inc()
-                    return
-                if not _transient_gcs_error(exc):
-                    raise
-                ctx.metrics.gcs_errors.labels("check_source").inc()
-                message = (
-                    f"GCS unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
-                    f"retrying in {ctx.settings.gcs_retry_seconds:g}s"
-                )
-                done(CheckpointPhase.PENDING, Reason.GCS_UNAVAILABLE, message, ready=False, converted=None)
-                raise kopf.TemporaryError(message, delay=ctx.settings.gcs_retry_seconds) from exc
-            if check.status == SourceStatus.NOT_FOUND:
-                done(
-                    CheckpointPhase.FAILED,
-                    Reason.SOURCE_NOT_FOUND,
-                    f"nothing found at {spec.source}: upload Meta's {spec.model} checkpoint there "
-                    "(consolidated.NN.pth, params.json) or fix spec.source. " + check.message,
-                    ready=False,
-                    converted=False,
-                )
-                ctx.metrics.reconciles.labels(KIND, "ok").inc()
-                return
-            if check.status != SourceStatus.COMPLETE:
-                missing = ", ".join(check.missing) or "see message"
-                done(
-                    CheckpointPhase.FAILED,
-                    Reason.SOURCE_INCOMPLETE,
-                    f"{spec.source} is missing {missing}: upload them and edit the object to retry. " + check.message,
-                    ready=False,
-                    converted=False,
-                )
-                ctx.metrics.reconciles.labels(KIND, "ok").inc()
-                return
-        in_use = checkpoint_guard.servers_loading_from(ctx, meta["namespace"], spec.output)
-        if in_use:
-            done(
-                CheckpointPhase.FAILED,
-                Reason.OUTPUT_IN_USE,
-                checkpoint_guard.in_use_message(spec.output, in_use),
-                ready=False,
-                converted=False,
-            )
-            ctx.metrics.reconciles.labels(KIND, "ok").inc()
-            return
-        desired = render.render_convert_job(spec, meta, ctx.settings)
-        created = kube.ensure_child(ctx, KIND, desired, patchable=False)
-        status.job_name = job_name
-        status.start_time = status.start_time if current and status.start_time else now
-        status.scanned_path, status.unscanned_path = None, None
-        del scanned, unscanned
-        done(
-            CheckpointPhase.CONVERTING,
-            Reason.CONVERTING,
-            f"conversion Job {job_name} started: {spec.source} → {spec.output}",
-            ready=False,
-            converted=False,
-        )
-        del created
-        ctx.metrics.reconciles.labels(KIND, "ok").inc()
-        return
 
-    state = observe.job_state(job_dict)
-    status.job_name = job_name
-    pods = kube.job_pods(ctx, job_dict)
-    summary = converter_pods.converter_summary(pods)
-    problem = checkpoint_guard.summary_problem(spec, summary) if state.outcome == observe.JobOutcome.SUCCEEDED else None
-    if problem is not None:
-        status.completion_time = now
-        message = f"conversion Job {job_name} exited 0 but {problem}; not Ready (see kubectl logs job/{job_name})"
-        done(CheckpointPhase.FAILED, Reason.INVALID_SUMMARY, message, ready=False, converted=False)
-    elif state.outcome == observe.JobOutcome.SUCCEEDED:
-        scanned, unscanned = render.converter_output_paths(spec)
-        if summary is not None and summary.ok:
-            scanned = summary.scanned_path or scanned
-            unscanned = summary.unscanned_path or unscanned
-            status.manifest_path = summary.manifest_path
-            status.parameter_count = summary.parameter_count
-        status.scanned_path, status.unscanned_path = scanned, unscanned
-        status.completion_time = now
-        outcome = (
-            " (verified output reused by the converter)" if summary is not None and summary.outcome == "reused" else ""
-        )
-        done(
-            CheckpointPhase.READY,
-            Reason.CONVERTED,
-            f"converted{outcome}: servers can load {unscanned}",
-            ready=True,
-            converted=True,
-        )
-    elif state.outcome == observe.JobOutcome.FAILED:
-        status.completion_time = now
-        if summary is not None and not summary.ok:
-            reason = {
-                "SourceNotFound": Reason.SOURCE_NOT_FOUND,
-                "SourceIncomplete": Reason.SOURCE_INCOMPLETE,
-                "OutputConflict": Reason.OUTPUT_CONFLICT,
-            }.get(str(summary.reason), Reason.CONVERSION_FAILED)
-            message = f"conversion Job {job_name} failed ({summary.reason}): {summary.message or ''}".strip()
-        else:
-            reason = Reason.CONVERSION_FAILED
-            text = converter_pods.last_converter_message(pods)
-            message = f"conversion Job {job_name} failed ({state.reason}: {state.message or ''})" + (
-                f": {text}" if text else ""
-            )
-        message += "; fix the cause and edit the LlamaCheckpoint to retry (see kubectl logs job/" + job_name + ")"
-        done(CheckpointPhase.FAILED, reason, message, ready=False, converted=False)
-    else:
+def observe_job(ctx: kube.Context, ckpt: Checkpoint, job: dict[str, Any], job_name: str) -> Observed:
+    spec, seen = ckpt.obj.spec, converter_pods.read_job(ctx, job)
+    state, pods, summary = seen.state, seen.pods, seen.summary
+    if state.outcome == observe.JobOutcome.RUNNING:
         unschedulable = observe.unschedulable_message(pods)
         message = f"conversion Job {job_name} is running"
         if unschedulable:
             message = f"conversion Job {job_name} cannot be scheduled: {unschedulable}"
-        done(CheckpointPhase.CONVERTING, Reason.CONVERTING, message, ready=False, converted=False)
-    ctx.metrics.reconciles.labels(KIND, "ok").inc()
+        return Observed(CheckpointPhase.CONVERTING, Reason.CONVERTING, message, False, False, job_name)
+    if state.outcome == observe.JobOutcome.FAILED:
+        reason = Reason.CONVERSION_FAILED
+        if summary is not None and not summary.ok:
+            reason = _SUMMARY_REASONS.get(str(summary.reason), Reason.CONVERSION_FAILED)
+        text = None if summary is not None and not summary.ok else converter_pods.last_converter_message(pods)
+        message = _failure_message(job_name, state, summary, text)
+        return Observed(CheckpointPhase.FAILED, reason, message, False, False, job_name, completed=True)
+    problem = checkpoint_guard.summary_problem(spec, summary)
+    if problem is not None:
+        message = f"conversion Job {job_name} exited 0 but {problem}; not Ready (see kubectl logs job/{job_name})"
+        return Observed(CheckpointPhase.FAILED, Reason.INVALID_SUMMARY, message, False, False, job_name, completed=True)
+    scanned, unscanned = render.converter_output_paths(spec)
+    record: dict[str, Any] = {}
+    if summary is not None and summary.ok:
+        scanned, unscanned = summary.scanned_path or scanned, summary.unscanned_path or unscanned
+        record = {"manifest_path": summary.manifest_path, "parameter_count": summary.parameter_count}
+    record.update(scanned_path=scanned, unscanned_path=unscanned)
+    reused = summary is not None and summary.outcome == "reused"
+    message = f"converted{' (verified output reused by the converter)' if reused else ''}: servers can load {unscanned}"
+    return Observed(
+        CheckpointPhase.READY, Reason.CONVERTED, message, True, True, job_name, completed=True, record=record
+    )
+
+
+def _failure_message(job_name: str, state: observe.JobState, summary: Any, text: str | None) -> str:
+    return (
+        job_failure_message("conversion", job_name, state, summary, text)
+        + f"; fix the cause and edit the LlamaCheckpoint to retry (see kubectl logs job/{job_name})"
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tpuserve.api import GROUP, VERSION, ConverterPreset, InferenceServer, LlamaCheckpointSpec, ServerPhase
+from tpuserve.api import ConverterPreset, InferenceServer, LlamaCheckpointSpec, ServerPhase
 from tpuserve.controllers import kube
 
 
@@ -23,9 +23,8 @@ def _under(path: str, base: str) -> bool:
 
 def servers_loading_from(ctx: kube.Context, namespace: str, output: str) -> list[str]:
     """Names of the Ready InferenceServers in `namespace` whose loaded checkpoint lies under `output`."""
-    listing = ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, InferenceServer.PLURAL)
     names = []
-    for item in listing.get("items", []):
+    for item in kube.list_custom(ctx, InferenceServer.KIND, namespace):
         status = item.get("status") or {}
         path = status.get("checkpointPath") or ""
         if status.get("phase") == ServerPhase.READY and _under(path, output):

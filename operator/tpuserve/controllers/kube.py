@@ -19,7 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from tpuserve.api import GROUP, VERSION
-from tpuserve.controllers import naming
+from tpuserve.controllers import monitors, naming
 from tpuserve.controllers.ownership import LABEL_JOB_CONTROLLER_UID, check_controlled, controller_uid, pods_of_job
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.settings import OperatorSettings
@@ -159,6 +159,13 @@ def get_custom(ctx: Context, kind: str, namespace: str, name: str) -> dict[str, 
     return obj
 
 
+def list_custom(ctx: Context, kind: str, namespace: str) -> list[dict[str, Any]]:
+    """Every object of one of this operator's kinds in `namespace`."""
+    listing = ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])
+    items: list[dict[str, Any]] = listing.get("items", [])
+    return items
+
+
 def patch_status(ctx: Context, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch the /status subresource. Keys whose value is None are removed."""
     ctx.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status})
@@ -211,11 +218,9 @@ def child_api(ctx: Context, kind: str) -> ChildApi:
             wrap(lambda ns, body: c.create_namespaced_service(ns, body)),
             wrap(lambda ns, n, body: c.patch_namespaced_service(n, ns, body)),
         )
-    if kind in ("PodMonitoring", "ServiceMonitor"):
-        group, version, plural = {
-            "PodMonitoring": ("monitoring.googleapis.com", "v1", "podmonitorings"),
-            "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
-        }[kind]
+    if kind in monitors.BY_KIND:
+        monitor = monitors.BY_KIND[kind]
+        group, version, plural = monitor.group, monitor.version, monitor.plural
         cu = ctx.custom
         return ChildApi(
             kind,
@@ -271,6 +276,15 @@ def get_owned_job(ctx: Context, namespace: str, name: str, owner_uid: str) -> di
         return None
     job_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(job)
     return check_controlled(job_dict, "Job", owner_uid)
+
+
+def get_deployment(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Deployment `name` as a dict, or None if absent (not checked for ownership: ensure_child does that)."""
+    deployment = get_or_none(ctx.apps.read_namespaced_deployment, name, namespace)
+    if deployment is None:
+        return None
+    deployment_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(deployment)
+    return deployment_dict
 
 
 def delete_job(ctx: Context, job: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from tpuserve.api import (
 )
 from tpuserve.controllers import kube
 from tpuserve.controllers.ownership import NameConflict
-from tpuserve.controllers.status import Reason, set_condition, write_status
+from tpuserve.controllers.status import Reason, live_status, set_condition, write_status
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def record(ctx: kube.Context, kind: str, body: dict[str, Any], reason: Reason, m
     meta = body["metadata"]
     generation = meta.get("generation")
     now = kube.now()
-    status = outcome.status_model.model_validate({k: v for k, v in (body.get("status") or {}).items() if k != "kopf"})
+    status = outcome.status_model.model_validate(live_status(body))
     status.observed_generation = generation
     status.message = message
     if failed:

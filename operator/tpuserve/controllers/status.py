@@ -3,6 +3,7 @@ phase change)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -11,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tpuserve.api import Condition, ConditionStatus
 from tpuserve.controllers import kube
+
+log = logging.getLogger(__name__)
 
 
 class Reason(StrEnum):
@@ -110,7 +113,7 @@ def write_status(
     Returns whether anything was written.
     """
     meta = body["metadata"]
-    old: dict[str, Any] = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    old = live_status(body)
     wire = new.to_wire()
     phase = str(new.phase) if new.phase else "Pending"
     if wire == old:
@@ -120,6 +123,17 @@ def write_status(
     for key in old:
         if key not in wire:
             patch[key] = None
+    if old.get("phase") != wire.get("phase"):
+        log.info(
+            "%s %s/%s: phase %s -> %s (%s): %s",
+            kind,
+            meta["namespace"],
+            meta["name"],
+            old.get("phase") or "-",
+            phase,
+            event_reason,
+            new.message or "",
+        )
     if old.get("phase") != wire.get("phase") or _verdicts(old) != _verdicts(wire):
         # The Event goes first: whoever sees the new state can also find the Event that explains it.
         kube.post_event(ctx, body, "Warning" if warning else "Normal", str(event_reason), new.message or str(new.phase))
@@ -131,6 +145,11 @@ def write_status(
         raise
     ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, meta.get("uid"))
     return True
+
+
+def live_status(body: dict[str, Any]) -> dict[str, Any]:
+    """The object's status as stored, without kopf's own bookkeeping key."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
 
 
 def _verdicts(status: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 from tpuserve import tpu
 from tpuserve.api import GRPC_PORT, HTTP_PORT, InferenceServer, InferenceServerSpec
 from tpuserve.api.jetstream import secret_arg_env_name
-from tpuserve.controllers import naming, pod_security
+from tpuserve.controllers import monitors, naming, pod_security
 from tpuserve.controllers.render.common import (
     TPU_TOLERATION,
     child_meta,
@@ -140,23 +140,28 @@ def render_pod_monitoring(
     owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
 ) -> dict[str, Any]:
     """Google Managed Prometheus' scrape config for the server pods (see _render_monitor)."""
-    return _render_monitor("podmonitoring.yaml.j2", owner_meta, app=app, port=port, path=path)
+    return _render_monitor(
+        "podmonitoring.yaml.j2", monitors.POD_MONITORING.group_version, owner_meta, app=app, port=port, path=path
+    )
 
 
 def render_service_monitor(
     owner_meta: dict[str, Any], *, app: str = "jetstream", port: str = "metrics", path: str | None = None
 ) -> dict[str, Any]:
     """The Prometheus Operator's scrape config for the server pods (see _render_monitor)."""
-    return _render_monitor("servicemonitor.yaml.j2", owner_meta, app=app, port=port, path=path)
+    return _render_monitor(
+        "servicemonitor.yaml.j2", monitors.SERVICE_MONITOR.group_version, owner_meta, app=app, port=port, path=path
+    )
 
 
 def _render_monitor(
-    template: str, owner_meta: dict[str, Any], *, app: str, port: str, path: str | None
+    template: str, api_version: str, owner_meta: dict[str, Any], *, app: str, port: str, path: str | None
 ) -> dict[str, Any]:
     """Scrape config for the server pods: JetStream's exporter port by default; vLLM serves /metrics on its API
     port."""
     return render_template(
         template,
+        api_version=api_version,
         meta=server_child_meta(owner_meta, app),
         selector=server_selector(owner_meta["name"]),
         port=port,
