@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,15 +21,14 @@ from tpuserve.api.conventions import (
     ApiModel,
     CelRule,
     Condition,
-    KindInfo,
     LabelMap,
     ObjectRef,
     PrinterColumn,
+    Resource,
     ResourceRequirements,
     Toleration,
     annotations_field,
     cel_rules,
-    check_name,
     conditions_field,
     exactly_one_of,
     immutable,
@@ -285,7 +284,7 @@ class BenchmarkRunStatus(ApiModel):
     message: str | None = Field(default=None, description="Human-readable state, or why the run failed.")
 
 
-class BenchmarkRun(ApiModel, KindInfo):
+class BenchmarkRun(Resource):
     """One benchmark of one JetStream or vLLM server; immutable, so a re-run is a new object."""
 
     KIND: ClassVar[str] = "BenchmarkRun"
@@ -316,13 +315,6 @@ class BenchmarkRun(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["BenchmarkRun"] = "BenchmarkRun"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: BenchmarkRunSpec
     status: BenchmarkRunStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> BenchmarkRun:
-        check_name(self.KIND, self.metadata)
-        return self

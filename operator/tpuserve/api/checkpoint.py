@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,16 +22,15 @@ from tpuserve.api.conventions import (
     ApiModel,
     CelRule,
     Condition,
-    KindInfo,
     LabelMap,
     PrinterColumn,
     Quantity,
+    Resource,
     ResourceRequirements,
     Toleration,
     annotations_field,
     cel_rules,
     cel_string_list,
-    check_name,
     conditions_field,
     labels_field,
     nested_default,
@@ -350,7 +349,7 @@ class LlamaCheckpointStatus(ApiModel):
     message: str | None = Field(default=None, description="Human-readable state, or why conversion failed.")
 
 
-class LlamaCheckpoint(ApiModel, KindInfo):
+class LlamaCheckpoint(Resource):
     """A Llama checkpoint made once in GCS: Meta's converted to MaxText, or a Hugging Face model mirrored, verified."""
 
     KIND: ClassVar[str] = "LlamaCheckpoint"
@@ -371,13 +370,6 @@ class LlamaCheckpoint(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["LlamaCheckpoint"] = "LlamaCheckpoint"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: LlamaCheckpointSpec
     status: LlamaCheckpointStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> LlamaCheckpoint:
-        check_name(self.KIND, self.metadata)
-        return self

@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "tpuserve.dev"
@@ -362,3 +362,16 @@ class KindInfo:
     SINGULAR: ClassVar[str]
     SHORT_NAMES: ClassVar[tuple[str, ...]]
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]]
+
+
+class Resource(ApiModel, KindInfo):
+    """A kind of this API: apiVersion and metadata, and a metadata.name every child name derived from fits (the
+    CRD checks the same with name_rules). Each kind adds `kind`, `spec` and `status`."""
+
+    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> Self:
+        check_name(self.KIND, self.metadata)
+        return self

@@ -17,14 +17,13 @@ from tpuserve.api.conventions import (
     AnnotationMap,
     ApiModel,
     CelRule,
-    KindInfo,
     ObjectRef,
     PrinterColumn,
+    Resource,
     ResourceRequirements,
     annotations_field,
     cel_rules,
     cel_string_list,
-    check_name,
     nested_default,
 )
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
@@ -336,7 +335,7 @@ class InferenceServerSpec(ApiModel):
         return self.tokenizer_path or llama.arch(self.model).maxtext_tokenizer
 
 
-class InferenceServer(ApiModel, KindInfo):
+class InferenceServer(Resource):
     """A JetStream/MaxText or vLLM TPU server for one Llama model on single-host TPU slices."""
 
     KIND: ClassVar[str] = "InferenceServer"
@@ -357,13 +356,6 @@ class InferenceServer(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["InferenceServer"] = "InferenceServer"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceServerSpec
     status: InferenceServerStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> InferenceServer:
-        check_name(self.KIND, self.metadata)
-        return self
