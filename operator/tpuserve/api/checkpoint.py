@@ -15,18 +15,18 @@ from tpuserve import images, llama
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    MAX_IMAGE,
     MAX_LIST_ITEMS,
-    MAX_SHORT_STRING,
     AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
+    ImageName,
     LabelMap,
     PrinterColumn,
     Quantity,
     Resource,
     ResourceRequirements,
+    ServiceAccountName,
     Toleration,
     annotations_field,
     cel_rules,
@@ -118,10 +118,8 @@ class ConverterSpec(ApiModel):
         description="Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
         "`inference-checkpoint` (Google's GKE-tutorial image).",
     )
-    image: str | None = Field(
+    image: ImageName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_IMAGE,
         description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
         f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
     )
@@ -136,10 +134,8 @@ class ConverterSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the Job's pod."
     )
-    service_account_name: str | None = Field(
+    service_account_name: ServiceAccountName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
         "and write access to `output`).",
     )
@@ -353,8 +349,6 @@ class LlamaCheckpoint(Resource):
     """A Llama checkpoint made once in GCS: Meta's converted to MaxText, or a Hugging Face model mirrored, verified."""
 
     KIND: ClassVar[str] = "LlamaCheckpoint"
-    PLURAL: ClassVar[str] = "llamacheckpoints"
-    SINGULAR: ClassVar[str] = "llamacheckpoint"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Model", "string", ".spec.model", "Llama model."),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tpuserve import gs_uri, llama, termination
+from tpuserve.api import HuggingFaceSource, LlamaCheckpointSpec, Quantization, WeightDtype
 
 if TYPE_CHECKING:
     from tpuserve.convert.summary import ConvertSummary
@@ -34,8 +35,14 @@ def register(subparsers: Any) -> None:
         "--source", required=True, type=gs_uri.location, help="Meta checkpoint directory: gs://… or a local path."
     )
     run.add_argument("--output", required=True, type=gs_uri.location, help="Output base: gs://… or a local path.")
-    run.add_argument("--weight-dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    run.add_argument("--quantization", default=None, help="MaxText quantization mode (int8, int4, fp8); default none.")
+    run.add_argument(
+        "--weight-dtype", default=str(_checkpoint_default("weight_dtype")), choices=[str(d) for d in WeightDtype]
+    )
+    run.add_argument(
+        "--quantization",
+        default=None,
+        help=f"MaxText quantization mode ({', '.join(str(q) for q in Quantization)}); default none.",
+    )
     run.add_argument(
         "--work-dir",
         type=Path,
@@ -67,7 +74,8 @@ def register(subparsers: Any) -> None:
         help="What PATH should be: unscanned (default; what a server loads), scanned, or quantized (OUT/quantized-*: "
         "integrity and layer presence only).",
     )
-    verify.add_argument("--dtype", default="bfloat16", help="Stored dtype expected (default bfloat16).")
+    dtype = str(_checkpoint_default("weight_dtype"))
+    verify.add_argument("--dtype", default=dtype, help=f"Stored dtype expected (default {dtype}).")
     verify.add_argument("--json", action="store_true", help="Print the report as JSON.")
     _arch_flag(verify)
     verify.set_defaults(func=_verify)
@@ -98,7 +106,10 @@ def _register_mirror(sub: Any, models: str) -> None:
         help="Output base: gs://… or a local path (the model goes to OUT/hf).",
     )
     mirror.add_argument("--repo-id", default=None, help="Hugging Face repo id (org/name); or give --source.")
-    mirror.add_argument("--revision", default="main", help="Branch, tag or commit of --repo-id (default main).")
+    revision = HuggingFaceSource.model_fields["revision"].default
+    mirror.add_argument(
+        "--revision", default=revision, help=f"Branch, tag or commit of --repo-id (default {revision})."
+    )
     mirror.add_argument(
         "--source", default=None, type=gs_uri.location, help="A Hugging Face model directory: gs://… or a local path."
     )
@@ -124,6 +135,11 @@ def _register_mirror(sub: Any, models: str) -> None:
     _arch_flag(mirror)
     mirror.set_defaults(func=_mirror)
     _summarize_usage_errors(mirror)
+
+
+def _checkpoint_default(field: str) -> Any:
+    """A LlamaCheckpoint spec default: what the operator's Job gets when the spec leaves the field out."""
+    return LlamaCheckpointSpec.model_fields[field].default
 
 
 def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
