@@ -116,7 +116,8 @@ def test_names_and_printer_columns() -> None:
     crds = {kind.KIND: build_crd(kind) for kind in KINDS}
     for crd in crds.values():
         names = crd["spec"]["names"]
-        assert names["categories"] == ["tpuserve"] and names["shortNames"]
+        assert names["categories"] == ["tpuserve"]
+        assert names["shortNames"]
         assert crd["metadata"]["name"] == f"{names['plural']}.tpuserve.dev"
     bench_columns = [c["name"] for c in crds["BenchmarkRun"]["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert bench_columns[:6] == ["Phase", "Server", "Req/s", "Output tok/s", "TTFT p50 ms", "TPOT p50 ms"]
@@ -150,7 +151,8 @@ def test_immutability_and_exclusive_rules_present() -> None:
     assert "self == oldSelf" in rules
     assert "has(self.serverRef) != has(self.target)" in rules
     rate = spec["properties"]["requestRate"]
-    assert rate["x-kubernetes-int-or-string"] is True and "inf" in rate["pattern"]
+    assert rate["x-kubernetes-int-or-string"] is True
+    assert "inf" in rate["pattern"]
 
 
 def test_rendered_files_parse_and_docs_cover_every_field() -> None:

@@ -61,7 +61,8 @@ def test_bench_usage_error_writes_a_failure_summary(tmp_path: Path) -> None:
         bench_cli.main(["run", "--target", "h:1", "--num-prompts", "0", termination.PATH_FLAG, str(target)])
     assert exited.value.code == 2
     summary = BenchmarkSummary.from_termination_message(target.read_text())
-    assert summary.message is not None and summary.message.startswith("invalid arguments: argument --num-prompts")
+    assert summary.message is not None
+    assert summary.message.startswith("invalid arguments: argument --num-prompts")
     assert summary.successful_requests == 0
 
 
@@ -71,8 +72,11 @@ def test_convert_usage_error_writes_a_failure_summary(tmp_path: Path) -> None:
         convert_cli.main(["run", "--model", "llama2-7b", f"{termination.PATH_FLAG}={target}"])
     assert exited.value.code == 2
     summary = ConvertSummary.from_termination_message(target.read_text())
-    assert not summary.ok and summary.reason == FailureReason.ERROR
-    assert summary.message is not None and "bad command line" in summary.message and "--source" in summary.message
+    assert not summary.ok
+    assert summary.reason == FailureReason.ERROR
+    assert summary.message is not None
+    assert "bad command line" in summary.message
+    assert "--source" in summary.message
 
 
 def test_summaries_are_cut_to_the_limit() -> None:
