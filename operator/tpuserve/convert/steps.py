@@ -77,13 +77,13 @@ class SyntheticSteps:
         return [*self._base("scanned", model), "--output", paths.scanned_dir]
 
     def unscanned(self, model: str, weight_dtype: str, paths: maxtext.ConversionPaths) -> list[str]:
-        del weight_dtype  # the stand-in writes bfloat16 weights, whatever the dtype asked
+        del weight_dtype  # the stand-in keeps the dtype it was given
         out = layout.join(paths.unscanned_base, paths.unscanned_run_name, "checkpoints")
         return [*self._base("unscanned", model), "--output", out, "--scanned-items", paths.scanned_items]
 
     def quantize(self, model: str, quantization: str, unscanned_items: str, output_dir: str) -> list[str]:
-        # A stand-in (int8 casts of the unscanned params saved where and how MaxText saves quantized params, whatever
-        # the mode), not AQT: it exercises the plumbing around the step, not quantization.
+        # A stand-in (int8 casts of the unscanned params saved where and how MaxText saves quantized params),
+        # not AQT: it exercises the plumbing around the step, not quantization.
         del quantization
         return [*self._base("quantize", model), "--output", output_dir, "--scanned-items", unscanned_items]
 
