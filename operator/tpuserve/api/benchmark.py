@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -13,23 +13,22 @@ from tpuserve import images
 from tpuserve.api.conventions import (
     AGE_COLUMN,
     DURATION_PATTERN,
-    MAX_IMAGE,
     MAX_LIST_ITEMS,
-    MAX_PATH,
-    MAX_SHORT_STRING,
     AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
-    KindInfo,
+    FilePath,
+    ImageName,
     LabelMap,
     ObjectRef,
     PrinterColumn,
+    Resource,
     ResourceRequirements,
+    ServiceAccountName,
     Toleration,
     annotations_field,
     cel_rules,
-    check_name,
     conditions_field,
     exactly_one_of,
     immutable,
@@ -70,10 +69,8 @@ class BenchmarkRunSpec(ApiModel):
     dataset: DatasetSpec = Field(
         default_factory=DatasetSpec, description="Prompts to send.", json_schema_extra=nested_default(DatasetSpec)
     )
-    tokenizer_path: str | None = Field(
+    tokenizer_path: FilePath | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_PATH,
         description="Tokenizer for prompts and outputs; default the server's.",
     )
     num_prompts: int = Field(default=1000, ge=1, le=1_000_000, description="Prompts sampled from the dataset.")
@@ -125,10 +122,8 @@ class BenchmarkRunSpec(ApiModel):
         pattern=DURATION_PATTERN,
         description="Give up after this long (e.g. 30m, 2h, 1h30m); the run fails with what it measured.",
     )
-    image: str | None = Field(
+    image: ImageName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_IMAGE,
         description=f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE}).",
     )
     resources: ResourceRequirements | None = Field(
@@ -141,10 +136,8 @@ class BenchmarkRunSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the benchmark pod."
     )
-    service_account_name: str | None = Field(
+    service_account_name: ServiceAccountName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the benchmark pod (Workload Identity for gs://).",
     )
     pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the benchmark pod.")
@@ -295,12 +288,10 @@ class BenchmarkRunStatus(ApiModel):
     message: str | None = Field(default=None, description="Human-readable state, or why the run failed.")
 
 
-class BenchmarkRun(ApiModel, KindInfo):
+class BenchmarkRun(Resource):
     """One benchmark of one JetStream or vLLM server; immutable, so a re-run is a new object."""
 
     KIND: ClassVar[str] = "BenchmarkRun"
-    PLURAL: ClassVar[str] = "benchmarkruns"
-    SINGULAR: ClassVar[str] = "benchmarkrun"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bench",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForServer, Running, Succeeded, Failed."),
@@ -326,13 +317,6 @@ class BenchmarkRun(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["BenchmarkRun"] = "BenchmarkRun"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: BenchmarkRunSpec
     status: BenchmarkRunStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> BenchmarkRun:
-        check_name(self.KIND, self.metadata)
-        return self

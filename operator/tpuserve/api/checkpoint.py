@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,23 +15,22 @@ from tpuserve import images, llama
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    MAX_IMAGE,
     MAX_LIST_ITEMS,
-    MAX_SHORT_STRING,
     AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
-    KindInfo,
+    ImageName,
     LabelMap,
     PrinterColumn,
     Quantity,
+    Resource,
     ResourceRequirements,
+    ServiceAccountName,
     Toleration,
     annotations_field,
     cel_rules,
     cel_string_list,
-    check_name,
     conditions_field,
     labels_field,
     nested_default,
@@ -119,10 +118,8 @@ class ConverterSpec(ApiModel):
         description="Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
         "`inference-checkpoint` (Google's GKE-tutorial image).",
     )
-    image: str | None = Field(
+    image: ImageName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_IMAGE,
         description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
         f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
     )
@@ -137,10 +134,8 @@ class ConverterSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the Job's pod."
     )
-    service_account_name: str | None = Field(
+    service_account_name: ServiceAccountName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
         "and write access to `output`).",
     )
@@ -350,12 +345,10 @@ class LlamaCheckpointStatus(ApiModel):
     message: str | None = Field(default=None, description="Human-readable state, or why conversion failed.")
 
 
-class LlamaCheckpoint(ApiModel, KindInfo):
+class LlamaCheckpoint(Resource):
     """A Llama checkpoint made once in GCS: Meta's converted to MaxText, or a Hugging Face model mirrored, verified."""
 
     KIND: ClassVar[str] = "LlamaCheckpoint"
-    PLURAL: ClassVar[str] = "llamacheckpoints"
-    SINGULAR: ClassVar[str] = "llamacheckpoint"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Model", "string", ".spec.model", "Llama model."),
@@ -371,13 +364,6 @@ class LlamaCheckpoint(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["LlamaCheckpoint"] = "LlamaCheckpoint"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: LlamaCheckpointSpec
     status: LlamaCheckpointStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> LlamaCheckpoint:
-        check_name(self.KIND, self.metadata)
-        return self

@@ -8,9 +8,17 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "tpuserve.dev"
@@ -44,6 +52,12 @@ MAX_LIST_ITEMS = 64
 MAX_IMAGE = 1024
 MAX_PATH = 1024
 MAX_SHORT_STRING = 253
+
+
+# Bounded strings the specs share: an image reference, a ServiceAccount name, a file path in an image.
+ImageName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE)]
+ServiceAccountName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SHORT_STRING)]
+FilePath = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH)]
 
 
 class ApiModel(BaseModel):
@@ -351,14 +365,33 @@ def parse_duration(text: str) -> float:
 
 class KindInfo:
     """A kind's names: what the CRD generator needs beyond the schema and what every caller of the API server
-    uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND, PLURAL,
-    SINGULAR, SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
+    uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND (PLURAL and
+    SINGULAR follow from it), SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
 
     GROUP: ClassVar[str] = GROUP
     VERSION: ClassVar[str] = VERSION
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str]
-    PLURAL: ClassVar[str]
-    SINGULAR: ClassVar[str]
+    PLURAL: ClassVar[str]  # derived from KIND: the lowercase kind plus "s", as Kubernetes spells it for these kinds
+    SINGULAR: ClassVar[str]  # derived from KIND: the lowercase kind
     SHORT_NAMES: ClassVar[tuple[str, ...]]
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "KIND" in vars(cls):
+            cls.SINGULAR = cls.KIND.lower()
+            cls.PLURAL = cls.SINGULAR + "s"
+
+
+class Resource(ApiModel, KindInfo):
+    """A kind of this API: apiVersion and metadata, and a metadata.name every child name derived from fits (the
+    CRD checks the same with name_rules). Each kind adds `kind`, `spec` and `status`."""
+
+    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _child_names_fit(self) -> Self:
+        check_name(self.KIND, self.metadata)
+        return self

@@ -11,20 +11,19 @@ from tpuserve import images, llama, tpu
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
     AGE_COLUMN,
-    MAX_IMAGE,
-    MAX_PATH,
-    MAX_SHORT_STRING,
     AnnotationMap,
     ApiModel,
     CelRule,
-    KindInfo,
+    FilePath,
+    ImageName,
     ObjectRef,
     PrinterColumn,
+    Resource,
     ResourceRequirements,
+    ServiceAccountName,
     annotations_field,
     cel_rules,
     cel_string_list,
-    check_name,
     nested_default,
 )
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
@@ -182,10 +181,8 @@ class InferenceServerSpec(ApiModel):
         "it sizes HBM and names the served model when the weights do not).",
         json_schema_extra=catalog.model_schema(),
     )
-    tokenizer_path: str | None = Field(
+    tokenizer_path: FilePath | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_PATH,
         description="Tokenizer the server loads; default MaxText's asset for the model (assets/tokenizer.llama2).",
     )
     tpu: TpuSpec = Field(description="TPU slice of each replica.")
@@ -195,17 +192,13 @@ class InferenceServerSpec(ApiModel):
         json_schema_extra=nested_default(EngineSpec),
     )
     vllm: VllmSpec | None = Field(default=None, description="vLLM server settings (runtime vllm-tpu); defaults apply.")
-    image: str | None = Field(
+    image: ImageName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_IMAGE,
         description="Server image; default the operator's setting for the runtime (out of the box "
         f"{images.GOOGLE_SERVER_IMAGE} for jetstream-maxtext, {images.VLLM_TPU_IMAGE} for vllm-tpu).",
     )
-    http_image: str | None = Field(
+    http_image: ImageName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_IMAGE,
         description="JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
         f"{images.GOOGLE_HTTP_IMAGE}).",
     )
@@ -213,10 +206,8 @@ class InferenceServerSpec(ApiModel):
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="Prometheus metrics.", json_schema_extra=nested_default(MetricsSpec)
     )
-    service_account_name: str | None = Field(
+    service_account_name: ServiceAccountName | None = Field(
         default=None,
-        min_length=1,
-        max_length=MAX_SHORT_STRING,
         description="ServiceAccount of the server pods (Workload Identity for gs:// reads).",
     )
     resources: ResourceRequirements | None = Field(
@@ -336,12 +327,10 @@ class InferenceServerSpec(ApiModel):
         return self.tokenizer_path or llama.arch(self.model).maxtext_tokenizer
 
 
-class InferenceServer(ApiModel, KindInfo):
+class InferenceServer(Resource):
     """A JetStream/MaxText or vLLM TPU server for one Llama model on single-host TPU slices."""
 
     KIND: ClassVar[str] = "InferenceServer"
-    PLURAL: ClassVar[str] = "inferenceservers"
-    SINGULAR: ClassVar[str] = "inferenceserver"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("infsrv",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Model", "string", ".spec.model", "Llama model."),
@@ -357,13 +346,6 @@ class InferenceServer(ApiModel, KindInfo):
         AGE_COLUMN,
     )
 
-    api_version: Literal["tpuserve.dev/v1alpha1"] = "tpuserve.dev/v1alpha1"
     kind: Literal["InferenceServer"] = "InferenceServer"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceServerSpec
     status: InferenceServerStatus | None = None
-
-    @model_validator(mode="after")
-    def _child_names_fit(self) -> InferenceServer:
-        check_name(self.KIND, self.metadata)
-        return self

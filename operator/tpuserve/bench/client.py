@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,22 @@ def parse_messages(messages: list[bytes]) -> tuple[list[int], list[int]]:
     return counts, ids
 
 
+async def wait_until_live(why_not_live: Callable[[float], Awaitable[str | None]], budget_s: float) -> None:
+    """Ask `why_not_live(timeout)` every 0.5 s until it answers None; after `budget_s`, raise TimeoutError with the
+    last reason (the JetStream and the OpenAI health checks both wait this way)."""
+    deadline = time.monotonic() + budget_s
+    reason = "no answer"
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(reason)
+        why = await why_not_live(min(remaining, 5.0))
+        if why is None:
+            return
+        reason = why
+        await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
 def channel_options() -> list[tuple[str, int]]:
     """Channel arguments shared by every engine (long-lived connections that survive idle stretches)."""
     return [
@@ -158,18 +175,15 @@ class Client:
             return False
         return True
 
+    async def why_not_live(self, timeout: float) -> str | None:
+        """None when HealthCheck says the server is live, else why not."""
+        try:
+            if await self.health(timeout=timeout):
+                return None
+        except grpc.aio.AioRpcError as exc:
+            return f"HealthCheck failed: {exc.code().name}: {exc.details()}"
+        return "HealthCheck answered is_live=false"
+
     async def wait_until_live(self, budget_s: float) -> None:
         """Poll HealthCheck until the server says it is live; raise TimeoutError with the last reason."""
-        deadline = time.monotonic() + budget_s
-        reason = "no answer"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(reason)
-            try:
-                if await self.health(timeout=min(remaining, 5.0)):
-                    return
-                reason = "HealthCheck answered is_live=false"
-            except grpc.aio.AioRpcError as exc:
-                reason = f"HealthCheck failed: {exc.code().name}: {exc.details()}"
-            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        await wait_until_live(self.why_not_live, budget_s)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tpuserve.bench import BenchError, RunFailed
-from tpuserve.bench.client import OK, Record
+from tpuserve.bench.client import OK, Record, wait_until_live
 from tpuserve.bench.openai_http import BaseURL
 
 COMPLETIONS = "/v1/completions"
@@ -210,14 +209,4 @@ class HealthClient:
         return await self.status(timeout) is None
 
     async def wait_until_live(self, budget_s: float) -> None:
-        deadline = time.monotonic() + budget_s
-        reason = "no answer"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(reason)
-            why = await self.status(min(remaining, 5.0))
-            if why is None:
-                return
-            reason = why
-            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        await wait_until_live(self.status, budget_s)

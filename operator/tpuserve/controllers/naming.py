@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from tpuserve.api import API_VERSION
+from tpuserve.api import API_VERSION, KINDS, BenchmarkRun, InferenceServer, LlamaCheckpoint
 
 PART_OF = "tpuserve"
 MANAGED_BY = "tpuserve-operator"
@@ -17,11 +17,12 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-# Which owner a child (and its pods) belongs to: the child-event handlers find the owner from these.
-LABEL_CHECKPOINT = "tpuserve.dev/llamacheckpoint"
-LABEL_SERVER = "tpuserve.dev/inferenceserver"
-LABEL_BENCHMARK = "tpuserve.dev/benchmarkrun"
-OWNER_LABELS = {"LlamaCheckpoint": LABEL_CHECKPOINT, "InferenceServer": LABEL_SERVER, "BenchmarkRun": LABEL_BENCHMARK}
+# Which owner a child (and its pods) belongs to: the child-event handlers find the owner from these
+# (tpuserve.dev/<singular>, e.g. tpuserve.dev/benchmarkrun).
+OWNER_LABELS = {kind.KIND: f"{kind.GROUP}/{kind.SINGULAR}" for kind in KINDS}
+LABEL_CHECKPOINT = OWNER_LABELS[LlamaCheckpoint.KIND]
+LABEL_SERVER = OWNER_LABELS[InferenceServer.KIND]
+LABEL_BENCHMARK = OWNER_LABELS[BenchmarkRun.KIND]
 # Hash of the rendered child: the operator patches a child only when it differs.
 ANNOTATION_SPEC_HASH = "tpuserve.dev/spec-hash"
 # Generation of the owner the child was rendered from.

@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tpuserve import gs_uri, llama, termination
+from tpuserve.api import HuggingFaceSource, LlamaCheckpointSpec, Quantization, WeightDtype
+
+if TYPE_CHECKING:
+    from tpuserve.convert.summary import ConvertSummary
 
 PROGRAM = "tpuserve convert"  # how messages on stderr name the command
 _ARGV: list[str] = []  # set by main(argv) when called in-process, so usage errors find the termination path
@@ -31,8 +35,14 @@ def register(subparsers: Any) -> None:
         "--source", required=True, type=gs_uri.location, help="Meta checkpoint directory: gs://… or a local path."
     )
     run.add_argument("--output", required=True, type=gs_uri.location, help="Output base: gs://… or a local path.")
-    run.add_argument("--weight-dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    run.add_argument("--quantization", default=None, help="MaxText quantization mode (int8, int4, fp8); default none.")
+    run.add_argument(
+        "--weight-dtype", default=str(_checkpoint_default("weight_dtype")), choices=[str(d) for d in WeightDtype]
+    )
+    run.add_argument(
+        "--quantization",
+        default=None,
+        help=f"MaxText quantization mode ({', '.join(str(q) for q in Quantization)}); default none.",
+    )
     run.add_argument(
         "--work-dir",
         type=Path,
@@ -64,7 +74,8 @@ def register(subparsers: Any) -> None:
         help="What PATH should be: unscanned (default; what a server loads), scanned, or quantized (OUT/quantized-*: "
         "integrity and layer presence only).",
     )
-    verify.add_argument("--dtype", default="bfloat16", help="Stored dtype expected (default bfloat16).")
+    dtype = str(_checkpoint_default("weight_dtype"))
+    verify.add_argument("--dtype", default=dtype, help=f"Stored dtype expected (default {dtype}).")
     verify.add_argument("--json", action="store_true", help="Print the report as JSON.")
     _arch_flag(verify)
     verify.set_defaults(func=_verify)
@@ -95,7 +106,10 @@ def _register_mirror(sub: Any, models: str) -> None:
         help="Output base: gs://… or a local path (the model goes to OUT/hf).",
     )
     mirror.add_argument("--repo-id", default=None, help="Hugging Face repo id (org/name); or give --source.")
-    mirror.add_argument("--revision", default="main", help="Branch, tag or commit of --repo-id (default main).")
+    revision = HuggingFaceSource.model_fields["revision"].default
+    mirror.add_argument(
+        "--revision", default=revision, help=f"Branch, tag or commit of --repo-id (default {revision})."
+    )
     mirror.add_argument(
         "--source", default=None, type=gs_uri.location, help="A Hugging Face model directory: gs://… or a local path."
     )
@@ -121,6 +135,11 @@ def _register_mirror(sub: Any, models: str) -> None:
     _arch_flag(mirror)
     mirror.set_defaults(func=_mirror)
     _summarize_usage_errors(mirror)
+
+
+def _checkpoint_default(field: str) -> Any:
+    """A LlamaCheckpoint spec default: what the operator's Job gets when the spec leaves the field out."""
+    return LlamaCheckpointSpec.model_fields[field].default
 
 
 def _summarize_usage_errors(parser: argparse.ArgumentParser) -> None:
@@ -158,59 +177,62 @@ def _arch_json(args: argparse.Namespace) -> str | None:
     return str(Path(value).resolve()) if value else None
 
 
+def _common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What both commands' flags say alike: the model, the output base and the CommonOptions."""
+    from tpuserve.convert.layout import DEFAULT_WORK_DIR
+
+    return {
+        "model": args.model,
+        "output": args.output,
+        "work_dir": args.work_dir or Path(DEFAULT_WORK_DIR),
+        "download_workers": args.download_workers,
+        "force": args.force,
+        "arch_json": _arch_json(args),
+    }
+
+
+def _report(args: argparse.Namespace, summary: ConvertSummary) -> int:
+    """The summary to the termination message and stdout; the exit code says how it went."""
+    text = summary.to_termination_message()
+    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
+    print(text)
+    return summary.exit_code
+
+
 def _run(args: argparse.Namespace) -> int:
     from tpuserve.convert import stopping
-    from tpuserve.convert.layout import DEFAULT_WORK_DIR
     from tpuserve.convert.run import RunOptions, run
     from tpuserve.convert.steps import STEP_ENV
 
     stopping.install()
+    step = args.step or os.environ.get(STEP_ENV) or "maxtext"
     options = RunOptions(
-        model=args.model,
         source=args.source,
-        output=args.output,
         weight_dtype=args.weight_dtype,
         quantization=args.quantization,
-        work_dir=args.work_dir or Path(DEFAULT_WORK_DIR),
-        download_workers=args.download_workers,
         upload_workers=args.upload_workers,
-        force=args.force,
-        step=args.step or os.environ.get(STEP_ENV) or "maxtext",
-        arch_json=_arch_json(args),
+        step=step,
+        **_common_options(args),
     )
-    summary = run(options)
-    text = summary.to_termination_message()
-    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
-    print(text)
-    return summary.exit_code
+    return _report(args, run(options))
 
 
 def _mirror(args: argparse.Namespace) -> int:
     from tpuserve.convert.hf_source import RetryPolicy
-    from tpuserve.convert.layout import DEFAULT_WORK_DIR
     from tpuserve.convert.mirror import mirror, options_from_env
 
+    policy = RetryPolicy(
+        budget_seconds=_hub_retry_seconds(args.hub_retry_seconds), initial_seconds=args.hub_retry_initial_seconds
+    )
     options = options_from_env(
-        model=args.model,
-        output=args.output,
         repo_id=args.repo_id,
         revision=args.revision,
         source=args.source,
         token_source=args.token_source,
-        work_dir=args.work_dir or Path(DEFAULT_WORK_DIR),
-        download_workers=args.download_workers,
-        force=args.force,
-        arch_json=_arch_json(args),
-        policy=RetryPolicy(
-            budget_seconds=_hub_retry_seconds(args.hub_retry_seconds),
-            initial_seconds=args.hub_retry_initial_seconds,
-        ),
+        policy=policy,
+        **_common_options(args),
     )
-    summary = mirror(options)
-    text = summary.to_termination_message()
-    termination.write(termination.path(args.termination_message_path), text, PROGRAM)
-    print(text)
-    return summary.exit_code
+    return _report(args, mirror(options))
 
 
 def _hub_retry_seconds(flag: float | None) -> float:
@@ -226,21 +248,23 @@ def _hub_retry_seconds(flag: float | None) -> float:
         return 1800.0
 
 
-def _load_arch(model: str, arch_json: str | None) -> llama.LlamaArch:
-    from tpuserve.convert.steps import load_arch
+def _arch_or_none(args: argparse.Namespace, command: str) -> llama.LlamaArch | None:
+    """The architecture of --model (or --arch-json's override), or None after saying on stderr why not."""
+    from tpuserve.convert.steps import ConversionError, load_arch
 
-    return load_arch(model, arch_json)
+    try:
+        return load_arch(args.model, _arch_json(args))
+    except (ConversionError, ValueError) as exc:
+        print(f"{PROGRAM} {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def _verify(args: argparse.Namespace) -> int:
     from tpuserve.convert.expected import Layout
-    from tpuserve.convert.steps import ConversionError
     from tpuserve.convert.verify import verify_checkpoint, verify_quantized
 
-    try:
-        arch = _load_arch(args.model, _arch_json(args))
-    except (ConversionError, ValueError) as exc:
-        print(f"tpuserve convert verify: {exc}", file=sys.stderr)
+    arch = _arch_or_none(args, "verify")
+    if arch is None:
         return 2
     if args.layout == "quantized":
         report = verify_quantized(args.path, arch)
@@ -273,12 +297,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _check_source(args: argparse.Namespace) -> int:
     from tpuserve.convert.source import check_source
-    from tpuserve.convert.steps import ConversionError
 
-    try:
-        arch = _load_arch(args.model, _arch_json(args))
-    except (ConversionError, ValueError) as exc:
-        print(f"tpuserve convert check-source: {exc}", file=sys.stderr)
+    arch = _arch_or_none(args, "check-source")
+    if arch is None:
         return 2
     check = check_source(args.source, args.model, arch=arch)
     if args.json:

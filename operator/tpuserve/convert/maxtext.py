@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpuserve.api import Quantization, WeightDtype
+
 MAXTEXT_RELEASE = "maxtext-v0.2.3"
 MAXTEXT_COMMIT = "3f36aef23439dd5875b48cbf294bbcba1996a726"
 MAXTEXT_REPOSITORY = "https://github.com/AI-Hypercomputer/maxtext"
@@ -28,9 +30,10 @@ SERVER_MODULE = "maxtext.inference.maxengine.maxengine_server"
 # Relative to the installed `maxtext` package directory.
 BASE_CONFIG_IN_PACKAGE = "configs/base.yml"
 
-# Quantization modes of the release's QuantizationType that make sense for a converted inference checkpoint.
-QUANTIZATION_MODES = ("int8", "int4", "fp8")
-WEIGHT_DTYPES = ("bfloat16", "float32")
+# Quantization modes of the release's QuantizationType that make sense for a converted inference checkpoint, and
+# the weight dtypes: the API's (LlamaCheckpoint spec.quantization, spec.weightDtype), which the conversion accepts.
+QUANTIZATION_MODES = tuple(str(mode) for mode in Quantization)
+WEIGHT_DTYPES = tuple(str(dtype) for dtype in WeightDtype)
 
 # The environment MaxText's steps run with: CPU only (no TPU needed for Llama conversion).
 CONVERSION_ENV = {"JAX_PLATFORMS": "cpu"}

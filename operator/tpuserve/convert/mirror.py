@@ -59,7 +59,7 @@ from tpuserve.convert.safetensors_header import (
     parameter_count,
     read_header,
 )
-from tpuserve.convert.steps import ConversionError, load_arch
+from tpuserve.convert.steps import CommonOptions, ConversionError, load_arch
 from tpuserve.convert.storage import LocalStore, checksums_of_file, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 
@@ -69,7 +69,7 @@ DOWNLOAD_ATTEMPTS = 3
 
 
 @dataclass
-class MirrorOptions:
+class MirrorOptions(CommonOptions):
     model: str
     output: str
     repo_id: str | None = None  # exactly one of repo_id and source
@@ -78,13 +78,8 @@ class MirrorOptions:
     token: str | None = None
     token_source: str = "HF_TOKEN"
     endpoint: str | None = None  # HF_ENDPOINT
-    work_dir: Path = Path(layout.DEFAULT_WORK_DIR)
-    download_workers: int = 8
-    force: bool = False
-    arch_json: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
-    client: Any = None  # google.cloud.storage.Client; None = default credentials (or STORAGE_EMULATOR_HOST)
 
 
 def log(message: str) -> None:

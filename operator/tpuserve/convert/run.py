@@ -31,7 +31,7 @@ from tpuserve.convert.manifest import (
     write_manifest,
 )
 from tpuserve.convert.source import SourceStatus, check_source, describe_local_source, stage_source
-from tpuserve.convert.steps import ConversionError, ConversionSteps, load_arch, make_steps, tool_versions
+from tpuserve.convert.steps import CommonOptions, ConversionError, ConversionSteps, load_arch, make_steps, tool_versions
 from tpuserve.convert.storage import Progress, open_store
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
 from tpuserve.convert.verify import VerifyReport, verify_checkpoint, verify_quantized
@@ -39,20 +39,15 @@ from tpuserve.gs_uri import is_gs_uri
 
 
 @dataclass
-class RunOptions:
+class RunOptions(CommonOptions):
     model: str
     source: str
     output: str
     weight_dtype: str = "bfloat16"
     quantization: str | None = None
-    work_dir: Path = Path(layout.DEFAULT_WORK_DIR)
-    download_workers: int = 8
     upload_workers: int = 8
-    force: bool = False
     step: str = "maxtext"
-    arch_json: str | None = None
     progress_interval: float = 5.0
-    client: Any = None  # google.cloud.storage.Client; None = default credentials (or STORAGE_EMULATOR_HOST)
 
 
 def log(message: str) -> None:

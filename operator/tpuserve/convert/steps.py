@@ -10,11 +10,23 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tpuserve import __version__, llama
 from tpuserve.convert import layout, maxtext
 from tpuserve.convert.manifest import ToolVersions
+
+
+@dataclass(kw_only=True)
+class CommonOptions:
+    """What both converter commands (run, mirror) take besides their own options."""
+
+    work_dir: Path = Path(layout.DEFAULT_WORK_DIR)
+    download_workers: int = 8
+    force: bool = False
+    arch_json: str | None = None  # a tiny Llama for tests (load_arch)
+    client: Any = None  # google.cloud.storage.Client; None = default credentials (or STORAGE_EMULATOR_HOST)
+
 
 STEP_ENV = "TPUSERVE_CONVERT_STEP"  # "maxtext" (default) or "synthetic"
 ARCH_ENV = "TPUSERVE_CONVERT_ARCH"  # path of an architecture JSON (tests: a tiny Llama)

@@ -3,9 +3,10 @@ image) or, with format huggingface, the mirror (`tpuserve convert mirror`); one 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tpuserve.api import ConverterPreset, LlamaCheckpoint, LlamaCheckpointSpec
+from tpuserve.api import ConverterPreset, LlamaCheckpoint, LlamaCheckpointSpec, ResourceRequirements
 from tpuserve.controllers import naming, pod_security
 from tpuserve.controllers.render.common import (
     child_meta,
@@ -69,36 +70,30 @@ def converter_output_paths(spec: LlamaCheckpointSpec) -> tuple[str, str]:
     return layout.scanned_items(spec.output), layout.unscanned_items(spec.output)
 
 
+@dataclass(frozen=True)
+class _Workload:
+    """What differs between the two converter Jobs; the rest of the Job is the same (see _converter_job)."""
+
+    component: str  # "converter" or "mirror"; the app label is tpuserve-<component>
+    job_name: str
+    args: list[str]
+    env: list[dict[str, Any]]
+    resources: ResourceRequirements
+    work_dir_size: str
+
+
 def render_convert_job(
     spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
 ) -> dict[str, Any]:
     size = spec.converter.work_dir_size_limit or layout.work_dir_bytes(spec.model, str(spec.weight_dtype))
-    return _converter_job(
-        spec,
-        owner_meta,
-        settings,
-        job_name=naming.job_name_convert(owner_meta["name"]),
-        app_name="tpuserve-converter",
-        component="converter",
-        args=converter_args(spec),
-        env=env_list({"JAX_PLATFORMS": "cpu", **settings.converter_env}),
-        resources=spec.converter_resources().to_wire(),
-        work_dir_size=str(size),
-    )
+    env = env_list({"JAX_PLATFORMS": "cpu", **settings.converter_env})
+    job_name = naming.job_name_convert(owner_meta["name"])
+    workload = _Workload("converter", job_name, converter_args(spec), env, spec.converter_resources(), str(size))
+    return _converter_job(spec, owner_meta, settings, workload)
 
 
 def _converter_job(
-    spec: LlamaCheckpointSpec,
-    owner_meta: dict[str, Any],
-    settings: OperatorSettings,
-    *,
-    job_name: str,
-    app_name: str,
-    component: str,
-    args: list[str],
-    env: list[dict[str, Any]],
-    resources: dict[str, Any],
-    work_dir_size: str,
+    spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings, workload: _Workload
 ) -> dict[str, Any]:
     """The Job both converter workloads run in (`tpuserve convert run` and `tpuserve convert mirror`): one
     template, one pod shape, the same security whichever the command."""
@@ -107,7 +102,9 @@ def _converter_job(
     security = pod_security.RESTRICTED if conv.preset == ConverterPreset.TPUSERVE else pod_security.ROOT_IMAGE
     return render_template(
         "job-convert.yaml.j2",
-        meta=child_meta(LlamaCheckpoint.KIND, owner_meta, job_name, app_name, component),
+        meta=child_meta(
+            LlamaCheckpoint.KIND, owner_meta, workload.job_name, f"tpuserve-{workload.component}", workload.component
+        ),
         backoff_limit=settings.converter_backoff_limit,
         deadline_seconds=settings.converter_deadline_seconds,
         ttl_seconds=settings.job_ttl_seconds,
@@ -118,11 +115,11 @@ def _converter_job(
         container=CONVERTER_CONTAINER,
         image=conv.effective_image(settings.converter_images()),
         pull_policy=settings.image_pull_policy,
-        args=args,
-        env=env,
-        resources=quantities(resources),
+        args=workload.args,
+        env=workload.env,
+        resources=quantities(workload.resources.to_wire()),
         work_dir=CONVERT_WORK_DIR,
-        work_dir_size=work_dir_size,
+        work_dir_size=workload.work_dir_size,
         pod_security=security.pod,
         container_security=security.container,
     )
@@ -168,15 +165,9 @@ def mirror_env(spec: LlamaCheckpointSpec, settings: OperatorSettings) -> list[di
 def render_mirror_job(
     spec: LlamaCheckpointSpec, owner_meta: dict[str, Any], settings: OperatorSettings
 ) -> dict[str, Any]:
-    return _converter_job(
-        spec,
-        owner_meta,
-        settings,
-        job_name=naming.job_name_mirror(owner_meta["name"]),
-        app_name="tpuserve-mirror",
-        component="mirror",
-        args=mirror_args(spec),
-        env=mirror_env(spec, settings),
-        resources=spec.mirror_resources().to_wire(),
-        work_dir_size=str(spec.converter.work_dir_size_limit or MIRROR_WORK_DIR_SIZE),
+    size = str(spec.converter.work_dir_size_limit or MIRROR_WORK_DIR_SIZE)
+    job_name = naming.job_name_mirror(owner_meta["name"])
+    workload = _Workload(
+        "mirror", job_name, mirror_args(spec), mirror_env(spec, settings), spec.mirror_resources(), size
     )
+    return _converter_job(spec, owner_meta, settings, workload)
