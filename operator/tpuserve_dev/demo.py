@@ -24,6 +24,7 @@ import yaml
 
 from localcluster import sim
 from localcluster.harness import LocalCluster
+from localcluster.wait import wait_for
 from tpuserve_dev import REPO, demo_vllm
 from tpuserve_dev import cluster as cluster_config
 from tpuserve_dev.gcs_emulator import make_client, running_gcs_emulator
@@ -215,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _watch(objects: Objects, names: dict[str, str], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
+    """Print each phase change of the three objects until the run ends or something fails."""
     seen: dict[str, str] = {}
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
         phases = {}
         for kind in ("LlamaCheckpoint", "InferenceServer", "BenchmarkRun"):
             status = objects.status(kind, NAMESPACE, names[kind])
@@ -226,10 +228,9 @@ def _watch(objects: Objects, names: dict[str, str], timeout: float = 600) -> Non
                 seen[kind] = phases[kind]
                 when = time.strftime("%H:%M:%S")
                 print(f"  [{when}] {kind}/{names[kind]}: {phases[kind]}  {status.get('message') or ''}", flush=True)
-        if phases["BenchmarkRun"] in ("Succeeded", "Failed") or "Failed" in phases.values():
-            return
-        time.sleep(1)
-    raise TimeoutError("the demo objects did not finish within 10 minutes")
+        return phases["BenchmarkRun"] in ("Succeeded", "Failed") or "Failed" in phases.values()
+
+    wait_for(finished, timeout=timeout, interval=1, description="the demo objects to finish")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ request at a time (`http.server.HTTPServer`, not threading), so parallel clients
 It does not paginate listings (no maxResults/pageToken: one page holds everything) and ignores generation
 preconditions (`ifGenerationMatch`), so tests cannot observe a 412 from it.
 
-`running_gcs_emulator()` is the same thing as a context manager for scripts (tests/perf).
+`running_gcs_emulator()` is the same thing as a context manager for scripts (tpuserve_dev.perf, the demo).
 """
 
 from __future__ import annotations

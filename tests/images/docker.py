@@ -19,11 +19,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from localcluster.wait import WaitTimeout, wait_for
 
 CACHE_ROOT = Path(os.environ.get("TPUSERVE_TOOLS_CACHE", Path.home() / ".cache" / "tpuserve-tools"))
 # Bump to start from an empty data-root. The tests prune what no tag reaches after each session
@@ -110,15 +111,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _data_root_lock(root: Path) -> Iterator[None]:
     root.parent.mkdir(parents=True, exist_ok=True)
     with (root.parent / "daemon.lock").open("w") as lock:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
+
+        def locked() -> bool:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DockerUnavailable(f"{root} stays locked by another test session") from None
-                time.sleep(2)
+                return False
+            return True
+
+        try:
+            wait_for(locked, timeout=LOCK_WAIT_SECONDS, interval=2, description=f"the lock of {root}")
+        except WaitTimeout:
+            raise DockerUnavailable(f"{root} stays locked by another test session") from None
         try:
             yield
         finally:
@@ -159,9 +163,12 @@ def running_daemon(log_dir: Path) -> Iterator[DockerDaemon]:
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
                     )
-                deadline = time.monotonic() + START_SECONDS
-                while proc.poll() is None and time.monotonic() < deadline and not _answering(host):
-                    time.sleep(0.5)
+
+                def settled(proc: subprocess.Popen[bytes] = proc, host: str = host) -> bool:
+                    return proc.poll() is not None or _answering(host)
+
+                with contextlib.suppress(WaitTimeout):  # an exit or a timeout: the check below tells which
+                    wait_for(settled, timeout=START_SECONDS, interval=0.5, description="dockerd to answer or exit")
                 if proc.poll() is None and _answering(host):
                     try:
                         yield DockerDaemon(host=host, storage_driver=driver, pid=proc.pid, log_path=log_path)

@@ -3,7 +3,7 @@
 # tests compare against -- OUTSIDE the repository, keyed by version, and print its python path.
 # Idempotent: a stamp file marks a complete install; a broken half-install is rebuilt.
 # Pins: 0.2.2 calls jax.tree_map, removed in jax 0.6, so jax/jaxlib 0.5.3 + flax 0.10.4; seqio is imported by
-# the server (and brings TensorFlow, hence the size); pandas is imported by its benchmark client (tests/perf).
+# the server (and brings TensorFlow, hence the size); pandas is imported by its benchmark client (tpuserve_dev.perf).
 set -euo pipefail
 
 JETSTREAM_VERSION="0.2.2"
