@@ -176,31 +176,3 @@ def test_child_watches_carry_a_server_side_label_selector() -> None:
     for kind in KINDS:
         assert settings.watching.label_selectors.collect(Resource(kind.GROUP, kind.VERSION, kind.PLURAL)) == []
     assert settings.watching.label_selectors.collect(Resource("", "v1", "services")) == []
-
-
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [
-        (0.5307101048601143, 0.5307),
-        (8439.5213, 8439.5),  # at least one decimal, even past four figures
-        (12.3456, 12.35),
-        (0.000123456, 0.0001235),
-        (3000.0, 3000.0),
-        (0.0, 0.0),
-        (-1.23456, -1.235),
-    ],
-)
-def test_status_figures_are_rounded_for_people(value: float, shown: float) -> None:
-    from tpuserve.results import readable
-
-    assert readable(value) == shown
-
-
-def test_a_readable_summary_rounds_every_figure_and_keeps_the_counts() -> None:
-    summary = _summary_of_a_run().model_copy(update={"request_throughput": 10.123456, "duration_seconds": 98.76543})
-    shown = summary.readable()
-    assert (shown.request_throughput, shown.duration_seconds) == (10.12, 98.77)
-    assert shown.ttft_ms is not None
-    assert shown.ttft_ms.p99 == 1.0
-    assert (shown.successful_requests, shown.total_output_tokens) == (1000, 300_000)
-    assert summary.request_throughput == 10.123456  # the original keeps full precision

@@ -4,10 +4,11 @@ read back unchanged. These are the tests `make mutation` runs against results.py
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
-from tpuserve.results import SUMMARY_MAX_BYTES, BenchmarkSummary, LatencyStats
+from tpuserve.results import SUMMARY_MAX_BYTES, BenchmarkSummary, LatencyStats, _readable_tree, readable
 
 TTFT = LatencyStats(mean=250.0, median=240.0, p90=300.0, p95=320.0, p99=400.0, max=512.5)
 
@@ -54,3 +55,52 @@ def test_one_byte_more_is_refused_counting_bytes_not_characters() -> None:
     room = SUMMARY_MAX_BYTES - base
     with pytest.raises(ValueError, match="over 4096"):
         summary("é" * (room // 2 + 1)).to_termination_message()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.5307101048601143, 0.5307),
+        (8439.5213, 8439.5),  # at least one decimal, even past four figures
+        (12.3456, 12.35),
+        (0.000123456, 0.0001235),
+        (3000.0, 3000.0),
+        (0.0, 0.0),
+        (-1.23456, -1.235),
+        (float("inf"), float("inf")),
+    ],
+)
+def test_status_figures_are_rounded_for_people(value: float, shown: float) -> None:
+    assert readable(value) == shown
+
+
+def test_a_nan_stays_nan() -> None:
+    assert math.isnan(readable(float("nan")))
+
+
+def test_a_readable_summary_rounds_every_figure_and_keeps_the_counts() -> None:
+    full = summary().model_copy(
+        update={
+            "request_throughput": 10.123456,
+            "duration_seconds": 98.76543,
+            "ttft_ms": TTFT.model_copy(update={"p99": 400.123456}),
+        }
+    )
+    shown = full.readable()
+    assert type(shown) is BenchmarkSummary
+    assert (shown.request_throughput, shown.duration_seconds) == (10.12, 98.77)
+    assert shown.ttft_ms is not None
+    assert shown.ttft_ms.p99 == 400.1
+    assert shown.ttft_ms.max == 512.5
+    assert (shown.successful_requests, shown.total_output_tokens) == (10, 50)
+    assert isinstance(shown.successful_requests, int)
+    assert shown.message is None
+    assert full.request_throughput == 10.123456  # the original keeps full precision
+
+
+def test_figures_in_lists_are_rounded_too() -> None:
+    assert _readable_tree({"a": [1.23456, {"b": 2.34567}], "n": 3, "s": "x"}) == {
+        "a": [1.235, {"b": 2.346}],
+        "n": 3,
+        "s": "x",
+    }
