@@ -5,7 +5,7 @@ InferenceServer's spec.model, so the `model` variable filters by it."""
 
 from __future__ import annotations
 
-from tpuserve_dev.chart.dashboards import Dashboard, Panel, Row, Target, Variable
+from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -25,13 +25,9 @@ MODEL = 'model_name=~"$model"'
 
 
 def _quantiles(histogram: str, legend: str) -> list[Target]:
-    return [
-        Target(
-            f"histogram_quantile({q}, sum by (le, model_name) (rate({histogram}_bucket{{{MODEL}}}[$__rate_interval])))",
-            f"{legend} p{int(float(q) * 100)} {{{{model_name}}}}",
-        )
-        for q in ("0.5", "0.99")
-    ]
+    return p50_p99(
+        histogram, by="le, model_name", selector=f"{{{MODEL}}}", legend=f"{legend} p{{p}} {{{{model_name}}}}"
+    )
 
 
 def vllm_dashboard() -> Dashboard:
