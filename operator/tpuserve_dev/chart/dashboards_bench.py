@@ -71,6 +71,17 @@ def _bars(title: str, description: str, expr: str, unit: str, *, width: int = 8,
     )
 
 
+def _latency_bars(title: str, description: str, metric: str, stat: str, filt: str) -> Panel:
+    """Bars of one latency statistic (the `stat` label) of each run."""
+    return _bars(title, description, _quantile(metric, stat, filt), "s", width=6)
+
+
+def _requests_per_second_bars(filt: str, *, width: int = 8) -> Panel:
+    return _bars(
+        "Requests/s", "Successful requests per second.", f"{BENCH_RPS}{{{filt}}}", "reqps", width=width, decimals=2
+    )
+
+
 def _quantile(metric: str, q: str, filt: str) -> str:
     """One latency statistic of the runs: q is the `stat` label (mean, p50, p90, p95, p99, max)."""
     return f'{metric}{{{filt}, stat="{q}"}}'
@@ -134,7 +145,7 @@ def benchmarks_dashboard() -> Dashboard:
                         f"{BENCH_OUTPUT_TPS}{{{f}}}",
                         "short",
                     ),
-                    _bars("Requests/s", "Successful requests per second.", f"{BENCH_RPS}{{{f}}}", "reqps", decimals=2),
+                    _requests_per_second_bars(f),
                     _bars(
                         "Goodput (requests/s meeting the SLOs)",
                         "Requests per second that met every SLO of the run (spec.slo).",
@@ -147,27 +158,21 @@ def benchmarks_dashboard() -> Dashboard:
             Row(
                 "Latency",
                 [
-                    _bars("TTFT p50", "Median time to first token.", _quantile(BENCH_TTFT, "p50", f), "s", width=6),
-                    _bars(
-                        "TTFT p99",
-                        "99th percentile time to first token.",
-                        _quantile(BENCH_TTFT, "p99", f),
-                        "s",
-                        width=6,
-                    ),
-                    _bars(
+                    _latency_bars("TTFT p50", "Median time to first token.", BENCH_TTFT, "p50", f),
+                    _latency_bars("TTFT p99", "99th percentile time to first token.", BENCH_TTFT, "p99", f),
+                    _latency_bars(
                         "TPOT p50 (JetStream)",
                         "Median JetStream TPOT: latency / output tokens (TTFT included).",
-                        _quantile(BENCH_TPOT, "p50", f),
-                        "s",
-                        width=6,
+                        BENCH_TPOT,
+                        "p50",
+                        f,
                     ),
-                    _bars(
+                    _latency_bars(
                         "Decode TPOT p50",
                         "Median decode TPOT: (latency - TTFT) / (output tokens - 1).",
-                        _quantile(BENCH_DECODE_TPOT, "p50", f),
-                        "s",
-                        width=6,
+                        BENCH_DECODE_TPOT,
+                        "p50",
+                        f,
                     ),
                 ],
             ),
@@ -233,27 +238,10 @@ def comparison_dashboard() -> Dashboard:
                     _bars(
                         "Output tokens/s", "Output tokens per second.", f"{BENCH_OUTPUT_TPS}{{{f}}}", "short", width=6
                     ),
-                    _bars(
-                        "Requests/s",
-                        "Successful requests per second.",
-                        f"{BENCH_RPS}{{{f}}}",
-                        "reqps",
-                        width=6,
-                        decimals=2,
-                    ),
-                    _bars(
-                        "TTFT p99",
-                        "99th percentile time to first token.",
-                        _quantile(BENCH_TTFT, "p99", f),
-                        "s",
-                        width=6,
-                    ),
-                    _bars(
-                        "Decode TPOT p50",
-                        "Median (latency - TTFT) / (output tokens - 1).",
-                        _quantile(BENCH_DECODE_TPOT, "p50", f),
-                        "s",
-                        width=6,
+                    _requests_per_second_bars(f, width=6),
+                    _latency_bars("TTFT p99", "99th percentile time to first token.", BENCH_TTFT, "p99", f),
+                    _latency_bars(
+                        "Decode TPOT p50", "Median (latency - TTFT) / (output tokens - 1).", BENCH_DECODE_TPOT, "p50", f
                     ),
                     _bars(
                         "Goodput share",
