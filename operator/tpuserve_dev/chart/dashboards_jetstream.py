@@ -3,7 +3,7 @@ scraped when an InferenceServer sets spec.metrics.podMonitoring or serviceMonito
 
 from __future__ import annotations
 
-from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99
+from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99, server_dashboard
 
 # v0.2.2 exports these two gauges (label id = pod name, idx = generate engine)...
 JS_PREFILL_BACKLOG = "jetstream_prefill_backlog_size"
@@ -16,6 +16,11 @@ JS_TTFT = "jetstream_time_to_first_token"  # histogram
 JS_TPOT = "jetstream_time_per_output_token"  # histogram
 JS_REQUEST_SUCCESS = "jetstream_request_success_count"  # counter (exported as ..._total)
 JS_QUEUE_DURATION = "jetstream_queue_duration"
+
+DESCRIPTION = (
+    "The JetStream/MaxText servers' own metrics, when an InferenceServer sets spec.metrics.podMonitoring or "
+    "serviceMonitor (label id = pod name). v0.2.2 servers export the backlog and slot gauges only."
+)
 
 
 def jetstream_dashboard() -> Dashboard:
@@ -54,16 +59,13 @@ def jetstream_dashboard() -> Dashboard:
             unit="reqps",
         ),
     ]
-    return Dashboard(
-        uid="tpuserve-jetstream",
-        title="tpuserve / JetStream servers",
-        description=(
-            "The JetStream/MaxText servers' own metrics, when an InferenceServer sets spec.metrics.podMonitoring or "
-            "serviceMonitor (label id = pod name). v0.2.2 servers export the backlog and slot gauges only."
-        ),
-        time_from="now-3h",
-        variables=[Variable("pod", "Server pod", f"label_values({JS_PREFILL_BACKLOG}, id)")],
-        rows=[
+    servers = Variable("pod", "Server pod", f"label_values({JS_PREFILL_BACKLOG}, id)")
+    return server_dashboard(
+        "jetstream",
+        "JetStream",
+        DESCRIPTION,
+        servers,
+        [
             Row(
                 "Queue and slots (every JetStream version)",
                 [

@@ -5,7 +5,7 @@ InferenceServer's spec.model, so the `model` variable filters by it."""
 
 from __future__ import annotations
 
-from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99
+from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99, server_dashboard
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -23,6 +23,11 @@ PREFIX_HITS = "vllm:prefix_cache_hits_total"
 
 MODEL = 'model_name=~"$model"'
 
+DESCRIPTION = (
+    "vLLM's own metrics from InferenceServers of runtime vllm-tpu (spec.metrics.podMonitoring or "
+    "serviceMonitor: /metrics on port 8000). JetStream servers: the JetStream dashboard."
+)
+
 
 def _quantiles(histogram: str, legend: str) -> list[Target]:
     return p50_p99(
@@ -31,16 +36,13 @@ def _quantiles(histogram: str, legend: str) -> list[Target]:
 
 
 def vllm_dashboard() -> Dashboard:
-    return Dashboard(
-        uid="tpuserve-vllm",
-        title="tpuserve / vLLM servers",
-        description=(
-            "vLLM's own metrics from InferenceServers of runtime vllm-tpu (spec.metrics.podMonitoring or "
-            "serviceMonitor: /metrics on port 8000). JetStream servers: the JetStream dashboard."
-        ),
-        time_from="now-3h",
-        variables=[Variable("model", "Served model", f"label_values({RUNNING}, model_name)")],
-        rows=[
+    servers = Variable("model", "Served model", f"label_values({RUNNING}, model_name)")
+    return server_dashboard(
+        "vllm",
+        "vLLM",
+        DESCRIPTION,
+        servers,
+        [
             Row(
                 "Load (autoscaling signals)",
                 [

@@ -58,6 +58,20 @@ class Dashboard:
     time_from: str = "now-7d"
 
 
+def server_dashboard(
+    runtime: str, runtime_title: str, description: str, servers: Variable, rows: list[Row]
+) -> Dashboard:
+    """A serving runtime's own metrics (uid tpuserve-<runtime>): the last 3 hours, the servers picked by `servers`."""
+    return Dashboard(
+        uid=f"tpuserve-{runtime}",
+        title=f"tpuserve / {runtime_title} servers",
+        description=description,
+        time_from="now-3h",
+        variables=[servers],
+        rows=rows,
+    )
+
+
 def histogram_quantile(q: str, histogram: str, *, by: str = "le", selector: str = "") -> str:
     """PromQL for quantile q of a Prometheus histogram; `by` lists the labels kept (it must include le)."""
     return f"histogram_quantile({q}, sum by ({by}) (rate({histogram}_bucket{selector}[$__rate_interval])))"
