@@ -127,13 +127,25 @@ def _comparison_table(title: str, filt: str, *, width: int = 24, height: int = 1
     )
 
 
+def _bench_dashboard(name: str, title: str, description: str, rows: list[Row], *, with_run: bool) -> Dashboard:
+    """A dashboard of finished runs (uid tpuserve-<name>), filtered by server, model, slice and, with_run, run."""
+    return Dashboard(
+        uid=f"tpuserve-{name}",
+        title=f"tpuserve / {title}",
+        description=description,
+        variables=_bench_variables(with_run=with_run),
+        rows=rows,
+    )
+
+
 def benchmarks_dashboard() -> Dashboard:
     f = BENCH_FILTER
-    return Dashboard(
-        uid="tpuserve-benchmarks",
-        title="tpuserve / Benchmark results",
-        description="Finished BenchmarkRuns across runs: throughput, latency percentiles, goodput, cost, roofline.",
-        variables=_bench_variables(),
+    description = "Finished BenchmarkRuns across runs: throughput, latency percentiles, goodput, cost, roofline."
+    return _bench_dashboard(
+        "benchmarks",
+        "Benchmark results",
+        description,
+        with_run=False,
         rows=[
             Row("Runs", [_comparison_table("All runs", f)]),
             Row(
@@ -225,11 +237,12 @@ def benchmarks_dashboard() -> Dashboard:
 
 def comparison_dashboard() -> Dashboard:
     f = RUN_FILTER
-    return Dashboard(
-        uid="tpuserve-compare",
-        title="tpuserve / Compare runs",
-        description="Pick runs and compare them side by side, figure by figure.",
-        variables=_bench_variables(with_run=True),
+    description = "Pick runs and compare them side by side, figure by figure."
+    return _bench_dashboard(
+        "compare",
+        "Compare runs",
+        description,
+        with_run=True,
         rows=[
             Row("Side by side", [_comparison_table("Selected runs", f, height=8)]),
             Row(
