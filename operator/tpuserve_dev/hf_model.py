@@ -17,22 +17,24 @@ from typing import Any
 from tpuserve import llama
 from tpuserve.convert.safetensors_header import DTYPE_BYTES, SAFETENSORS_DTYPE
 
+# The config.json of tests/vllm/make_model.py's model (vocab 512, hidden 256, 2 layers, 4 heads of 64, 2 KV heads,
+# intermediate 512, 512 positions), with Llama 3's RoPE base.
+TINY3_CONFIG: dict[str, Any] = {
+    "vocab_size": 512,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "max_position_embeddings": 512,
+    "rope_theta": 500000.0,
+}
 
-# The shape of tests/vllm/make_model.py's model (vocab 512, hidden 256, 2 layers, 4 heads of 64, 2 KV heads,
-# intermediate 512, 512 positions), named as a catalog model because the mirror verifies against a catalog name.
+
 def tiny3() -> llama.LlamaArch:
-    return dataclasses.replace(
-        llama.arch("llama3.1-8b"),
-        num_layers=2,
-        d_model=256,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=64,
-        mlp_dim=512,
-        vocab_size=512,
-        max_position_embeddings=512,
-        rope_theta=500000.0,
-    )
+    """That model named as a catalog model, because the mirror verifies against a catalog name."""
+    return arch_from_config(TINY3_CONFIG, "llama3.1-8b")
 
 
 def arch_json(arch: llama.LlamaArch, path: Path) -> Path:

@@ -125,6 +125,14 @@ def _handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
                     return None
             return repo
 
+        def _repo_at(self, repo_id: str, revision: str) -> HubRepo | None:
+            """The repository if it exists, the caller may read it and it has `revision`; else the error is sent."""
+            repo = self._repo(repo_id)
+            if repo is not None and not repo.resolves(revision):
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+                return None
+            return repo
+
         def do_HEAD(self) -> None:
             self.do_GET()
 
@@ -142,11 +150,8 @@ def _handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
                 self._error(404, None, f"no route {path}")
 
         def _api(self, repo_id: str, op: str, revision: str) -> None:
-            repo = self._repo(repo_id)
+            repo = self._repo_at(repo_id, revision)
             if repo is None:
-                return
-            if not repo.resolves(revision):
-                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                 return
             if op == "revision":
                 body = {
@@ -171,11 +176,8 @@ def _handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             return entry
 
         def _resolve(self, repo_id: str, revision: str, name: str) -> None:
-            repo = self._repo(repo_id)
+            repo = self._repo_at(repo_id, revision)
             if repo is None:
-                return
-            if not repo.resolves(revision):
-                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                 return
             if name not in repo.files:
                 self._error(404, "EntryNotFound", f"{name} does not exist")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from localcluster.ports import free_port
-from localcluster.wait import wait_for
 from tpuserve_dev import REPO
+from tpuserve_dev.server_process import running_server
 
 SETUP_SCRIPT = REPO / "tests" / "jetstream" / "setup-venv.sh"
 PYTHON_ENV = "TPUSERVE_JETSTREAM_PYTHON"  # an existing JetStream 0.2.2 python, skipping the setup script
@@ -68,39 +66,8 @@ def start_mock_server(port: int | None = None, log_path: Path | None = None) -> 
     python = jetstream_python()
     port = port or free_port()
     target = f"127.0.0.1:{port}"
-    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen(
-        [python, "-c", _LAUNCH, f"--port={port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-
-        def live() -> bool:
-            if process.poll() is not None:
-                log.seek(0)
-                tail = log.read()[-3000:].decode(errors="replace")
-                raise RuntimeError(f"JetStream mock server exited with {process.returncode}:\n{tail}")
-            return health(target)
-
-        wait_for(live, timeout=START_TIMEOUT_S, interval=0.5, description=f"JetStream mock server live on {target}")
+    argv = [python, "-c", _LAUNCH, f"--port={port}"]
+    name = f"JetStream mock server on {target}"
+    with running_server(name, argv, env, ready=lambda: health(target), timeout=START_TIMEOUT_S, log_path=log_path):
         yield target
-    finally:
-        stop(process)
-        log.close()
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (its orchestrator threads ignore plain SIGINT), then SIGKILL."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)

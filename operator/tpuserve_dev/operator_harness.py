@@ -100,16 +100,16 @@ class OperatorProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the operator process now (Linux /proc)."""
-        assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return self._memory_bytes("VmRSS")
 
     def peak_rss_bytes(self) -> int:
+        return self._memory_bytes("VmHWM")
+
+    def _memory_bytes(self, field: str) -> int:
+        """A memory figure of the operator process from /proc/PID/status (its unit there is kB); 0 if absent."""
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
         return 0
 

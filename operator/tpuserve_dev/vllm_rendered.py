@@ -13,17 +13,12 @@ import contextlib
 import json
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcluster.ports import free_port
-from tpuserve_dev import REPO
-from tpuserve_dev.jetstream_server import stop
-from tpuserve_dev.vllm_server import model_dir, vllm_python, wait_healthy
-
-HERE = REPO / "tests" / "vllm"  # the vLLM venv and model scripts, the chat template
+from tpuserve_dev.vllm_server import HERE, model_dir, running_vllm, vllm_python
 
 
 @dataclass(frozen=True)
@@ -93,22 +88,9 @@ def start_rendered_server(
     directory to serve (default the small model from tests/vllm/model.sh)."""
     port = port or free_port()
     args, adapted = cpu_args(rendered, model or model_dir(), port)
-    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
-    process = subprocess.Popen(
-        [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, log, base_url)
+    argv = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", *args]
+    with running_vllm(argv, port, log_path) as base_url:
         yield RunningServer(base_url, args, adapted)
-    finally:
-        stop(process)
-        log.close()
 
 
 def parse_with_vllm(argv_lists: list[list[str]]) -> list[dict[str, object]]:

@@ -16,18 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from localcluster.ports import free_port
-from localcluster.wait import wait_for
 from tpuserve_dev import REPO
-from tpuserve_dev.jetstream_server import stop
+from tpuserve_dev.server_process import running_server
 
 HERE = REPO / "tests" / "vllm"  # the vLLM venv and model scripts, the chat template
 PYTHON_ENV = "TPUSERVE_VLLM_PYTHON"  # an existing vLLM python, skipping the setup script
@@ -65,19 +62,6 @@ def healthy(base_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_healthy(process: subprocess.Popen[bytes], log: IO[bytes], base_url: str) -> None:
-    """Block until the server at `base_url` answers /health; raise with its log's tail if it exits or is late."""
-
-    def up() -> bool:
-        if process.poll() is not None:
-            log.seek(0)
-            tail = log.read()[-3000:].decode(errors="replace")
-            raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{tail}")
-        return healthy(base_url)
-
-    wait_for(up, timeout=START_TIMEOUT_S, interval=0.5, description=f"vLLM server healthy on {base_url}")
-
-
 def server_command(python: str, model: str, port: int, extra: list[str] | None = None) -> list[str]:
     return [
         python,
@@ -113,19 +97,16 @@ def start_vllm_server(
     python = vllm_python()
     model = model_dir()
     port = port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
-    process = subprocess.Popen(
-        server_command(python, model, port, extra_args),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(process, log, base_url)
+    with running_vllm(server_command(python, model, port, extra_args), port, log_path) as base_url:
         yield VLLMServer(base_url, model, python)
-    finally:
-        stop(process)
-        log.close()
+
+
+@contextlib.contextmanager
+def running_vllm(argv: list[str], port: int, log_path: Path | None) -> Iterator[str]:
+    """vLLM's OpenAI API server started as `argv` (listening on `port`) until the block ends; yields its base URL
+    once /health answers 200."""
+    base_url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    name = f"vLLM server on {base_url}"
+    with running_server(name, argv, env, ready=lambda: healthy(base_url), timeout=START_TIMEOUT_S, log_path=log_path):
+        yield base_url

@@ -38,7 +38,7 @@ from tests.chart.prometheus import running_prometheus, unanswered
 from tpuserve.api import KINDS
 from tpuserve.controllers import naming
 from tpuserve_dev import REPO
-from tpuserve_dev.chart import dashboards
+from tpuserve_dev.chart import dashboards, dashboards_bench
 from tpuserve_dev.chart.tools import render_objects
 from tpuserve_dev.operator_harness import convert_summary_json
 
@@ -62,7 +62,7 @@ def _phase(cluster: Cluster, namespace: str, kind: str, name: str) -> str | None
     return None if obj is None else obj.get("status", {}).get("phase")
 
 
-BENCH_METRIC = dashboards.BENCH_OUTPUT_TPS
+BENCH_METRIC = dashboards_bench.BENCH_OUTPUT_TPS
 OPERATOR_POD_NAMESPACE = "tpuserve-system"  # what service discovery would put on the scrape target
 MIRRORED_SERVER_IMAGE = "europe-docker.pkg.dev/my-project/mirror/maxengine-server:v0.2.2"
 V5E_PRICE = 0.84  # $/chip-hour (the catalog's on-demand price is 1.20)

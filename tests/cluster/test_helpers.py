@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.harness import ClusterError, LocalCluster
-from localcluster.local_node import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
+from localcluster.pod_env import SERVICE_ADDRESS, empty_dir_mounts, expand, remap_mounts
 from localcluster.wait import WaitTimeout, wait_for
 
 

@@ -7,7 +7,7 @@ import re
 import yaml
 
 from localcluster import sim
-from localcluster.harness import KWOK_STAGES
+from localcluster.components import KWOK_STAGES
 
 
 def stages() -> dict[str, dict[str, object]]:

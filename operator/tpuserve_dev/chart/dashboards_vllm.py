@@ -5,7 +5,7 @@ InferenceServer's spec.model, so the `model` variable filters by it."""
 
 from __future__ import annotations
 
-from tpuserve_dev.chart.dashboards import Dashboard, Panel, Row, Target, Variable
+from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, p50_p99, server_dashboard
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -23,28 +23,26 @@ PREFIX_HITS = "vllm:prefix_cache_hits_total"
 
 MODEL = 'model_name=~"$model"'
 
+DESCRIPTION = (
+    "vLLM's own metrics from InferenceServers of runtime vllm-tpu (spec.metrics.podMonitoring or "
+    "serviceMonitor: /metrics on port 8000). JetStream servers: the JetStream dashboard."
+)
+
 
 def _quantiles(histogram: str, legend: str) -> list[Target]:
-    return [
-        Target(
-            f"histogram_quantile({q}, sum by (le, model_name) (rate({histogram}_bucket{{{MODEL}}}[$__rate_interval])))",
-            f"{legend} p{int(float(q) * 100)} {{{{model_name}}}}",
-        )
-        for q in ("0.5", "0.99")
-    ]
+    return p50_p99(
+        histogram, by="le, model_name", selector=f"{{{MODEL}}}", legend=f"{legend} p{{p}} {{{{model_name}}}}"
+    )
 
 
 def vllm_dashboard() -> Dashboard:
-    return Dashboard(
-        uid="tpuserve-vllm",
-        title="tpuserve / vLLM servers",
-        description=(
-            "vLLM's own metrics from InferenceServers of runtime vllm-tpu (spec.metrics.podMonitoring or "
-            "serviceMonitor: /metrics on port 8000). JetStream servers: the JetStream dashboard."
-        ),
-        time_from="now-3h",
-        variables=[Variable("model", "Served model", f"label_values({RUNNING}, model_name)")],
-        rows=[
+    servers = Variable("model", "Served model", f"label_values({RUNNING}, model_name)")
+    return server_dashboard(
+        "vllm",
+        "vLLM",
+        DESCRIPTION,
+        servers,
+        [
             Row(
                 "Load (autoscaling signals)",
                 [
