@@ -3,6 +3,8 @@
 Measures, on a fresh local cluster: time from the first create until every benchmark Job exists; p50/p99 of
 create-to-Job latency (POST of the BenchmarkRun returned → the Job seen on a watch); the operator's peak RSS;
 and the HTTP requests the operator made per object (counted inside the operator process, by verb and resource).
+The machine's load average (1 min) at the start and the end of each size is printed with the figures: the times
+depend on what else shares the CPU.
 
     python -m tests.perf.scale_operator --runs 200 1000 [--json out.json]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +55,10 @@ def run_body(name: str) -> dict[str, Any]:
     }
 
 
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
 def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, batch, custom = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
@@ -87,6 +94,7 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     watcher.start()
     time.sleep(1)
     names = [f"run-{i:05d}" for i in range(runs)]
+    load_at_start = load_average()
     start = time.monotonic()
 
     def create(name: str) -> None:
@@ -123,6 +131,7 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     return {
         "runs": runs,
         "jobs": jobs,
+        "load_average_1m": [load_at_start, load_average()],
         "create_all_seconds": round(created_all, 1),
         "all_jobs_exist_seconds": round(all_jobs, 1),
         "all_running_status_seconds": round(settled, 1),
