@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tpuserve.controllers.cache import ClusterCache, trimmed
+from tpuserve.controllers.cache import LAST_APPLIED, ClusterCache, trimmed
 from tpuserve.controllers.ownership import LABEL_JOB_CONTROLLER_UID
 
 
@@ -76,9 +76,12 @@ def test_pods_by_label_follow_relabels_and_deletions() -> None:
 def test_trimmed_keeps_what_reconciles_read() -> None:
     pod = obj("p", 1, spec={"nodeName": "n1", "containers": [{"name": "bench"}]}, status={"phase": "Running"})
     pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    pod["metadata"]["annotations"] = {LAST_APPLIED: "{...}", "kept": "yes"}
     kept = trimmed("Pod", pod)
     assert kept["spec"] == {"nodeName": "n1"} and kept["status"] == {"phase": "Running"}
     assert "managedFields" not in kept["metadata"] and kept["metadata"]["uid"] == "u1"
+    assert kept["metadata"]["annotations"] == {"kept": "yes"}
+    assert pod["metadata"]["annotations"][LAST_APPLIED] == "{...}"  # the watched body itself is left alone
     job = obj("j", 1, spec={"backoffLimit": 0, "template": {"spec": {}}}, status={"active": 1})
     assert trimmed("Job", job)["spec"] == {"backoffLimit": 0}
     run = obj("r", 1, spec={"numPrompts": 5}, status={"phase": "Pending"})

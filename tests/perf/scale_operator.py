@@ -123,6 +123,7 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     time.sleep(3)
     peak = max(peak, operator.peak_rss_bytes())
     counts = json.loads(counts_file.read_text())
+    status_writes = json.loads(Path(f"{counts_file}.status.json").read_text())
     operator.stop()
     delta = {k: v - baseline.get(k, 0) for k, v in counts.items() if v - baseline.get(k, 0) > 0}
     total = sum(delta.values())
@@ -141,6 +142,7 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
         "operator_requests_total": total,
         "operator_requests_per_object": round(total / runs, 1),
         "operator_requests_by_kind": dict(sorted(delta.items(), key=lambda kv: -kv[1])),
+        "status_patches_by_message": dict(sorted(status_writes.items(), key=lambda kv: -kv[1])),
     }
 
 

@@ -8,7 +8,8 @@ status patch (and its Event) nor takes a Job it has just created for one that va
 Ordering: a body replaces the kept one only when its resourceVersion is not older (etcd revisions are integers;
 a version that is not one is taken as newer). A uid the operator deleted is ignored until its DELETED event.
 
-Kept per object (memory at 1,000s of objects): everything but `metadata.managedFields`; Pods keep only
+Kept per object (memory at 1,000s of objects): everything but `metadata.managedFields` and kubectl's
+last-applied annotation; Pods keep only
 `spec.nodeName` of their spec, Jobs no pod template (no reconcile reads them). Callers get deep copies.
 """
 
@@ -26,12 +27,16 @@ Body = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 # Labels the pod lookups select by: answered through an index instead of a scan of every pod of the namespace.
 INDEXED_POD_LABELS = (LABEL_JOB_CONTROLLER_UID, naming.LABEL_SERVER)
+# `kubectl apply`'s copy of the whole object as applied: as large as the spec again, and nothing reads it.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def trimmed(kind: str, body: Mapping[str, Any]) -> Body:
     """The parts of a watched object a reconcile reads (see the module docstring)."""
     kept = {k: v for k, v in body.items() if k != "metadata"}
-    kept["metadata"] = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    meta = kept["metadata"] = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    if LAST_APPLIED in (meta.get("annotations") or {}):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
     spec = body.get("spec") or {}
     if kind == "Pod":
         kept["spec"] = {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {}

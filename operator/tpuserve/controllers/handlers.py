@@ -15,6 +15,7 @@ writes, and nothing else (docs/operator.md, "Scale").
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -40,13 +41,16 @@ from tpuserve.controllers.checkpoint import reconcile_checkpoint
 from tpuserve.controllers.handler_state import MemoryDiffBaseStorage, MemoryProgressStorage
 from tpuserve.controllers.resync import resync_forever
 from tpuserve.controllers.server import reconcile_server
+from tpuserve.controllers.workqueue import ReconcileQueue
 from tpuserve.metrics import default_metrics
 from tpuserve.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-# Handler threads: reconciles read from the cache, so they wait only on their writes.
-MAX_WORKERS = 16
+# kopf's handler threads (create/update/resume) and the threads of the event-driven reconciles (workqueue.py):
+# reconciles read from the cache, so they wait only on their writes.
+MAX_WORKERS = 8
+QUEUE_WORKERS = 4
 RECONCILERS: dict[str, Callable[[kube.Context, str, str], None]] = {
     LlamaCheckpoint.KIND: reconcile_checkpoint,
     InferenceServer.KIND: reconcile_server,
@@ -101,6 +105,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.progress, memo.diffbase = settings.persistence.progress_storage, settings.persistence.diffbase_storage
     if ctx.cache is None:
         ctx.cache = ClusterCache()
+    ctx.warm_up()
+    memo.queue = ReconcileQueue(functools.partial(_reconcile_key, ctx), workers=QUEUE_WORKERS)
+    memo.queue.start()
     memo.resync_stop = threading.Event()
     # The safety net: one thread, not a kopf timer per object (a timer adds a finalizer and a task per object).
     resync = threading.Thread(target=resync_forever, args=(ctx, RECONCILERS, memo.resync_stop), daemon=True)
@@ -108,8 +115,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.on.cleanup()
-def stop_resync(memo: Any, **_: Any) -> None:
+def stop_background(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_stop.set()
+    memo.queue.stop()
 
 
 @kopf.on.login()
@@ -214,7 +222,6 @@ def _deleted(type: str | None, **_: Any) -> bool:
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_deleted)
 async def pod_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Before pod_event (kopf runs an object's event handlers in this order): the cache forgets it first."""
     _forget(memo, "Pod", body)
 
 
@@ -247,7 +254,7 @@ async def servers_by_checkpoint(
 
 
 @kopf.on.event(GROUP, VERSION, LlamaCheckpoint.PLURAL)
-def checkpoint_event(
+async def checkpoint_event(
     type: str,
     body: kopf.Body,
     status: kopf.Status,
@@ -264,7 +271,7 @@ def checkpoint_event(
     for server_name, server_phase in _dependents(servers_by_checkpoint, (namespace, name)):
         if server_phase in (None, ServerPhase.PENDING, ServerPhase.WAITING_FOR_CHECKPOINT):
             ctx.metrics.wakeups.labels(InferenceServer.KIND).inc()
-            reconcile_server(ctx, namespace, server_name)
+            memo.queue.add(InferenceServer.KIND, namespace, server_name)
 
 
 # --- InferenceServer --------------------------------------------------------------------------------------
@@ -286,7 +293,7 @@ async def runs_by_server(
 
 
 @kopf.on.event(GROUP, VERSION, InferenceServer.PLURAL)
-def server_event(
+async def server_event(
     type: str,
     body: kopf.Body,
     status: kopf.Status,
@@ -303,7 +310,7 @@ def server_event(
     for run_name, run_phase in _dependents(runs_by_server, (namespace, name)):
         if run_phase in (None, BenchmarkPhase.PENDING, BenchmarkPhase.WAITING_FOR_SERVER):
             ctx.metrics.wakeups.labels(BenchmarkRun.KIND).inc()
-            reconcile_benchmark(ctx, namespace, run_name)
+            memo.queue.add(BenchmarkRun.KIND, namespace, run_name)
 
 
 # --- BenchmarkRun -----------------------------------------------------------------------------------------
@@ -333,29 +340,28 @@ def _owner(meta: kopf.Meta) -> tuple[str, str] | None:
     return None
 
 
-def _reconcile_owner(ctx: kube.Context, namespace: str | None, meta: kopf.Meta) -> None:
+def _reconcile_key(ctx: kube.Context, kind: str, namespace: str, name: str) -> None:
+    RECONCILERS[kind](ctx, namespace, name)
+
+
+def _reconcile_owner(memo: kopf.Memo, meta: kopf.Meta) -> None:
     owner = _owner(meta)
-    if owner is None or namespace is None:
-        return
-    kind, name = owner
-    try:
-        RECONCILERS[kind](ctx, namespace, name)
-    except kopf.TemporaryError as exc:
-        log.info("reconcile of %s %s/%s deferred: %s", kind, namespace, name, exc)
+    if owner is not None and meta.namespace is not None:
+        memo.queue.add(owner[0], meta.namespace, owner[1])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         _forget(memo, "Job", body)
-    _reconcile_owner(_ctx(memo), body.metadata.namespace, body.metadata)
+    _reconcile_owner(memo, body.metadata)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         _forget(memo, "Deployment", body)
-    _reconcile_owner(_ctx(memo), body.metadata.namespace, body.metadata)
+    _reconcile_owner(memo, body.metadata)
 
 
 def _pod_matters(body: kopf.Body, meta: kopf.Meta, **_: Any) -> bool:
@@ -367,5 +373,5 @@ def _pod_matters(body: kopf.Body, meta: kopf.Meta, **_: Any) -> bool:
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_matters)
-def pod_event(namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    _reconcile_owner(_ctx(memo), namespace, meta)
+async def pod_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile_owner(memo, meta)

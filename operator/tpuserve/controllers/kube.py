@@ -10,7 +10,6 @@ write's answer goes into the cache, so a reconcile never reads something older t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from tpuserve.api import GROUP, KINDS, VERSION
 from tpuserve.controllers import naming
 from tpuserve.controllers.cache import ClusterCache
+from tpuserve.controllers.child_api import ChildApi, child_api, json_body
 from tpuserve.controllers.ownership import LABEL_JOB_CONTROLLER_UID, check_controlled, controller_uid, pods_of_job
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.settings import OperatorSettings
@@ -83,6 +83,12 @@ class Context:
     @property
     def custom(self) -> k8s.CustomObjectsApi:
         return k8s.CustomObjectsApi(self.api)
+
+    def warm_up(self) -> None:
+        """Import the client's API classes now: the kubernetes client loads them on first use, and core_v1_api
+        alone costs seconds of CPU on a busy machine, which the first burst of objects would otherwise wait for."""
+        for api in (self.core, self.apps, self.batch, self.custom):
+            del api
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         """One reconcile at a time per object (handlers run in a thread pool)."""
@@ -194,72 +200,7 @@ def _remember(ctx: Context, kind: str, body: Any, namespace: str = "", name: str
         ctx.cache.absent(kind, namespace, name)
 
 
-def _json(response: Any) -> dict[str, Any]:
-    """The body of a `_preload_content=False` answer."""
-    decoded: dict[str, Any] = json.loads(response.data)
-    return decoded
-
-
 # --- children ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildApi:
-    kind: str
-    read: Callable[[str, str], Any]
-    create: Callable[[str, dict[str, Any]], Any]
-    patch: Callable[[str, str, dict[str, Any]], Any]
-
-
-def child_api(ctx: Context, kind: str) -> ChildApi:
-    """Typed read/create/patch of the child kinds; results are plain dicts (sanitized)."""
-    sanitize = ctx.api.sanitize_for_serialization
-
-    def wrap(call: Callable[..., Any]) -> Callable[..., Any]:
-        def inner(*args: Any) -> Any:
-            result = call(*args)
-            return result if isinstance(result, dict) else sanitize(result)
-
-        return inner
-
-    if kind == "Job":
-        b = ctx.batch
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: b.read_namespaced_job(n, ns)),
-            # The answer as JSON: the client's model classes cost more CPU than the rest of a reconcile.
-            lambda ns, body: _json(b.create_namespaced_job(ns, body, _preload_content=False)),
-            wrap(lambda ns, n, body: b.patch_namespaced_job(n, ns, body)),
-        )
-    if kind == "Deployment":
-        a = ctx.apps
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: a.read_namespaced_deployment(n, ns)),
-            wrap(lambda ns, body: a.create_namespaced_deployment(ns, body)),
-            wrap(lambda ns, n, body: a.patch_namespaced_deployment(n, ns, body)),
-        )
-    if kind == "Service":
-        c = ctx.core
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: c.read_namespaced_service(n, ns)),
-            wrap(lambda ns, body: c.create_namespaced_service(ns, body)),
-            wrap(lambda ns, n, body: c.patch_namespaced_service(n, ns, body)),
-        )
-    if kind in ("PodMonitoring", "ServiceMonitor"):
-        group, version, plural = {
-            "PodMonitoring": ("monitoring.googleapis.com", "v1", "podmonitorings"),
-            "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
-        }[kind]
-        cu = ctx.custom
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: cu.get_namespaced_custom_object(group, version, ns, plural, n)),
-            wrap(lambda ns, body: cu.create_namespaced_custom_object(group, version, ns, plural, body)),
-            wrap(lambda ns, n, body: cu.patch_namespaced_custom_object(group, version, ns, plural, n, body)),
-        )
-    raise ValueError(f"unknown child kind {kind}")
 
 
 def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patchable: bool = True) -> dict[str, Any]:
@@ -270,7 +211,7 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
     owner does not control (ownerReference uid) is never patched: NameConflict.
     """
     kind = desired["kind"]
-    api = child_api(ctx, kind)
+    api = child_api(ctx.api, kind)
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     owner_uid = controller_uid(desired) or ""
     live = _read_child(ctx, api, ns, name)
@@ -334,7 +275,9 @@ def delete_job(ctx: Context, job: dict[str, Any]) -> None:
     meta = job["metadata"]
     options = k8s.V1DeleteOptions(propagation_policy="Background", preconditions=k8s.V1Preconditions(uid=meta["uid"]))
     try:
-        ctx.batch.delete_namespaced_job(meta["name"], meta["namespace"], body=options, _preload_content=False)
+        json_body(
+            ctx.batch.delete_namespaced_job(meta["name"], meta["namespace"], body=options, _preload_content=False)
+        )
     except ApiException as exc:
         if exc.status not in (404, 409):  # gone, or already replaced (uid precondition failed)
             raise
@@ -391,7 +334,7 @@ def post_event(ctx: Context, owner: dict[str, Any], event_type: str, reason: str
         "count": 1,
     }
     try:
-        ctx.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        json_body(ctx.core.create_namespaced_event(meta["namespace"], body, _preload_content=False))
     except ApiException as exc:
         log.warning(
             "could not post event %s on %s/%s: %s %s", reason, meta["namespace"], meta["name"], exc.reason, exc.body
