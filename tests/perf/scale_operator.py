@@ -34,6 +34,8 @@ from tests.cluster import sim
 from tests.cluster.harness import LocalCluster
 from tests.operator.harness import OperatorProcess, install_crds
 
+QUIET_SECONDS = 10
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -59,6 +61,12 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): unlike wall times, not stretched by other load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, batch, custom = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
@@ -74,6 +82,8 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     operator.start()
     time.sleep(2)
     baseline = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+    assert operator.process is not None
+    cpu_at_start = cpu_seconds(operator.process.pid)
 
     created: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -120,10 +130,19 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
         peak = max(peak, operator.rss_bytes())
         time.sleep(1)
     settled = time.monotonic() - start
-    time.sleep(3)
+    # Then until the operator is quiet (its request count unchanged for QUIET_SECONDS): the writes that follow
+    # the first status write (the Job's and the pods' events) are part of what an object costs.
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_SECONDS and time.monotonic() < deadline:
+        total_now = sum(json.loads(counts_file.read_text()).values())
+        if total_now != last:
+            last, quiet_since = total_now, time.monotonic()
+        peak = max(peak, operator.rss_bytes())
+        time.sleep(1)
     peak = max(peak, operator.peak_rss_bytes())
     counts = json.loads(counts_file.read_text())
     status_writes = json.loads(Path(f"{counts_file}.status.json").read_text())
+    cpu = cpu_seconds(operator.process.pid) - cpu_at_start
     operator.stop()
     delta = {k: v - baseline.get(k, 0) for k, v in counts.items() if v - baseline.get(k, 0) > 0}
     total = sum(delta.values())
@@ -139,6 +158,8 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
         "create_to_job_p50_seconds": round(statistics.median(latencies), 2),
         "create_to_job_p99_seconds": round(percentile(latencies, 0.99), 2),
         "operator_peak_rss_mib": round(peak / 2**20, 1),
+        "operator_cpu_seconds": round(cpu, 1),
+        "operator_cpu_ms_per_object": round(cpu * 1000 / runs, 1),
         "operator_requests_total": total,
         "operator_requests_per_object": round(total / runs, 1),
         "operator_requests_by_kind": dict(sorted(delta.items(), key=lambda kv: -kv[1])),

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # kopf's handler threads (create/update/resume) and the threads of the event-driven reconciles (workqueue.py):
 # reconciles read from the cache, so they wait only on their writes.
-MAX_WORKERS = 8
+MAX_WORKERS = 24
 QUEUE_WORKERS = 4
 RECONCILERS: dict[str, Callable[[kube.Context, str, str], None]] = {
     LlamaCheckpoint.KIND: reconcile_checkpoint,
