@@ -37,9 +37,8 @@ def test_a_job_deleted_by_hand_fails_its_run_and_is_not_recreated(
     assert children_created(operator) == created  # the cache forgot the Job: no second run under one name
 
 
-def test_a_status_edited_by_hand_is_rewritten_from_what_it_now_says(
-    operator: OperatorProcess, objects: Objects, namespace: str
-) -> None:
+@pytest.mark.usefixtures("operator")
+def test_a_status_edited_by_hand_is_rewritten_from_what_it_now_says(objects: Objects, namespace: str) -> None:
     objects.apply(namespace, benchmark("edited", target="10.1.2.3:9000", podAnnotations=LONG_RUN))
     objects.wait_phase("BenchmarkRun", namespace, "edited", "Running", timeout=60)
     wait_for(
@@ -61,5 +60,6 @@ def test_a_status_edited_by_hand_is_rewritten_from_what_it_now_says(
         return status if status.get("message") != "edited by hand" else None
 
     status = wait_for(restored, timeout=60, interval=0.5, description="the operator rewriting the edited status")
-    assert status["jobName"] == "edited-bench" and status["phase"] == "Running", status
+    assert status["jobName"] == "edited-bench", status
+    assert status["phase"] == "Running", status
     assert status["message"].startswith("benchmark "), status

@@ -22,7 +22,8 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     assert cache.get("Job", "ns", "a") == obj("a", 5, status={"active": 1}, spec={})
     cache.observe("Job", obj("a", 6, status={"succeeded": 1}))
     found = cache.get("Job", "ns", "a")
-    assert found is not None and found["status"] == {"succeeded": 1}
+    assert found is not None
+    assert found["status"] == {"succeeded": 1}
 
 
 def test_callers_get_copies() -> None:
@@ -32,7 +33,8 @@ def test_callers_get_copies() -> None:
     assert first is not None
     first["status"]["phase"] = "Changed by the caller"
     second = cache.get("BenchmarkRun", "ns", "run")
-    assert second is not None and second["status"]["phase"] == "Running"
+    assert second is not None
+    assert second["status"]["phase"] == "Running"
 
 
 def test_a_deleted_object_stays_gone_until_its_deleted_event_even_if_older_events_arrive() -> None:
@@ -78,8 +80,10 @@ def test_trimmed_keeps_what_reconciles_read() -> None:
     pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
     pod["metadata"]["annotations"] = {LAST_APPLIED: "{...}", "kept": "yes"}
     kept = trimmed("Pod", pod)
-    assert kept["spec"] == {"nodeName": "n1"} and kept["status"] == {"phase": "Running"}
-    assert "managedFields" not in kept["metadata"] and kept["metadata"]["uid"] == "u1"
+    assert kept["spec"] == {"nodeName": "n1"}
+    assert kept["status"] == {"phase": "Running"}
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["uid"] == "u1"
     assert kept["metadata"]["annotations"] == {"kept": "yes"}
     assert pod["metadata"]["annotations"][LAST_APPLIED] == "{...}"  # the watched body itself is left alone
     job = obj("j", 1, spec={"backoffLimit": 0, "template": {"spec": {}}}, status={"active": 1})

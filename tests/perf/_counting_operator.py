@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,7 +39,7 @@ def _count(method: str, url: str) -> None:
 _urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
 
 
-def _status_write(url: str, body: Any) -> None:
+def _status_write(body: Any) -> None:
     try:
         message = str(json.loads(body)["status"].get("message") or "")
     except (TypeError, ValueError, KeyError, AttributeError):
@@ -51,7 +52,7 @@ def _status_write(url: str, body: Any) -> None:
 def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
     _count(method, url)
     if method.upper() == "PATCH" and url.split("?")[0].endswith("/status"):
-        _status_write(url, kwargs.get("body"))
+        _status_write(kwargs.get("body"))
     return _urlopen(self, method, url, *args, **kwargs)
 
 
@@ -73,10 +74,9 @@ def dump_forever(path: str) -> None:
         with LOCK:
             texts = {path: json.dumps(dict(COUNTS)), path + ".status.json": json.dumps(dict(STATUS_WRITES))}
         for target, text in texts.items():
-            tmp = target + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, target)
+            tmp = Path(target + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
         time.sleep(1)
 
 

@@ -28,6 +28,7 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
             return self._records.get((body.metadata.uid or "", key))
 
     def store(self, *, key: kopf.HandlerId, record: kopf.ProgressRecord, body: kopf.Body, patch: kopf.Patch) -> None:
+        del patch  # nothing goes to the object
         with self._lock:
             self._records[(body.metadata.uid or "", key)] = record
 
@@ -55,6 +56,7 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
             return self._essences.get(body.metadata.uid or "")
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        del patch  # nothing goes to the object
         with self._lock:
             self._essences[body.metadata.uid or ""] = essence
 

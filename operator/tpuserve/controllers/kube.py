@@ -87,8 +87,7 @@ class Context:
     def warm_up(self) -> None:
         """Import the client's API classes now: the kubernetes client loads them on first use, and core_v1_api
         alone costs seconds of CPU on a busy machine, which the first burst of objects would otherwise wait for."""
-        for api in (self.core, self.apps, self.batch, self.custom):
-            del api
+        self.core, self.apps, self.batch, self.custom  # noqa: B018 (each property builds its API class)
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         """One reconcile at a time per object (handlers run in a thread pool)."""
