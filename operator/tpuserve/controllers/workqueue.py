@@ -43,6 +43,11 @@ class ReconcileQueue:
             self._stopped = True
             self._changed.notify_all()
 
+    def waiting(self) -> int:
+        """How many objects wait for their reconcile."""
+        with self._changed:
+            return len(self._waiting)
+
     def add(self, kind: str, namespace: str, name: str) -> None:
         key = (kind, namespace, name)
         with self._changed:
