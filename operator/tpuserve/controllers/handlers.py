@@ -121,7 +121,7 @@ def stop_background(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf uses the same credentials as our API client (in-cluster, or the --kubeconfig file)."""
     config = _ctx(memo).api.configuration
     header = (config.api_key or {}).get("authorization") or (config.api_key or {}).get("BearerToken")
