@@ -48,7 +48,8 @@ from tpuserve.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 # kopf's handler threads (create/update/resume) and the threads of the event-driven reconciles (workqueue.py):
-# reconciles read from the cache, so they wait only on their writes.
+# reconciles read from the cache, so they wait only on their writes. Together no more than the API client's
+# connection pool (kube.load_api_client, 32), so no thread waits for a connection.
 MAX_WORKERS = 24
 QUEUE_WORKERS = 4
 RECONCILERS: dict[str, Callable[[kube.Context, str, str], None]] = {
