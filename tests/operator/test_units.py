@@ -158,18 +158,13 @@ def test_container_problem_names_the_stuck_container() -> None:
 def test_child_watches_carry_a_server_side_label_selector() -> None:
     """kopf sends settings.watching.label_selectors with the list and watch requests of each matching resource
     (kopf._cogs.clients.watching.watch_objs); the operator's own kinds are watched whole."""
-    from types import SimpleNamespace
-
     import kopf
     from kopf._cogs.structs.references import Resource
 
     from tpuserve.controllers import handlers
 
     settings = kopf.OperatorSettings()
-    # Called as kopf calls a startup handler, with only the keyword arguments configure reads (kopf's ActivityFn
-    # type lists every one kopf passes).
-    configure: Any = handlers.configure
-    configure(settings=settings, memo=SimpleNamespace(ctx=SimpleNamespace(namespaces=[])))
+    handlers.configure_kopf(settings, namespaced=False)
     selector = "app.kubernetes.io/managed-by=tpuserve-operator"
     for group, version, plural in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
         assert settings.watching.label_selectors.collect(Resource(group, version, plural)) == [selector]

@@ -1,34 +1,62 @@
 """kopf entry points: thin. Each one finds the object to reconcile and calls its kind's reconcile_<kind>().
 
 What triggers a reconcile:
-- the object itself: create, spec update, operator resume, and a slow resync timer (a safety net only);
+- the object itself: create, spec update, operator start, and a slow resync thread (a safety net only);
 - its children (Jobs, Deployments, Pods labelled by the operator): every change of the real state;
 - its dependency: a LlamaCheckpoint turning Ready/Failed wakes the InferenceServers waiting for it, an
   InferenceServer turning Ready wakes the BenchmarkRuns waiting for it (kopf indexes find them; no polling).
+
+What a reconcile reads comes from the cache (cache.py) that kopf indexes fill from the watch-streams kopf runs
+anyway: no handler runs before every watched kind has been listed once, so the cache is never half-empty. kopf's
+own bookkeeping stays in memory (handler_state.py) and no kopf timer is used, so kopf writes nothing to the
+objects (no annotations, no finalizer): per BenchmarkRun the operator makes its Job, its Event and its status
+writes, and nothing else (docs/operator.md, "Scale").
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import kopf
 
-from tpuserve.api import GROUP, VERSION, BenchmarkPhase, CheckpointPhase, ServerPhase
+from tpuserve.api import (
+    GROUP,
+    VERSION,
+    BenchmarkPhase,
+    BenchmarkRun,
+    CheckpointPhase,
+    InferenceServer,
+    LlamaCheckpoint,
+    ServerPhase,
+)
 from tpuserve.controllers import kube, naming, observe, outcomes, render
 from tpuserve.controllers.benchmark import reconcile_benchmark
+from tpuserve.controllers.cache import ClusterCache
 from tpuserve.controllers.checkpoint import reconcile_checkpoint
+from tpuserve.controllers.handler_state import MemoryDiffBaseStorage, MemoryProgressStorage
+from tpuserve.controllers.resync import resync_forever
 from tpuserve.controllers.server import reconcile_server
+from tpuserve.controllers.workqueue import ReconcileQueue
 from tpuserve.metrics import default_metrics
 from tpuserve.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS, SERVERS, RUNS = "llamacheckpoints", "inferenceservers", "benchmarkruns"
-# Safety-net resync of objects that are not finished (every state change also arrives as an event).
-RESYNC_SECONDS = 300
+# kopf's handler threads (create/update/resume) and the threads of the event-driven reconciles (workqueue.py):
+# reconciles read from the cache, so they wait only on their writes. Together no more than the API client's
+# connection pool (kube.load_api_client, 32), so no thread waits for a connection.
+MAX_WORKERS = 24
+QUEUE_WORKERS = 4
+RECONCILERS: dict[str, Callable[[kube.Context, str, str], None]] = {
+    LlamaCheckpoint.KIND: reconcile_checkpoint,
+    InferenceServer.KIND: reconcile_server,
+    BenchmarkRun.KIND: reconcile_benchmark,
+}
 # Retry delay after an unexpected error (an API hiccup); kopf's default is 60 s. TemporaryError sets its own.
 BACKOFF_SECONDS = 10
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
@@ -38,21 +66,25 @@ CHILD_LABEL_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
 PROGRESS_PREFIX = "tpuserve.dev"
 
 
-def _ctx(memo: Any) -> kube.Context:
+def _ctx(memo: kopf.Memo) -> kube.Context:
     context: kube.Context = memo.ctx
     return context
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+def _cache(memo: kopf.Memo) -> ClusterCache:
+    cache = _ctx(memo).cache
+    assert cache is not None, "configure() sets the cache"
+    return cache
+
+
+def configure_kopf(settings: kopf.OperatorSettings, *, namespaced: bool) -> None:
+    """kopf's settings for this operator."""
     # Our own Events say what happened; kopf's per-handler "Handler succeeded" events would double the API calls.
     settings.posting.level = logging.WARNING
-    # Status is structural (undeclared fields are pruned): keep kopf's progress in annotations only.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
-    )
-    settings.execution.max_workers = 16
+    # kopf's bookkeeping stays in memory: annotations would cost a PATCH per object per handled change.
+    settings.persistence.progress_storage = MemoryProgressStorage(PROGRESS_PREFIX)
+    settings.persistence.diffbase_storage = MemoryDiffBaseStorage(PROGRESS_PREFIX)
+    settings.execution.max_workers = MAX_WORKERS
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # `labels=` on a handler filters client-side, after every pod, Job and Deployment of the cluster has been
@@ -60,16 +92,37 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # themselves, so the API server sends only the operator's own children.
     for resource in CHILD_RESOURCES:
         settings.watching.label_selectors[resource] = CHILD_LABEL_SELECTOR
+    # Exact namespace names need no namespace or CRD discovery; a namespaced install grants no cluster-wide
+    # list/watch of namespaces or customresourcedefinitions (the chart's least-privilege RBAC).
+    settings.scanning.disabled = namespaced
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if getattr(memo, "ctx", None) is None:  # `kopf run -m tpuserve.controllers.handlers`: settings from env
         memo.ctx = kube.Context(kube.load_api_client(), OperatorSettings(), default_metrics())
-    if _ctx(memo).namespaces:
-        # Exact namespace names need no namespace or CRD discovery; a namespaced install grants no cluster-wide
-        # list/watch of namespaces or customresourcedefinitions (the chart's least-privilege RBAC).
-        settings.scanning.disabled = True
+    ctx = _ctx(memo)
+    configure_kopf(settings, namespaced=bool(ctx.namespaces))
+    memo.progress, memo.diffbase = settings.persistence.progress_storage, settings.persistence.diffbase_storage
+    if ctx.cache is None:
+        ctx.cache = ClusterCache()
+    ctx.warm_up()
+    memo.queue = ReconcileQueue(functools.partial(_reconcile_key, ctx), workers=QUEUE_WORKERS)
+    memo.queue.start()
+    memo.resync_stop = threading.Event()
+    # The safety net: one thread, not a kopf timer per object (a timer adds a finalizer and a task per object).
+    resync = threading.Thread(target=resync_forever, args=(ctx, RECONCILERS, memo.resync_stop), daemon=True)
+    resync.start()
+
+
+@kopf.on.cleanup()
+def stop_background(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync_stop.set()
+    memo.queue.stop()
 
 
 @kopf.on.login()
-def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf uses the same credentials as our API client (in-cluster, or the --kubeconfig file)."""
     config = _ctx(memo).api.configuration
     header = (config.api_key or {}).get("authorization") or (config.api_key or {}).get("BearerToken")
@@ -89,10 +142,15 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 
 
 def _bounded(
-    kind: str, reconcile: Callable[[kube.Context, str, str], None], memo: Any, namespace: str, name: str, runtime: Any
+    kind: str,
+    reconcile: Callable[[kube.Context, str, str], None],
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    runtime: timedelta,
 ) -> None:
     """A change handler's retries end: past TPUSERVE_RETRY_BUDGET_SECONDS (kopf's `runtime` counts from the first
-    attempt, across operator restarts) the object is marked Failed/RetriesExhausted with the last reason."""
+    attempt of this operator process) the object is marked Failed/RetriesExhausted with the last reason."""
     ctx = _ctx(memo)
     try:
         reconcile(ctx, namespace, name)
@@ -101,7 +159,7 @@ def _bounded(
     except Exception as exc:
         budget = ctx.settings.retry_budget_seconds
         delay = exc.delay if isinstance(exc, kopf.TemporaryError) and exc.delay else BACKOFF_SECONDS
-        spent = runtime.total_seconds() if isinstance(runtime, timedelta) else 0.0
+        spent = runtime.total_seconds()
         if spent + delay < budget:
             raise
         message = f"gave up after {spent:.0f}s of retries (TPUSERVE_RETRY_BUDGET_SECONDS={budget:g}): {exc}"
@@ -109,180 +167,212 @@ def _bounded(
         raise kopf.PermanentError(message) from exc
 
 
+def _forget(memo: kopf.Memo, kind: str, body: kopf.Body) -> None:
+    """A DELETED event: the object leaves the cache, kopf's memory of it, the metrics and the lock table."""
+    ctx = _ctx(memo)
+    _cache(memo).forget(kind, body)
+    uid = body.metadata.uid or ""
+    memo.progress.forget(uid)
+    memo.diffbase.forget(uid)
+    if kind in RECONCILERS:
+        ctx.metrics.set_phase(kind, body.metadata.namespace or "", body.metadata.name or "", None, uid)
+        ctx.forget_lock(kind, body.metadata.namespace or "", body.metadata.name or "")
+
+
 @kopf.on.probe(id="api")
-def probe(memo: Any, **_: Any) -> str:
+def probe(memo: kopf.Memo, **_: Any) -> str:
     return "ok" if getattr(memo, "ctx", None) is not None else "starting"
+
+
+# --- the cache: every watched object as kopf delivers it (indexes: no handler runs before all are listed) -----
+
+
+@kopf.index(GROUP, VERSION, LlamaCheckpoint.PLURAL)
+async def checkpoints_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe(LlamaCheckpoint.KIND, body)
+
+
+@kopf.index(GROUP, VERSION, InferenceServer.PLURAL)
+async def servers_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe(InferenceServer.KIND, body)
+
+
+@kopf.index(GROUP, VERSION, BenchmarkRun.PLURAL)
+async def runs_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe(BenchmarkRun.KIND, body)
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+async def jobs_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe("Job", body)
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def deployments_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe("Deployment", body)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+async def pods_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _cache(memo).observe("Pod", body)
+
+
+def _deleted(type: str | None, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, when=_deleted)
+async def pod_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _forget(memo, "Pod", body)
+
+
+# --- dependencies: (namespace, name of the dependency) → (name, phase) of each object waiting for it ---------
+Dependency = tuple[str, str]
+Dependent = tuple[str, str | None]
+DependencyIndex = kopf.Index[Dependency, Dependent]
+
+
+def _dependents(index: DependencyIndex | None, key: Dependency) -> list[Dependent]:
+    return list(index[key]) if index is not None and key in index else []
 
 
 # --- LlamaCheckpoint --------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
-@kopf.on.create(GROUP, VERSION, CHECKPOINTS, backoff=BACKOFF_SECONDS)
-@kopf.on.update(GROUP, VERSION, CHECKPOINTS, field="spec", backoff=BACKOFF_SECONDS)
-def checkpoint_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
-    _bounded("LlamaCheckpoint", reconcile_checkpoint, memo, namespace, name, runtime)
+@kopf.on.resume(GROUP, VERSION, LlamaCheckpoint.PLURAL, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, LlamaCheckpoint.PLURAL, backoff=BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, LlamaCheckpoint.PLURAL, field="spec", backoff=BACKOFF_SECONDS)
+def checkpoint_changed(namespace: str | None, name: str, memo: kopf.Memo, runtime: timedelta, **_: Any) -> None:
+    _bounded(LlamaCheckpoint.KIND, reconcile_checkpoint, memo, namespace or "", name, runtime)
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    CHECKPOINTS,
-    interval=RESYNC_SECONDS,
-    initial_delay=RESYNC_SECONDS,
-    when=lambda status, **_: status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED),
-)
-def checkpoint_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_checkpoint(_ctx(memo), namespace, name)
-
-
-@kopf.index(GROUP, VERSION, SERVERS)
-def servers_by_checkpoint(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any] | None:
+@kopf.index(GROUP, VERSION, InferenceServer.PLURAL)
+async def servers_by_checkpoint(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Dependency, Dependent] | None:
     ref = (spec.get("checkpointRef") or {}).get("name")
-    return {(namespace, ref): (name, status.get("phase"))} if ref else None
+    return {(namespace or "", ref): (name, status.get("phase"))} if ref else None
 
 
-@kopf.on.event(GROUP, VERSION, CHECKPOINTS)
-def checkpoint_event(
+@kopf.on.event(GROUP, VERSION, LlamaCheckpoint.PLURAL)
+async def checkpoint_event(
     type: str,
-    namespace: str,
-    name: str,
-    meta: Any,
-    status: Any,
-    memo: Any,
-    servers_by_checkpoint: kopf.Index,
+    body: kopf.Body,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    servers_by_checkpoint: DependencyIndex | None = None,
     **_: Any,
 ) -> None:
-    ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.metrics.set_phase("LlamaCheckpoint", namespace, name, None, meta.get("uid"))
-        ctx.forget_lock("LlamaCheckpoint", namespace, name)
+        _forget(memo, LlamaCheckpoint.KIND, body)
         return
     if status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED):
         return
-    for server_name, server_phase in servers_by_checkpoint.get((namespace, name), []):
+    ctx, namespace, name = _ctx(memo), body.metadata.namespace or "", body.metadata.name or ""
+    for server_name, server_phase in _dependents(servers_by_checkpoint, (namespace, name)):
         if server_phase in (None, ServerPhase.PENDING, ServerPhase.WAITING_FOR_CHECKPOINT):
-            ctx.metrics.wakeups.labels("InferenceServer").inc()
-            reconcile_server(ctx, namespace, server_name)
+            ctx.metrics.wakeups.labels(InferenceServer.KIND).inc()
+            memo.queue.add(InferenceServer.KIND, namespace, server_name)
 
 
 # --- InferenceServer --------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
-@kopf.on.create(GROUP, VERSION, SERVERS, backoff=BACKOFF_SECONDS)
-@kopf.on.update(GROUP, VERSION, SERVERS, field="spec", backoff=BACKOFF_SECONDS)
-def server_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
-    _bounded("InferenceServer", reconcile_server, memo, namespace, name, runtime)
+@kopf.on.resume(GROUP, VERSION, InferenceServer.PLURAL, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, InferenceServer.PLURAL, backoff=BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, InferenceServer.PLURAL, field="spec", backoff=BACKOFF_SECONDS)
+def server_changed(namespace: str | None, name: str, memo: kopf.Memo, runtime: timedelta, **_: Any) -> None:
+    _bounded(InferenceServer.KIND, reconcile_server, memo, namespace or "", name, runtime)
 
 
-@kopf.timer(GROUP, VERSION, SERVERS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def server_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_server(_ctx(memo), namespace, name)
-
-
-@kopf.index(GROUP, VERSION, RUNS)
-def runs_by_server(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any] | None:
+@kopf.index(GROUP, VERSION, BenchmarkRun.PLURAL)
+async def runs_by_server(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Dependency, Dependent] | None:
     ref = (spec.get("serverRef") or {}).get("name")
-    return {(namespace, ref): (name, status.get("phase"))} if ref else None
+    return {(namespace or "", ref): (name, status.get("phase"))} if ref else None
 
 
-@kopf.on.event(GROUP, VERSION, SERVERS)
-def server_event(
-    type: str, namespace: str, name: str, meta: Any, status: Any, memo: Any, runs_by_server: kopf.Index, **_: Any
+@kopf.on.event(GROUP, VERSION, InferenceServer.PLURAL)
+async def server_event(
+    type: str,
+    body: kopf.Body,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    runs_by_server: DependencyIndex | None = None,
+    **_: Any,
 ) -> None:
-    ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.metrics.set_phase("InferenceServer", namespace, name, None, meta.get("uid"))
-        ctx.forget_lock("InferenceServer", namespace, name)
+        _forget(memo, InferenceServer.KIND, body)
         return
     if status.get("phase") != ServerPhase.READY:
         return
-    for run_name, run_phase in runs_by_server.get((namespace, name), []):
+    ctx, namespace, name = _ctx(memo), body.metadata.namespace or "", body.metadata.name or ""
+    for run_name, run_phase in _dependents(runs_by_server, (namespace, name)):
         if run_phase in (None, BenchmarkPhase.PENDING, BenchmarkPhase.WAITING_FOR_SERVER):
-            ctx.metrics.wakeups.labels("BenchmarkRun").inc()
-            reconcile_benchmark(ctx, namespace, run_name)
+            ctx.metrics.wakeups.labels(BenchmarkRun.KIND).inc()
+            memo.queue.add(BenchmarkRun.KIND, namespace, run_name)
 
 
 # --- BenchmarkRun -----------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
-@kopf.on.create(GROUP, VERSION, RUNS, backoff=BACKOFF_SECONDS)
-def run_changed(namespace: str, name: str, memo: Any, runtime: Any = None, **_: Any) -> None:
-    _bounded("BenchmarkRun", reconcile_benchmark, memo, namespace, name, runtime)
+@kopf.on.resume(GROUP, VERSION, BenchmarkRun.PLURAL, backoff=BACKOFF_SECONDS)
+@kopf.on.create(GROUP, VERSION, BenchmarkRun.PLURAL, backoff=BACKOFF_SECONDS)
+def run_changed(namespace: str | None, name: str, memo: kopf.Memo, runtime: timedelta, **_: Any) -> None:
+    _bounded(BenchmarkRun.KIND, reconcile_benchmark, memo, namespace or "", name, runtime)
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    RUNS,
-    interval=RESYNC_SECONDS,
-    initial_delay=RESYNC_SECONDS,
-    when=lambda status, **_: status.get("phase") not in (BenchmarkPhase.SUCCEEDED, BenchmarkPhase.FAILED),
-)
-def run_resync(namespace: str, name: str, memo: Any, **_: Any) -> None:
-    reconcile_benchmark(_ctx(memo), namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, RUNS, value=kopf.PRESENT, field="metadata.name")
-def run_event(type: str, namespace: str, name: str, meta: Any, memo: Any, **_: Any) -> None:
-    if type == "DELETED":
-        ctx = _ctx(memo)
-        ctx.metrics.forget_run(namespace, name)
-        ctx.metrics.set_phase("BenchmarkRun", namespace, name, None, meta.get("uid"))
-        ctx.forget_lock("BenchmarkRun", namespace, name)
+@kopf.on.event(GROUP, VERSION, BenchmarkRun.PLURAL, when=_deleted)
+async def run_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _ctx(memo).metrics.forget_run(body.metadata.namespace or "", body.metadata.name or "")
+    _forget(memo, BenchmarkRun.KIND, body)
 
 
 # --- children ---------------------------------------------------------------------------------------------
 
 
-def _owner(meta: Any) -> tuple[str, str] | None:
+def _owner(meta: kopf.Meta) -> tuple[str, str] | None:
     """(kind, name) of the operator object a labelled child or pod belongs to."""
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
+    labels, annotations = meta.labels, meta.annotations
     for kind, label in naming.OWNER_LABELS.items():
         if label in labels:
             return kind, annotations.get(render.ANNOTATION_OWNER) or labels[label]
     return None
 
 
-RECONCILERS = {
-    "LlamaCheckpoint": reconcile_checkpoint,
-    "InferenceServer": reconcile_server,
-    "BenchmarkRun": reconcile_benchmark,
-}
+def _reconcile_key(ctx: kube.Context, kind: str, namespace: str, name: str) -> None:
+    RECONCILERS[kind](ctx, namespace, name)
 
 
-def _reconcile_owner(ctx: kube.Context, namespace: str, meta: Any) -> None:
+def _reconcile_owner(memo: kopf.Memo, meta: kopf.Meta) -> None:
     owner = _owner(meta)
-    if owner is None:
-        return
-    kind, name = owner
-    try:
-        RECONCILERS[kind](ctx, namespace, name)
-    except kopf.TemporaryError as exc:
-        log.info("reconcile of %s %s/%s deferred: %s", kind, namespace, name, exc)
+    if owner is not None and meta.namespace is not None:
+        memo.queue.add(owner[0], meta.namespace, owner[1])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
-    _reconcile_owner(_ctx(memo), namespace, meta)
+async def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        _forget(memo, "Job", body)
+    _reconcile_owner(memo, body.metadata)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
-    _reconcile_owner(_ctx(memo), namespace, meta)
+async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        _forget(memo, "Deployment", body)
+    _reconcile_owner(memo, body.metadata)
 
 
-def _pod_matters(body: Any, meta: Any, **_: Any) -> bool:
+def _pod_matters(body: kopf.Body, meta: kopf.Meta, **_: Any) -> bool:
     """Server pods always (scheduling and readiness); Job pods only while the scheduler refuses them
     (their outcome arrives as a Job event)."""
-    if naming.LABEL_SERVER in (meta.get("labels") or {}):
+    if naming.LABEL_SERVER in meta.labels:
         return True
     return observe.unschedulable_message([dict(body)]) is not None
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_matters)
-def pod_event(namespace: str, meta: Any, memo: Any, **_: Any) -> None:
-    _reconcile_owner(_ctx(memo), namespace, meta)
+async def pod_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile_owner(memo, meta)

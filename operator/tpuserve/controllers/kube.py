@@ -2,6 +2,10 @@
 
 Everything here touches the API (`ensure_*`, `get_*`, `patch_*`, `post_*`); rendering is in render.py.
 The synchronous `kubernetes` client is used from kopf's handler threads.
+
+Reads (`get_custom`, `get_owned_job`, `job_pods`, `list_pods`, the live child in `ensure_child`) answer from
+`ctx.cache` (cache.py, filled from kopf's watch-streams) when the Context has one, else from the API server; every
+write's answer goes into the cache, so a reconcile never reads something older than the operator's own writes.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from tpuserve.api import GROUP, VERSION
-from tpuserve.controllers import monitors, naming
+from tpuserve.api import GROUP, KINDS, VERSION
+from tpuserve.controllers import naming
+from tpuserve.controllers.cache import ClusterCache
+from tpuserve.controllers.child_api import ChildApi, child_api, json_body
 from tpuserve.controllers.ownership import LABEL_JOB_CONTROLLER_UID, check_controlled, controller_uid, pods_of_job
 from tpuserve.metrics import OperatorMetrics
 from tpuserve.settings import OperatorSettings
@@ -27,11 +33,10 @@ from tpuserve.settings import OperatorSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PLURALS = {
-    "LlamaCheckpoint": "llamacheckpoints",
-    "InferenceServer": "inferenceservers",
-    "BenchmarkRun": "benchmarkruns",
-}
+PLURALS = {kind.KIND: kind.PLURAL for kind in KINDS}
+# Child kinds the operator watches (handlers.py), so the cache holds them; the others are read from the API.
+CACHED_CHILDREN = ("Job", "Deployment")
+CACHED_KINDS = (*PLURALS, *CACHED_CHILDREN, "Pod")
 
 
 def load_api_client(kubeconfig: str | None = None, pool_size: int = 32) -> k8s.ApiClient:
@@ -56,6 +61,8 @@ class Context:
     metrics: OperatorMetrics
     gcs_client_factory: Callable[[], Any] | None = None
     namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
+    cache: ClusterCache | None = None  # set by handlers.py under kopf; None: every read goes to the API server
+    fresh_reads: bool = False  # the resync: read from the API server (and refresh the cache with what it says)
     _locks: dict[tuple[str, str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _api_groups: dict[str, bool] = field(default_factory=dict)
@@ -76,6 +83,11 @@ class Context:
     @property
     def custom(self) -> k8s.CustomObjectsApi:
         return k8s.CustomObjectsApi(self.api)
+
+    def warm_up(self) -> None:
+        """Import the client's API classes now: the kubernetes client loads them on first use, and core_v1_api
+        alone costs seconds of CPU on a busy machine, which the first burst of objects would otherwise wait for."""
+        self.core, self.apps, self.batch, self.custom  # noqa: B018 (each property builds its API class)
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         """One reconcile at a time per object (handlers run in a thread pool)."""
@@ -152,10 +164,18 @@ def reconcile_latest(
             reconcile(ctx, body)
 
 
+def _cache_reads(ctx: Context) -> ClusterCache | None:
+    return None if ctx.fresh_reads else ctx.cache
+
+
 def get_custom(ctx: Context, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    cache = _cache_reads(ctx)
+    if cache is not None:
+        return cache.get(kind, namespace, name)
     obj: dict[str, Any] | None = get_or_none(
         ctx.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURALS[kind], name
     )
+    _remember(ctx, kind, obj, namespace, name)
     return obj
 
 
@@ -168,67 +188,25 @@ def list_custom(ctx: Context, kind: str, namespace: str) -> list[dict[str, Any]]
 
 def patch_status(ctx: Context, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch the /status subresource. Keys whose value is None are removed."""
-    ctx.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status})
+    patched = ctx.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status}
+    )
     ctx.metrics.status_updates.labels(kind).inc()
+    _remember(ctx, kind, patched)
+
+
+def _remember(ctx: Context, kind: str, body: Any, namespace: str = "", name: str = "") -> None:
+    """Put the answer to one of our own reads or writes into the cache (see the module docstring); a read that
+    found nothing (`body` None, `namespace`/`name` given) removes the object."""
+    if ctx.cache is None or kind not in CACHED_KINDS:
+        return
+    if isinstance(body, dict) and body.get("metadata"):
+        ctx.cache.observe(kind, body)
+    elif body is None and name:
+        ctx.cache.absent(kind, namespace, name)
 
 
 # --- children ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildApi:
-    kind: str
-    read: Callable[[str, str], Any]
-    create: Callable[[str, dict[str, Any]], Any]
-    patch: Callable[[str, str, dict[str, Any]], Any]
-
-
-def child_api(ctx: Context, kind: str) -> ChildApi:
-    """Typed read/create/patch of the child kinds; results are plain dicts (sanitized)."""
-    sanitize = ctx.api.sanitize_for_serialization
-
-    def wrap(call: Callable[..., Any]) -> Callable[..., Any]:
-        def inner(*args: Any) -> Any:
-            result = call(*args)
-            return result if isinstance(result, dict) else sanitize(result)
-
-        return inner
-
-    if kind == "Job":
-        b = ctx.batch
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: b.read_namespaced_job(n, ns)),
-            wrap(lambda ns, body: b.create_namespaced_job(ns, body)),
-            wrap(lambda ns, n, body: b.patch_namespaced_job(n, ns, body)),
-        )
-    if kind == "Deployment":
-        a = ctx.apps
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: a.read_namespaced_deployment(n, ns)),
-            wrap(lambda ns, body: a.create_namespaced_deployment(ns, body)),
-            wrap(lambda ns, n, body: a.patch_namespaced_deployment(n, ns, body)),
-        )
-    if kind == "Service":
-        c = ctx.core
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: c.read_namespaced_service(n, ns)),
-            wrap(lambda ns, body: c.create_namespaced_service(ns, body)),
-            wrap(lambda ns, n, body: c.patch_namespaced_service(n, ns, body)),
-        )
-    if kind in monitors.BY_KIND:
-        monitor = monitors.BY_KIND[kind]
-        group, version, plural = monitor.group, monitor.version, monitor.plural
-        cu = ctx.custom
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: cu.get_namespaced_custom_object(group, version, ns, plural, n)),
-            wrap(lambda ns, body: cu.create_namespaced_custom_object(group, version, ns, plural, body)),
-            wrap(lambda ns, n, body: cu.patch_namespaced_custom_object(group, version, ns, plural, n, body)),
-        )
-    raise ValueError(f"unknown child kind {kind}")
 
 
 def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patchable: bool = True) -> dict[str, Any]:
@@ -239,21 +217,23 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
     owner does not control (ownerReference uid) is never patched: NameConflict.
     """
     kind = desired["kind"]
-    api = child_api(ctx, kind)
+    api = child_api(ctx.api, kind)
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     owner_uid = controller_uid(desired) or ""
-    live: dict[str, Any] | None = get_or_none(api.read, ns, name)
+    live = _read_child(ctx, api, ns, name)
     if live is None:
         try:
             created: dict[str, Any] = api.create(ns, desired)
             ctx.metrics.children_created.labels(owner_kind, kind).inc()
             log.info("created %s %s/%s", kind, ns, name)
+            _remember(ctx, kind, created)
             return created
         except ApiException as exc:
             if exc.status != 409:
                 raise
             live = api.read(ns, name)
             assert live is not None
+            _remember(ctx, kind, live)
     check_controlled(live, kind, owner_uid)
     wanted = desired["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH]
     have = (live.get("metadata", {}).get("annotations") or {}).get(naming.ANNOTATION_SPEC_HASH)
@@ -261,30 +241,44 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
         try:
             patched: dict[str, Any] = api.patch(ns, name, desired)
             log.info("patched %s %s/%s", kind, ns, name)
+            _remember(ctx, kind, patched)
             return patched
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            if ctx.cache is not None:  # gone: the cache learns it now, not when the watch says so
+                ctx.cache.deleted(kind, ns, name, live["metadata"].get("uid") or "")
             return ensure_child(ctx, owner_kind, desired, patchable=patchable)
+    return live
+
+
+def _read_child(ctx: Context, api: ChildApi, namespace: str, name: str) -> dict[str, Any] | None:
+    cache = _cache_reads(ctx)
+    if cache is not None and api.kind in CACHED_CHILDREN:
+        return cache.get(api.kind, namespace, name)
+    live: dict[str, Any] | None = get_or_none(api.read, namespace, name)
+    _remember(ctx, api.kind, live, namespace, name)
     return live
 
 
 def get_owned_job(ctx: Context, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
     """The Job `name` as a dict if it exists and `owner_uid` controls it; None if absent; NameConflict otherwise."""
+    cache = _cache_reads(ctx)
+    if cache is not None:
+        cached = cache.get("Job", namespace, name)
+        return None if cached is None else check_controlled(cached, "Job", owner_uid)
     job = get_or_none(ctx.batch.read_namespaced_job, name, namespace)
     if job is None:
+        _remember(ctx, "Job", None, namespace, name)
         return None
     job_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(job)
+    _remember(ctx, "Job", job_dict)
     return check_controlled(job_dict, "Job", owner_uid)
 
 
 def get_deployment(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
     """The Deployment `name` as a dict, or None if absent (not checked for ownership: ensure_child does that)."""
-    deployment = get_or_none(ctx.apps.read_namespaced_deployment, name, namespace)
-    if deployment is None:
-        return None
-    deployment_dict: dict[str, Any] = ctx.api.sanitize_for_serialization(deployment)
-    return deployment_dict
+    return _read_child(ctx, child_api(ctx.api, "Deployment"), namespace, name)
 
 
 def delete_job(ctx: Context, job: dict[str, Any]) -> None:
@@ -292,10 +286,14 @@ def delete_job(ctx: Context, job: dict[str, Any]) -> None:
     meta = job["metadata"]
     options = k8s.V1DeleteOptions(propagation_policy="Background", preconditions=k8s.V1Preconditions(uid=meta["uid"]))
     try:
-        ctx.batch.delete_namespaced_job(meta["name"], meta["namespace"], body=options)
+        json_body(
+            ctx.batch.delete_namespaced_job(meta["name"], meta["namespace"], body=options, _preload_content=False)
+        )
     except ApiException as exc:
         if exc.status not in (404, 409):  # gone, or already replaced (uid precondition failed)
             raise
+    if ctx.cache is not None:
+        ctx.cache.deleted("Job", meta["namespace"], meta["name"], meta["uid"])
 
 
 def job_pods(ctx: Context, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -305,9 +303,15 @@ def job_pods(ctx: Context, job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def list_pods(ctx: Context, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+    """The pods of the namespace that carry every label of `selector` (the operator's own pods, when cached)."""
+    cache = _cache_reads(ctx)
+    if cache is not None:
+        return cache.pods(namespace, selector)
     label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
     pods = ctx.core.list_namespaced_pod(namespace, label_selector=label_selector)
     items: list[dict[str, Any]] = ctx.api.sanitize_for_serialization(pods).get("items", [])
+    for pod in items:
+        _remember(ctx, "Pod", pod)
     return items
 
 
@@ -341,7 +345,7 @@ def post_event(ctx: Context, owner: dict[str, Any], event_type: str, reason: str
         "count": 1,
     }
     try:
-        ctx.core.create_namespaced_event(meta["namespace"], body)
+        json_body(ctx.core.create_namespaced_event(meta["namespace"], body, _preload_content=False))
     except ApiException as exc:
         log.warning(
             "could not post event %s on %s/%s: %s %s", reason, meta["namespace"], meta["name"], exc.reason, exc.body

@@ -18,6 +18,9 @@ import aiohttp
 import urllib3.connectionpool
 
 COUNTS: collections.Counter[str] = collections.Counter()
+# What each status PATCH said (its message with digits and names dropped): which step of a reconcile wrote it.
+STATUS_WRITES: collections.Counter[str] = collections.Counter()
+WORDS = re.compile(r"[A-Za-z ]+")
 LOCK = threading.Lock()
 RESOURCE = re.compile(r"/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/[^/]+)?/([a-z]+)")
 
@@ -36,8 +39,20 @@ def _count(method: str, url: str) -> None:
 _urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
 
 
+def _status_write(body: Any) -> None:
+    try:
+        message = str(json.loads(body)["status"].get("message") or "")
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return
+    shape = " ".join(w for w in WORDS.findall(message.split(":")[0]) if w.strip() and w.strip() != "run")
+    with LOCK:
+        STATUS_WRITES[" ".join(shape.split()[:6])] += 1
+
+
 def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
     _count(method, url)
+    if method.upper() == "PATCH" and url.split("?")[0].endswith("/status"):
+        _status_write(kwargs.get("body"))
     return _urlopen(self, method, url, *args, **kwargs)
 
 
@@ -57,10 +72,11 @@ aiohttp.ClientSession._request = request  # type: ignore[method-assign]
 def dump_forever(path: str) -> None:
     while True:
         with LOCK:
-            text = json.dumps(dict(COUNTS))
-        tmp = Path(path + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+            texts = {path: json.dumps(dict(COUNTS)), path + ".status.json": json.dumps(dict(STATUS_WRITES))}
+        for target, text in texts.items():
+            tmp = Path(target + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
         time.sleep(1)
 
 

@@ -3,6 +3,8 @@
 Measures, on a fresh local cluster: time from the first create until every benchmark Job exists; p50/p99 of
 create-to-Job latency (POST of the BenchmarkRun returned → the Job seen on a watch); the operator's peak RSS;
 and the HTTP requests the operator made per object (counted inside the operator process, by verb and resource).
+The machine's load average (1 min) at the start and the end of each size is printed with the figures: the times
+depend on what else shares the CPU.
 
     python -m tpuserve_dev.perf.scale_operator --runs 200 1000 [--json out.json]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,8 @@ from localcluster import sim
 from localcluster.harness import LocalCluster
 from tpuserve_dev import cluster as cluster_config
 from tpuserve_dev.operator_harness import OperatorProcess, install_crds
+
+QUIET_SECONDS = 10
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,6 +58,16 @@ def run_body(name: str) -> dict[str, Any]:
     }
 
 
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): unlike wall times, not stretched by other load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, batch, custom = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
@@ -68,6 +83,8 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     operator.start()
     time.sleep(2)
     baseline = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+    assert operator.process is not None
+    cpu_at_start = cpu_seconds(operator.process.pid)
 
     created: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -88,6 +105,7 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     watcher.start()
     time.sleep(1)
     names = [f"run-{i:05d}" for i in range(runs)]
+    load_at_start = load_average()
     start = time.monotonic()
 
     def create(name: str) -> None:
@@ -113,9 +131,19 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
         peak = max(peak, operator.rss_bytes())
         time.sleep(1)
     settled = time.monotonic() - start
-    time.sleep(3)
+    # Then until the operator is quiet (its request count unchanged for QUIET_SECONDS): the writes that follow
+    # the first status write (the Job's and the pods' events) are part of what an object costs.
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_SECONDS and time.monotonic() < deadline:
+        total_now = sum(json.loads(counts_file.read_text()).values())
+        if total_now != last:
+            last, quiet_since = total_now, time.monotonic()
+        peak = max(peak, operator.rss_bytes())
+        time.sleep(1)
     peak = max(peak, operator.peak_rss_bytes())
     counts = json.loads(counts_file.read_text())
+    status_writes = json.loads(Path(f"{counts_file}.status.json").read_text())
+    cpu = cpu_seconds(operator.process.pid) - cpu_at_start
     operator.stop()
     delta = {k: v - baseline.get(k, 0) for k, v in counts.items() if v - baseline.get(k, 0) > 0}
     total = sum(delta.values())
@@ -124,15 +152,19 @@ def measure(cluster: LocalCluster, runs: int, work: Path) -> dict[str, Any]:
     return {
         "runs": runs,
         "jobs": jobs,
+        "load_average_1m": [load_at_start, load_average()],
         "create_all_seconds": round(created_all, 1),
         "all_jobs_exist_seconds": round(all_jobs, 1),
         "all_running_status_seconds": round(settled, 1),
         "create_to_job_p50_seconds": round(statistics.median(latencies), 2),
         "create_to_job_p99_seconds": round(percentile(latencies, 0.99), 2),
         "operator_peak_rss_mib": round(peak / 2**20, 1),
+        "operator_cpu_seconds": round(cpu, 1),
+        "operator_cpu_ms_per_object": round(cpu * 1000 / runs, 1),
         "operator_requests_total": total,
         "operator_requests_per_object": round(total / runs, 1),
         "operator_requests_by_kind": dict(sorted(delta.items(), key=lambda kv: -kv[1])),
+        "status_patches_by_message": dict(sorted(status_writes.items(), key=lambda kv: -kv[1])),
     }
 
 

@@ -29,7 +29,8 @@ def _environment() -> jinja2.Environment:
 
 def render_template(template: str, **context: Any) -> dict[str, Any]:
     text = _environment().get_template(template).render(**context)
-    obj: dict[str, Any] = yaml.safe_load(text)
+    # libyaml's safe loader: the pure-Python one cost 8 % of the operator's CPU creating 1,000 Jobs.
+    obj: dict[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     obj["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH] = naming.spec_hash(obj)
     return obj
 
