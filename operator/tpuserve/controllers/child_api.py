@@ -28,6 +28,14 @@ class ChildApi:
     patch: Callable[[str, str, dict[str, Any]], Any]
 
 
+# The built-in child kinds: the client API class and the noun of its `{read,create,patch}_namespaced_<noun>` calls.
+_BUILT_IN: dict[str, tuple[type[Any], str]] = {
+    "Job": (k8s.BatchV1Api, "job"),
+    "Deployment": (k8s.AppsV1Api, "deployment"),
+    "Service": (k8s.CoreV1Api, "service"),
+}
+
+
 def child_api(client: k8s.ApiClient, kind: str) -> ChildApi:
     """Typed read/create/patch of the child kinds; results are plain dicts (sanitized)."""
     sanitize = client.sanitize_for_serialization
@@ -39,30 +47,19 @@ def child_api(client: k8s.ApiClient, kind: str) -> ChildApi:
 
         return inner
 
-    if kind == "Job":
-        b = k8s.BatchV1Api(client)
+    if kind in _BUILT_IN:
+        api_class, noun = _BUILT_IN[kind]
+        api = api_class(client)
+        read, create, patch = (getattr(api, f"{verb}_namespaced_{noun}") for verb in ("read", "create", "patch"))
         return ChildApi(
             kind,
-            wrap(lambda ns, n: b.read_namespaced_job(n, ns)),
-            # The answer as JSON: the client's model classes cost more CPU than the rest of a reconcile.
-            lambda ns, body: json_body(b.create_namespaced_job(ns, body, _preload_content=False)),
-            wrap(lambda ns, n, body: b.patch_namespaced_job(n, ns, body)),
-        )
-    if kind == "Deployment":
-        a = k8s.AppsV1Api(client)
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: a.read_namespaced_deployment(n, ns)),
-            wrap(lambda ns, body: a.create_namespaced_deployment(ns, body)),
-            wrap(lambda ns, n, body: a.patch_namespaced_deployment(n, ns, body)),
-        )
-    if kind == "Service":
-        c = k8s.CoreV1Api(client)
-        return ChildApi(
-            kind,
-            wrap(lambda ns, n: c.read_namespaced_service(n, ns)),
-            wrap(lambda ns, body: c.create_namespaced_service(ns, body)),
-            wrap(lambda ns, n, body: c.patch_namespaced_service(n, ns, body)),
+            wrap(lambda ns, n: read(n, ns)),
+            # The answer as JSON: the client's model classes cost more CPU than the rest of a reconcile (a Job is
+            # created once per BenchmarkRun; the other kinds are few).
+            (lambda ns, body: json_body(create(ns, body, _preload_content=False)))
+            if kind == "Job"
+            else wrap(lambda ns, body: create(ns, body)),
+            wrap(lambda ns, n, body: patch(n, ns, body)),
         )
     if kind in monitors.BY_KIND:
         monitor = monitors.BY_KIND[kind]
