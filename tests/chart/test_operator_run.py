@@ -74,6 +74,11 @@ GRANTED_BUT_NOT_USED_BY_ONE_RUN = {
     *(("update", kind.GROUP, f"{kind.PLURAL}/finalizers") for kind in KINDS),
     # A conversion Job of an older LlamaCheckpoint generation is deleted and replaced (spec change).
     ("delete", "batch", "jobs"),
+    # Reads answer from the operator's watch cache; the resync pass (every 300 s, longer than one run here) and a
+    # reconcile after a watch gap read these fresh from the API server.
+    *(("get", kind.GROUP, kind.PLURAL) for kind in KINDS),
+    ("get", "batch", "jobs"),
+    ("get", "apps", "deployments"),
     # Children are patched when their rendering changes (spec change, operator upgrade).
     ("patch", "batch", "jobs"),
     ("patch", "apps", "deployments"),

@@ -1,6 +1,7 @@
 """A vllm-tpu InferenceServer on the local cluster: the operator renders the vLLM Deployment, the pod lands on a
 simulated v6e 2x4 host (kwok), the server reaches Ready with its OpenAI endpoint; the container's arguments, read
-back from the cluster, start vLLM's real OpenAI server (CPU build) that answers /v1/models and a completion.
+back from the cluster, start vLLM's real OpenAI server (CPU build) that answers /v1/models and a completion, and a
+BenchmarkRun measures it end to end over the OpenAI protocol.
 A vllm-tpu server whose LlamaCheckpoint is not a Hugging Face mirror says so; a server that cannot fit its slice's
 HBM is reported before any pod."""
 
@@ -13,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from localcluster import sim
 from localcluster.wait import wait_for
-from tests.operator.conftest import LOCAL, checkpoint, server
+from tests.operator.conftest import LOCAL, benchmark, checkpoint, server
 from tpuserve_dev.operator_harness import Objects, condition
 from tpuserve_dev.vllm_rendered import start_rendered_server
+from tpuserve_dev.vllm_server import model_dir
 
 pytestmark = [pytest.mark.cluster, pytest.mark.vllm, pytest.mark.slow]
 
@@ -76,6 +79,36 @@ def test_vllm_server_ready_and_its_rendered_args_run_a_real_vllm(
         with urllib.request.urlopen(request, timeout=30) as response:
             completion = json.load(response)
         assert completion["usage"]["completion_tokens"] == 5
+
+        # The same server measured end to end by a BenchmarkRun over the OpenAI protocol: the operator renders the
+        # benchmark Job, the local node runs `tpuserve bench` against the Service (its simulated DNS points at the
+        # real vLLM), and the results land in the run's status.
+        address = running.base_url.removeprefix("http://")
+        objects.kubectl(
+            "annotate", "service", "llama31-8b", "-n", namespace, f"{sim.ADDRESS_ANNOTATION}={address}", "--overwrite"
+        )
+        objects.apply(
+            namespace,
+            benchmark(
+                "llama31-8b-bench",
+                server_ref="llama31-8b",
+                tokenizerPath=model_dir(),
+                requestRate="inf",
+                openai={"ignoreEos": True},
+                **LOCAL,
+            ),
+        )
+        run = objects.wait_phase("BenchmarkRun", namespace, "llama31-8b-bench", "Succeeded", "Failed", timeout=300)
+    assert run["phase"] == "Succeeded", run.get("message")
+    assert run["server"]["protocol"] == "openai"
+    assert run["server"]["model"] == "llama3.1-8b"
+    assert run["server"]["endpoint"] == f"http://llama31-8b.{namespace}.svc.cluster.local:8000"
+    results = run["results"]
+    assert results["successfulRequests"] == 8
+    assert results["failedRequests"] == 0
+    assert results["totalOutputTokens"] == 8 * 8  # maxOutputLength 8, EOS ignored
+    assert results["outputThroughput"] > 0
+    assert results["ttftMs"]["median"] > 0
 
 
 @pytest.mark.usefixtures("operator")
