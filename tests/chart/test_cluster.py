@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 CRS = tuple(kind.PLURAL for kind in KINDS)
 # What the operator does through the API (kopf + the controllers), as (verb, resource) pairs.
 OPERATOR_DOES: list[tuple[str, str]] = [
-    *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch")),
+    *((verb, f"{cr}.tpuserve.dev") for cr in CRS for verb in ("get", "list", "watch", "patch")),
     *(("patch", f"{cr}.tpuserve.dev/status") for cr in CRS),
     *(("update", f"{cr}.tpuserve.dev/finalizers") for cr in CRS),
     *((verb, "jobs.batch") for verb in ("get", "list", "watch", "create", "patch", "delete")),

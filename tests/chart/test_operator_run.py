@@ -79,6 +79,8 @@ GRANTED_BUT_NOT_USED_BY_ONE_RUN = {
     *(("get", kind.GROUP, kind.PLURAL) for kind in KINDS),
     ("get", "batch", "jobs"),
     ("get", "apps", "deployments"),
+    # kopf removes the finalizer an earlier operator version put on an object, when that object is deleted.
+    *(("patch", kind.GROUP, kind.PLURAL) for kind in KINDS),
     # Children are patched when their rendering changes (spec change, operator upgrade).
     ("patch", "batch", "jobs"),
     ("patch", "apps", "deployments"),

@@ -173,7 +173,7 @@ def test_rbac_rules_are_exactly_the_operator_needs() -> None:
     rules = the(render_objects(), "ClusterRole")["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     crs = ("llamacheckpoints", "inferenceservers", "benchmarkruns")
-    want = {("tpuserve.dev", r, v) for r in crs for v in ("get", "list", "watch")}
+    want = {("tpuserve.dev", r, v) for r in crs for v in ("get", "list", "watch", "patch")}
     want |= {("tpuserve.dev", f"{r}/status", "patch") for r in crs}
     want |= {("tpuserve.dev", f"{r}/finalizers", "update") for r in crs}
     for group, resource in (("batch", "jobs"), ("apps", "deployments")):
