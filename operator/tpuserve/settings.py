@@ -7,8 +7,6 @@ time. Dicts and lists are given as JSON in the environment, e.g.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -128,11 +126,3 @@ class OperatorSettings(BaseSettings):
 
     def usd_per_chip_hour(self, generation: tpu.TpuGeneration) -> float:
         return self.tpu_prices.get(generation.name, generation.on_demand_usd_per_chip_hour)
-
-    def env_table(self) -> list[dict[str, Any]]:
-        """Every field with its environment variable, default and description (docs/operator.md)."""
-        rows = []
-        for name, info in type(self).model_fields.items():
-            default = info.get_default(call_default_factory=True)
-            rows.append({"env": f"TPUSERVE_{name.upper()}", "default": default, "description": info.description})
-        return rows

@@ -10,7 +10,6 @@ retried with exponential backoff within a budget; a refused token and a missing 
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -336,10 +335,3 @@ def parse_index_shards(raw: bytes) -> list[str]:
     if not isinstance(weight_map, dict):
         raise ValueError(f"{INDEX_NAME} has no weight_map")
     return sorted({str(v) for v in weight_map.values()})
-
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def valid_repo_id(repo_id: str) -> bool:
-    return bool(_REPO_ID.match(repo_id)) and len(repo_id) <= 96

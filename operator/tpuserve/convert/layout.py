@@ -36,11 +36,6 @@ def scanned_items(output: str) -> str:
     return join(output, SCANNED_DIR, STEP_ITEMS)
 
 
-def unscanned_dir(output: str) -> str:
-    """MaxText's checkpoint_dir for `base_output_directory=output run_name=unscanned`."""
-    return join(output, UNSCANNED_RUN_NAME, "checkpoints")
-
-
 def unscanned_items(output: str) -> str:
     """The unscanned param-only checkpoint: what a server's `load_parameters_path` takes."""
     return join(output, UNSCANNED_RUN_NAME, "checkpoints", STEP_ITEMS)
@@ -48,11 +43,6 @@ def unscanned_items(output: str) -> str:
 
 def manifest_path(output: str) -> str:
     return join(output, MANIFEST_NAME)
-
-
-def output_subdirs(output: str) -> tuple[str, str]:
-    """The directories a rebuild replaces."""
-    return join(output, SCANNED_DIR), join(output, UNSCANNED_RUN_NAME)
 
 
 def work_dir_bytes(model: str, weight_dtype: str = "bfloat16") -> int:
