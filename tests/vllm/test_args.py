@@ -10,24 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.operator.test_render_runtimes import MIRROR
+from tests.operator.test_render_runtimes import vllm_spec as spec
 from tpuserve.api import InferenceServerSpec
 from tpuserve.controllers import render_vllm
 from tpuserve_dev.vllm_rendered import cpu_args, parse_with_vllm
 
 pytestmark = pytest.mark.vllm
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-MIRROR = "gs://models-bucket/llama3.1-8b/hf"
-
-
-def spec(**changes: Any) -> InferenceServerSpec:
-    body = {
-        "runtime": "vllm-tpu",
-        "model": "llama3.1-8b",
-        "checkpointPath": MIRROR,
-        "tpu": {"accelerator": "v6e", "topology": "2x4"},
-        **changes,
-    }
-    return InferenceServerSpec.model_validate(body)
 
 
 def rendered_cases() -> dict[str, tuple[InferenceServerSpec, render_vllm.WeightSource]]:
