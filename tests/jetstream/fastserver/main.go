@@ -230,20 +230,23 @@ func main() {
 	server := grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
 	server.RegisterService(&desc, struct{}{})
 	fmt.Printf("PORT %d\n", lis.Addr().(*net.TCPAddr).Port)
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
-		for s := range sig {
-			if s == syscall.SIGUSR1 {
-				late.report()
-				continue
-			}
-			server.Stop()
-			return
-		}
-	}()
+	go handleSignals(late, server.Stop)
 	if err := server.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// handleSignals prints the lateness report on SIGUSR1 and stops the server on SIGTERM or SIGINT (both protocols).
+func handleSignals(late *lateness, stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	for s := range sig {
+		if s == syscall.SIGUSR1 {
+			late.report()
+			continue
+		}
+		stop()
+		return
 	}
 }

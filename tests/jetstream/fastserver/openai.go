@@ -13,9 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -146,18 +144,7 @@ func serveOpenAI(port int, waitFor func(time.Time, int) time.Duration, stamp boo
 	}
 	fmt.Printf("PORT %d\n", lis.Addr().(*net.TCPAddr).Port)
 	server := &http.Server{Handler: mux}
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
-		for s := range sig {
-			if s == syscall.SIGUSR1 {
-				late.report()
-				continue
-			}
-			server.Close()
-			return
-		}
-	}()
+	go handleSignals(late, func() { server.Close() })
 	if err := server.Serve(lis); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
