@@ -39,8 +39,8 @@ class VLLMServer:
     python: str  # the vLLM venv's python (for `python -m vllm.entrypoints.cli.main bench serve`)
 
 
-def _script_output(script: str) -> str:
-    done = subprocess.run(["bash", str(HERE / script)], check=True, capture_output=True, text=True)
+def _script_output(script: str, *args: str) -> str:
+    done = subprocess.run(["bash", str(HERE / script), *args], check=True, capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -52,6 +52,11 @@ def vllm_python() -> str:
 def model_dir() -> str:
     """The small random-weight model (made on first use with the vLLM venv)."""
     return os.environ.get(MODEL_ENV) or _script_output("model.sh")
+
+
+def larger_model_dir(layers: int, hidden: int) -> str:
+    """A larger random-weight model of the same architecture and tokenizer (made on first use, cached)."""
+    return _script_output("model.sh", str(layers), str(hidden))
 
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:
@@ -91,11 +96,15 @@ def server_command(python: str, model: str, port: int, extra: list[str] | None =
 
 @contextlib.contextmanager
 def start_vllm_server(
-    port: int | None = None, log_path: Path | None = None, extra_args: list[str] | None = None
+    port: int | None = None,
+    log_path: Path | None = None,
+    extra_args: list[str] | None = None,
+    model: str | None = None,
 ) -> Iterator[VLLMServer]:
-    """Run the server until the block ends; yield once /health answers 200."""
+    """Run the server until the block ends (serving `model`, by default the small test model); yield once /health
+    answers 200."""
     python = vllm_python()
-    model = model_dir()
+    model = model or model_dir()
     port = port or free_port()
     with running_vllm(server_command(python, model, port, extra_args), port, log_path) as base_url:
         yield VLLMServer(base_url, model, python)

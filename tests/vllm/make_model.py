@@ -72,7 +72,7 @@ def sentences(count: int, seed: int) -> list[str]:
     return out
 
 
-def make(output: Path) -> None:
+def make(output: Path, layers: int = 2, hidden: int = 256) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -93,11 +93,11 @@ def make(output: Path) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 128,
         max_position_embeddings=512,
         bos_token_id=tokenizer.token_to_id(specials[0]),
         eos_token_id=tokenizer.token_to_id(specials[1]),
@@ -110,10 +110,13 @@ def make(output: Path) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: make_model.py OUTPUT_DIR", file=sys.stderr)
+    if len(sys.argv) not in (2, 4):
+        print("usage: make_model.py OUTPUT_DIR [LAYERS HIDDEN]", file=sys.stderr)
         return 2
-    make(Path(sys.argv[1]))
+    if len(sys.argv) == 4:
+        make(Path(sys.argv[1]), layers=int(sys.argv[2]), hidden=int(sys.argv[3]))
+    else:
+        make(Path(sys.argv[1]))
     return 0
 
 

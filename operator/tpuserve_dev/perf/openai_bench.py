@@ -65,26 +65,45 @@ def go_server(*args: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def tpuserve(target: str, out: Path, *args: str, pin: bool = True) -> dict[str, Any]:
-    command = [sys.executable, "-m", "tpuserve.bench.cli", "run", "--target", target, "--output", str(out)]
-    command += ["--warmup", "none", "--progress", "never", "--termination-message-path", str(out / "tm.json"), *args]
-    subprocess.run((["taskset", "-c", CLIENT_CPU] if pin else []) + command, check=True, capture_output=True, cwd=REPO)
+def tpuserve_command(target: str, out: Path, *args: str, module: str = "tpuserve.bench.cli") -> list[str]:
+    quiet = ["--warmup", "none", "--progress", "never", "--termination-message-path", str(out / "tm.json")]
+    return [sys.executable, "-m", module, "run", "--target", target, "--output", str(out), *quiet, *args]
+
+
+def tpuserve_result(out: Path) -> dict[str, Any]:
+    """tpuserve's figures from its vllm-bench-serve-format JSON, plus its client CPU seconds."""
     result: dict[str, Any] = json.loads((out / "stage-00.vllm.json").read_text())
     stage = json.loads((out / "results.json").read_text())["stages"][0]
     result["client_cpu_seconds"] = stage["clientCpuSeconds"]
     return result
 
 
-def vllm_bench(base_url: str, out: Path, *args: str, pin: bool = True) -> dict[str, Any]:
+def tpuserve(target: str, out: Path, *args: str, pin: bool = True) -> dict[str, Any]:
+    command = tpuserve_command(target, out, *args)
+    subprocess.run((["taskset", "-c", CLIENT_CPU] if pin else []) + command, check=True, capture_output=True, cwd=REPO)
+    return tpuserve_result(out)
+
+
+def vllm_command(base_url: str, out: Path, *args: str) -> tuple[list[str], dict[str, str]]:
     command = [vllm_python(), str(Path(__file__).with_name("vllm_bench_serve.py")), "--base-url", base_url]
     command += ["--save-result", "--result-dir", str(out), "--result-filename", "vllm.json", "--disable-tqdm", *args]
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", TPUSERVE_CPU_FILE=str(out / "cpu.json"))
-    subprocess.run(
-        (["taskset", "-c", CLIENT_CPU] if pin else []) + command, check=True, capture_output=True, cwd=REPO, env=env
-    )
+    return command, env
+
+
+def vllm_result(out: Path) -> dict[str, Any]:
+    """`vllm bench serve`'s own result JSON, plus the client CPU seconds of its measured part."""
     result: dict[str, Any] = json.loads((out / "vllm.json").read_text())
     result["client_cpu_seconds"] = json.loads((out / "cpu.json").read_text())["cpu_seconds"]
     return result
+
+
+def vllm_bench(base_url: str, out: Path, *args: str, pin: bool = True) -> dict[str, Any]:
+    command, env = vllm_command(base_url, out, *args)
+    subprocess.run(
+        (["taskset", "-c", CLIENT_CPU] if pin else []) + command, check=True, capture_output=True, cwd=REPO, env=env
+    )
+    return vllm_result(out)
 
 
 def truth(args: argparse.Namespace) -> None:
@@ -124,82 +143,59 @@ def truth(args: argparse.Namespace) -> None:
         print(f"{label:44}{p50:9.3f}{p99:9.3f}")
 
 
-def speed(args: argparse.Namespace) -> None:
+def _speed_run(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One client's run of the speed load, pinned to CLIENT_CPU: its request and output-token throughput."""
+    from tpuserve_dev.perf.openai_peers import PEERS
+
     model = model_dir()
     data = ["--random-input-len", "32", "--random-output-len", str(args.tokens), "--num-prompts", str(args.requests)]
-    ratios: dict[str, list[float]] = {"requests/s": [], "output tok/s": [], "requests per CPU-s": []}
-    with go_server() as url:
+    if args.concurrency:
+        data += ["--max-concurrency", str(args.concurrency)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if name == "tpuserve":
+            return tpuserve(url, Path(tmp), "--dataset", "random", "--tokenizer", model, *data,
+                            "--request-rate", "inf", "--model", "fastserver")  # fmt: skip
+        if name == "vllm bench serve":
+            return vllm_bench(url, Path(tmp), "--model", "fastserver", "--tokenizer", model, "--dataset-name",
+                              "random", *data, "--request-rate", "inf", "--num-warmups", "0")  # fmt: skip
+        return PEERS[name](url, model, args.requests, args.concurrency or args.requests, 32, args.tokens, CLIENT_CPU)
+
+
+def speed(args: argparse.Namespace) -> None:
+    from tpuserve_dev.perf.openai_peers import PEERS
+
+    clients = ["tpuserve", "vllm bench serve", *(PEERS if args.peers else [])]
+    ratios: dict[str, dict[str, list[float]]] = {name: {"req/s": [], "tok/s": [], "req/CPU-s": []} for name in clients}
+    server = ["-batch-writes"] if args.batch_writes else []
+    print(f"{args.requests} requests of 32 / {args.tokens} tokens, max concurrency {args.concurrency or 'none'}, "
+          f"server {'batching writes' if args.batch_writes else 'flushing every chunk'}; clients on core "
+          f"{CLIENT_CPU}, server on core {SERVER_CPU}", flush=True)  # fmt: skip
+    with go_server(*server) as url:
         for r in range(args.rounds):
-            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-                runs = {}
-                order = ("tpuserve", "vllm") if r % 2 == 0 else ("vllm", "tpuserve")
-                for name in order:
-                    if name == "tpuserve":
-                        runs[name] = tpuserve(url, Path(a), "--dataset", "random", "--tokenizer", model, *data,
-                                              "--request-rate", "inf", "--model", "fastserver")  # fmt: skip
-                    else:
-                        runs[name] = vllm_bench(url, Path(b), "--model", "fastserver", "--tokenizer", model,
-                                                "--dataset-name", "random", *data, "--request-rate", "inf",
-                                                "--num-warmups", "0")  # fmt: skip
-            t, v = runs["tpuserve"], runs["vllm"]
-            ratios["requests/s"].append(t["request_throughput"] / v["request_throughput"])
-            ratios["output tok/s"].append(t["output_throughput"] / v["output_throughput"])
-            t_cpu, v_cpu = t["completed"] / t["client_cpu_seconds"], v["completed"] / v["client_cpu_seconds"]
-            ratios["requests per CPU-s"].append(t_cpu / v_cpu)
-            print(
-                f"round {r}: tpuserve {t['request_throughput']:6.0f} req/s {t['output_throughput']:7.0f} tok/s "
-                f"{t_cpu:6.0f} req/CPU-s | vllm bench serve {v['request_throughput']:5.0f} req/s "
-                f"{v['output_throughput']:6.0f} tok/s {v_cpu:5.0f} req/CPU-s | ratios "
-                + " / ".join(f"{x[-1]:.2f}x" for x in ratios.values()),
-                flush=True,
-            )
-    for name, values in ratios.items():
-        per_round = ", ".join(f"{x:.2f}" for x in values)
-        print(f"median ratio {name}: {statistics.median(values):.2f}x  (per round: {per_round})")
-
-
-def sharegpt_file(path: Path, n: int) -> Path:
-    from tpuserve_dev.corpus import write_sharegpt
-
-    return write_sharegpt(path, n, seed=3, max_words=30)
-
-
-def fidelity(args: argparse.Namespace) -> None:
-    from tpuserve_dev.vllm_server import start_vllm_server
-
-    with tempfile.TemporaryDirectory() as tmp, start_vllm_server(log_path=Path(tmp) / "vllm.log") as server:
-        dataset = sharegpt_file(Path(tmp) / "sharegpt.json", args.requests)
-        load = ["--request-rate", "inf", "--max-concurrency", str(args.concurrency), "--ignore-eos"]
-        rows: dict[str, list[dict[str, Any]]] = {"tpuserve": [], "vllm": []}
-        for r in range(args.rounds):
-            order = ("tpuserve", "vllm") if r % 2 == 0 else ("vllm", "tpuserve")
-            for name in order:
-                with tempfile.TemporaryDirectory() as out:
-                    if name == "tpuserve":
-                        result = tpuserve(server.base_url, Path(out), "--dataset", "sharegpt", "--dataset-path",
-                                          str(dataset), "--tokenizer", server.model_dir, "--num-prompts",
-                                          str(args.requests), "--max-output-length", str(args.tokens), *load,
-                                          pin=False)  # fmt: skip
-                    else:
-                        result = vllm_bench(server.base_url, Path(out), "--model", server.model_dir,
-                                            "--dataset-name", "sharegpt", "--dataset-path", str(dataset),
-                                            "--num-prompts", str(args.requests), "--sharegpt-output-len",
-                                            str(args.tokens), *load, "--num-warmups", "0", pin=False)  # fmt: skip
-                rows[name].append(result)
-            t, v = rows["tpuserve"][-1], rows["vllm"][-1]
-            print(
-                f"round {r}: "
-                + "  ".join(f"{f} {t[f]:.3f}/{v[f]:.3f} ({100 * (t[f] / v[f] - 1):+.1f}%)" for f in FIGURES),
-                flush=True,
-            )
-            assert t["completed"] == v["completed"] == args.requests, (t["completed"], v["completed"])
-    print(f"\nmedian over {args.rounds} rounds, tpuserve vs vllm bench serve (difference of the medians):")
-    for f in FIGURES:
-        a = statistics.median(x[f] for x in rows["tpuserve"])
-        b = statistics.median(x[f] for x in rows["vllm"])
-        per_round = [100 * (x[f] / y[f] - 1) for x, y in zip(rows["tpuserve"], rows["vllm"], strict=True)]
-        print(f"{f:22} {a:10.3f} {b:10.3f} {100 * (a / b - 1):+6.2f}%   per round: "
-              + ", ".join(f"{p:+.1f}%" for p in per_round))  # fmt: skip
+            order = clients[r % len(clients) :] + clients[: r % len(clients)]  # each client leads a round in turn
+            runs = {name: _speed_run(name, url, args) for name in order}
+            t = runs["tpuserve"]
+            line = []
+            for name in clients:
+                run = runs[name]
+                cpu = (
+                    f" {run['completed'] / run['client_cpu_seconds']:6.0f} req/CPU-s"
+                    if "client_cpu_seconds" in run
+                    else ""
+                )
+                line.append(f"{name} {run['request_throughput']:6.0f} req/s {run['output_throughput']:7.0f} tok/s{cpu}")
+                ratios[name]["req/s"].append(t["request_throughput"] / run["request_throughput"])
+                ratios[name]["tok/s"].append(t["output_throughput"] / run["output_throughput"])
+                if cpu:
+                    per_cpu = run["completed"] / run["client_cpu_seconds"]
+                    ratios[name]["req/CPU-s"].append(t["completed"] / t["client_cpu_seconds"] / per_cpu)
+            print(f"round {r}: " + " | ".join(line), flush=True)
+    print("\ntpuserve / each client, median over rounds (per round):")
+    for name in clients[1:]:
+        for figure, values in ratios[name].items():
+            if values:
+                per_round = ", ".join(f"{x:.2f}" for x in values)
+                print(f"  vs {name:18} {figure:10} {statistics.median(values):6.2f}x  ({per_round})")
 
 
 def main() -> None:
@@ -215,12 +211,24 @@ def main() -> None:
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--requests", type=int, default=2000)
     s.add_argument("--tokens", type=int, default=64)
+    s.add_argument("--concurrency", type=int, default=0, help="--max-concurrency for both clients (0: none)")
+    s.add_argument("--batch-writes", action="store_true", help="the server writes without a flush per chunk")
+    s.add_argument(
+        "--peers", action="store_true", help="also inference-perf and guidellm (tpuserve_dev.perf.openai_peers)"
+    )
     f = sub.add_parser("fidelity")
     f.add_argument("--rounds", type=int, default=4)
     f.add_argument("--requests", type=int, default=100)
     f.add_argument("--tokens", type=int, default=32)
     f.add_argument("--concurrency", type=int, default=4)
+    f.add_argument("--layers", type=int, default=0, help="serve a larger model: this many layers (0: the test model)")
+    f.add_argument("--hidden", type=int, default=768, help="the larger model's hidden size")
+    f.add_argument("--paired", action="store_true", help="both clients at once, started together (see the docstring)")
+    f.add_argument("--input-tokens", type=int, default=64)
+    f.add_argument("--rate", type=float, default=float("inf"), help="Poisson arrivals per second per client")
     args = p.parse_args()
+    from tpuserve_dev.perf.openai_fidelity import fidelity
+
     {"truth": truth, "speed": speed, "fidelity": fidelity}[args.experiment](args)
 
 

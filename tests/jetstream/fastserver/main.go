@@ -145,6 +145,8 @@ func main() {
 	seed := flag.Int64("seed", 0, "client: arrival-time seed")
 	openai := flag.Bool("openai", false, "serve the OpenAI-compatible HTTP/SSE protocol instead (openai.go)")
 	chunkTokens := flag.Int("chunk-tokens", 1, "openai: tokens per SSE chunk (the last chunk may carry fewer)")
+	batchWrites := flag.Bool("batch-writes", false, "openai: no flush per chunk; Go's 4 KiB response buffer decides "+
+		"the writes (an instant server whose tokens are all ready at once, as a loaded server's are)")
 	flag.Parse()
 	if *client != "" {
 		encoding.RegisterCodec(rawCodec{})
@@ -186,7 +188,7 @@ func main() {
 	}
 	stamping := *stamp && (ttft > 0 || itl > 0)
 	if *openai {
-		os.Exit(serveOpenAI(*port, waitFor, stamping, *chunkTokens, late))
+		os.Exit(serveOpenAI(*port, waitFor, stamping, *chunkTokens, *batchWrites, late))
 	}
 
 	decode := func(srv any, stream grpc.ServerStream) error {

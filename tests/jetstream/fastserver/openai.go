@@ -52,7 +52,7 @@ func promptTokens(raw json.RawMessage) int {
 	return n
 }
 
-func serveOpenAI(port int, waitFor func(time.Time, int) time.Duration, stamp bool, perChunk int, late *lateness) int {
+func serveOpenAI(port int, waitFor func(time.Time, int) time.Duration, stamp bool, perChunk int, batchWrites bool, late *lateness) int {
 	if perChunk < 1 {
 		perChunk = 1
 	}
@@ -119,7 +119,9 @@ func serveOpenAI(port int, waitFor func(time.Time, int) time.Duration, stamp boo
 				if _, err := w.Write(buf); err != nil {
 					return
 				}
-				flusher.Flush()
+				if !batchWrites {
+					flusher.Flush()
+				}
 			}
 			if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 				fmt.Fprintf(w, "%s\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n",
