@@ -6,7 +6,7 @@ What the container gets: the host network (the local cluster is all 127.0.0.1); 
 applied); the pod's env as the process runner resolves it (ContainerEnvironment: values, fieldRef, keyRefs,
 envFrom, the node's env file) but not the node's own PATH/HOME, which the image's ENV provides; workingDir;
 emptyDir, secret, configMap and projected (secret/configMap/downwardAPI) volumes as host directories the node
-makes under the pod's directory; the memory limit; runAsUser/runAsGroup, readOnlyRootFilesystem, privileged,
+makes under the pod's directory, hostPath as that path of this machine; the memory limit; runAsUser/runAsGroup, readOnlyRootFilesystem, privileged,
 allowPrivilegeEscalation false and dropped capabilities; the termination-message file bind-mounted at the
 container's terminationMessagePath (default /dev/termination-log), read back by the node as for a process.
 Labels name the pod (POD_UID_LABEL, …), so `docker ps -a --filter label=…` finds a pod's container.
@@ -196,6 +196,8 @@ class VolumeMaker:
         return mounts
 
     def make(self, pod: dict[str, Any], volume: dict[str, Any], directory: Path) -> Path:
+        if "hostPath" in volume:  # this machine is the node
+            return Path(volume["hostPath"]["path"])
         directory.mkdir(parents=True, exist_ok=True)
         if "emptyDir" in volume:
             directory.chmod(0o777)

@@ -138,6 +138,7 @@ def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> No
             {"name": "scratch", "mountPath": "/var/tmp/x"},
             {"name": "key", "mountPath": "/etc/key", "readOnly": True},
             {"name": "info", "mountPath": "/etc/info"},
+            {"name": "host", "mountPath": "/work", "readOnly": True},
         ]
     )
     pod["spec"]["volumes"] = [
@@ -152,6 +153,7 @@ def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> No
                 ]
             },
         },
+        {"name": "host", "hostPath": {"path": "/srv/data"}},
     ]
 
     mounts = VolumeMaker(data_source).mounts(pod, pod["spec"]["containers"][0], tmp_path)
@@ -160,6 +162,7 @@ def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> No
         Mount(tmp_path / "scratch", "/var/tmp/x"),
         Mount(tmp_path / "key", "/etc/key", read_only=True),
         Mount(tmp_path / "info", "/etc/info"),
+        Mount(Path("/srv/data"), "/work", read_only=True),
     ]
     assert (tmp_path / "scratch").stat().st_mode & 0o777 == 0o777  # the image's user writes there
     assert (tmp_path / "key" / "file").read_text() == "s3cret"
