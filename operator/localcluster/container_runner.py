@@ -5,16 +5,18 @@ What the container gets: the host network (the local cluster is all 127.0.0.1); 
 (command replaces the image's ENTRYPOINT and CMD, args replace CMD, `$(VAR)` expanded, simulated cluster DNS
 applied); the pod's env as the process runner resolves it (ContainerEnvironment: values, fieldRef, keyRefs,
 envFrom, the node's env file) but not the node's own PATH/HOME, which the image's ENV provides; workingDir;
-emptyDir, secret, configMap and projected (secret/configMap/downwardAPI) volumes as host directories the node
-makes under the pod's directory, hostPath as that path of this machine; the memory limit; runAsUser/runAsGroup, readOnlyRootFilesystem, privileged,
-allowPrivilegeEscalation false and dropped capabilities; the termination-message file bind-mounted at the
-container's terminationMessagePath (default /dev/termination-log), read back by the node as for a process.
+emptyDir, secret, configMap and projected (secret/configMap/downwardAPI/serviceAccountToken) volumes as host
+directories the node makes under the pod's directory (a token is one the node requests for the pod, bound to it,
+as kubelet does: the default `kube-api-access-*` volume works), hostPath as that path of this machine; the memory
+limit; runAsUser/runAsGroup, fsGroup, privileged, allowPrivilegeEscalation false, capabilities and
+readOnlyRootFilesystem; the termination-message file bind-mounted at the container's terminationMessagePath
+(default /dev/termination-log), read back by the node as for a process.
 Labels name the pod (POD_UID_LABEL, …), so `docker ps -a --filter label=…` finds a pod's container.
 
 The container is created (`docker create`, so a bad option fails the pod before it counts as started) and then
 followed by `docker start --attach`, whose output is the pod's log file, as for a process. Deletion: `docker stop
 -t <grace>`, then `docker rm`. Not done: probes, restarts, CPU limits (the nominal node is larger than this
-machine), service-account tokens (the operator's pods set automountServiceAccountToken: false), image pulls.
+machine), token rotation, image pulls.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from localcluster import sim
+from localcluster.node_api import Api
 from localcluster.pod_env import UnsupportedPod
 
 POD_UID_LABEL = "dev.tpuserve.local-node.pod-uid"
@@ -178,8 +182,13 @@ class VolumeMaker:
     downwardAPI files; a fresh emptyDir), writable by any user where the pod may write (the image's user is not
     known to the node)."""
 
-    def __init__(self, read_data: Any) -> None:
+    def __init__(
+        self,
+        read_data: Callable[[str, dict[str, Any]], dict[str, str]],
+        request_token: Callable[[dict[str, Any], dict[str, Any]], str],
+    ) -> None:
         self.read_data = read_data  # (namespace, {"secretRef"|"configMapRef": ref}) -> {key: text}
+        self.request_token = request_token  # (pod, serviceAccountToken source) -> a token bound to the pod
 
     def mounts(self, pod: dict[str, Any], container: dict[str, Any], volumes_dir: Path) -> list[Mount]:
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
@@ -207,6 +216,9 @@ class VolumeMaker:
         for source in sources:
             if "secret" in source or "configMap" in source:
                 self.write_keys(namespace, source, directory)
+            elif "serviceAccountToken" in source:
+                token_source = source["serviceAccountToken"]
+                self.write(directory / token_source["path"], self.request_token(pod, token_source))
             elif "downwardAPI" in source:
                 for item in source["downwardAPI"].get("items", []):
                     value = field_value(pod, item.get("fieldRef", {}).get("fieldPath", ""))
@@ -253,3 +265,18 @@ def field_value(pod: dict[str, Any], path: str) -> str:
     if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
         return str(meta[path.split(".")[1]])
     raise UnsupportedPod("CreateContainerConfigError", f"downwardAPI field {path!r} is not supported here")
+
+
+def service_account_token(api: Api, pod: dict[str, Any], source: dict[str, Any]) -> str:
+    """A TokenRequest for the pod's service account, bound to the pod (the Node authorizer lets a node ask only for
+    pods bound to it), with the source's audience and lifetime, as kubelet fills a projected token."""
+    meta = pod["metadata"]
+    spec: dict[str, Any] = {
+        "audiences": [source["audience"]] if source.get("audience") else [],
+        "expirationSeconds": int(source.get("expirationSeconds") or 3607),
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+    }
+    account = pod["spec"].get("serviceAccountName") or "default"
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+    response = api.call("POST", f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token", body)
+    return str(response["status"]["token"])

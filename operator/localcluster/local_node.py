@@ -43,11 +43,18 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from localcluster import sim
-from localcluster.container_runner import ContainerRunner, VolumeMaker, container_name, create_argv
+from localcluster.container_runner import (
+    ContainerRunner,
+    VolumeMaker,
+    container_name,
+    create_argv,
+    service_account_token,
+)
 from localcluster.node_api import Api, ApiError
 from localcluster.pod_env import ContainerEnvironment, UnsupportedPod, empty_dir_mounts, expand, remap_mounts
 from localcluster.pod_status import (
@@ -243,7 +250,8 @@ class LocalNode:
         env = self.container_environment.environment(pod, container, {}, host_base=False)
         resolve = self.container_environment.resolve_services
         command, args = ([resolve(expand(a, env)) for a in container.get(k) or []] for k in ("command", "args"))
-        mounts = VolumeMaker(self.container_environment.read_all).mounts(pod, container, pod_dir / "volumes")
+        volumes = VolumeMaker(self.container_environment.read_all, partial(service_account_token, self.api))
+        mounts = volumes.mounts(pod, container, pod_dir / "volumes")
         argv = create_argv(
             pod, container, env=env, command=command, args=args, mounts=mounts, termination_file=termination_path
         )

@@ -16,6 +16,7 @@ import json
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,6 +115,11 @@ def server_pod(converted: Converted, workspace: Workspace) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
+def started(pod: dict[str, Any]) -> dict[str, Any] | None:
+    status: dict[str, Any] = pod.get("status") or {}
+    return status if status.get("phase") in ("Running", "Succeeded", "Failed") else None
+
+
 def sim_service(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -131,6 +137,10 @@ def test_operator_benchmark_job_runs_the_bench_image_as_a_container_against_the_
     create(docker_cluster, namespace, server_pod(converted, workspace))
     create(docker_cluster, namespace, sim_service("maxtext"))
     target = f"maxtext.{namespace}.svc.cluster.local:{JETSTREAM_PORT}"
+    server_status = wait_for(
+        lambda: started(get(docker_cluster, namespace, "pod", "maxtext")), timeout=60, description="the server pod"
+    )
+    assert server_status["phase"] == "Running", server_status
     objects = Objects(docker_cluster.kubectl)
     objects.apply(namespace, benchmark("run", target=target, numPrompts=4, **LOCAL))
 
@@ -156,6 +166,13 @@ def test_operator_benchmark_job_runs_the_bench_image_as_a_container_against_the_
     assert server_container["Config"]["Image"] == images.SERVER_IMAGE
     assert server_container["State"]["Running"]
     assert server["status"]["containerStatuses"][0]["containerID"] == f"docker://{server_container['Id']}"
+    # The pod's default kube-api-access volume: a token the node requested, bound to this pod.
+    mounts = {m["Destination"]: Path(m["Source"]) for m in server_container["Mounts"]}
+    token = mounts["/var/run/secrets/kubernetes.io/serviceaccount"] / "token"
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token.read_text()}}
+    reviewed = json.loads(docker_cluster.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review)).stdout)
+    assert reviewed["status"]["user"]["username"] == f"system:serviceaccount:{namespace}:default"
+    assert reviewed["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["maxtext"]
     # Deleting the pod stops the container (SIGTERM, then SIGKILL after the grace period) and removes it.
     docker_cluster.kubectl("delete", "pod", "maxtext", "-n", namespace, "--timeout=120s")
     assert containers_of(docker_daemon, server["metadata"]["uid"]) == []

@@ -132,6 +132,11 @@ def data_source(namespace: str, ref: dict[str, Any]) -> dict[str, str]:
     return table.get((namespace, kind, ref[kind]["name"]), {})
 
 
+def token_source(pod: dict[str, Any], source: dict[str, Any]) -> str:
+    """A TokenRequest's answer, here the pod and audience it would be bound to."""
+    return f"token-for-{pod['metadata']['name']}-{source.get('audience', 'api')}"
+
+
 def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> None:
     pod = bench_pod(
         volumeMounts=[
@@ -150,13 +155,14 @@ def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> No
                 "sources": [
                     {"configMap": {"name": "cfg"}},
                     {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
                 ]
             },
         },
         {"name": "host", "hostPath": {"path": "/srv/data"}},
     ]
 
-    mounts = VolumeMaker(data_source).mounts(pod, pod["spec"]["containers"][0], tmp_path)
+    mounts = VolumeMaker(data_source, token_source).mounts(pod, pod["spec"]["containers"][0], tmp_path)
 
     assert mounts == [
         Mount(tmp_path / "scratch", "/var/tmp/x"),
@@ -168,6 +174,7 @@ def test_volumes_become_host_directories_with_the_pod_data(tmp_path: Path) -> No
     assert (tmp_path / "key" / "file").read_text() == "s3cret"
     assert (tmp_path / "info" / "a").read_text() == "1"
     assert (tmp_path / "info" / "name").read_text() == "run-bench-x7"
+    assert (tmp_path / "info" / "token").read_text() == "token-for-run-bench-x7-api"
 
 
 def test_an_unsupported_volume_kind_fails_the_pod_with_a_reason(tmp_path: Path) -> None:
@@ -175,4 +182,4 @@ def test_an_unsupported_volume_kind_fails_the_pod_with_a_reason(tmp_path: Path) 
     pod["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]
 
     with pytest.raises(UnsupportedPod, match="persistentVolumeClaim"):
-        VolumeMaker(data_source).mounts(pod, pod["spec"]["containers"][0], tmp_path)
+        VolumeMaker(data_source, token_source).mounts(pod, pod["spec"]["containers"][0], tmp_path)
