@@ -189,3 +189,44 @@ def test_an_image_the_daemon_lacks_still_runs_as_a_process(docker_cluster: KubeC
     done = wait_for(finished, timeout=120, description="the version pod finished")
     assert done["status"]["phase"] == "Succeeded"
     assert done["status"]["containerStatuses"][0]["containerID"].startswith("process://")
+
+
+def finished_pod(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        found = get(cluster, namespace, "pod", name)
+        return found if found.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+    return wait_for(finished, timeout=120, description=f"pod {name} finished")
+
+
+def bench_image_pod(name: str, **container: Any) -> dict[str, Any]:
+    containers = [{"name": "main", "image": images.BENCH_IMAGE, **container}]
+    spec = {**LOCAL, "restartPolicy": "Never", "containers": containers}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def test_a_failing_container_fails_the_pod_with_its_exit_code_and_termination_message(
+    docker_cluster: KubeCluster, docker_daemon: DockerDaemon, namespace: str
+) -> None:
+    create(docker_cluster, namespace, bench_image_pod("usage", args=["bench", "run", "--dataset", "synthetic"]))
+
+    done = finished_pod(docker_cluster, namespace, "usage")
+
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Failed", 2, "Error")
+    # tpuserve's usage error, written to /dev/termination-log inside the container
+    assert "the following arguments are required: --target" in terminated["message"]
+    assert terminated["containerID"].startswith("docker://")
+    (container,) = containers_of(docker_daemon, done["metadata"]["uid"])
+    assert container["State"]["ExitCode"] == 2
+
+
+def test_the_memory_limit_is_enforced(docker_cluster: KubeCluster, namespace: str) -> None:
+    grow = ["python3", "-c", "b = b'x' * (512 * 2**20); print(len(b))"]
+    limits = {"limits": {"memory": "128Mi"}}
+    create(docker_cluster, namespace, bench_image_pod("hungry", command=grow, resources=limits))
+
+    done = finished_pod(docker_cluster, namespace, "hungry")
+
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"], terminated["reason"]) == ("Failed", 137, "OOMKilled")
