@@ -161,7 +161,9 @@ class ContainerRunner:
             )
 
     def exit_state(self, container_id: str) -> tuple[int, bool] | None:
-        """(exit code, OOM-killed) of a stopped container; None when the daemon cannot say."""
+        """(exit code, OOM-killed) once the container has stopped (`docker wait`: the attached client may end
+        first, e.g. killed); None when the daemon cannot say."""
+        subprocess.run(["docker", "wait", container_id], env=self.env, capture_output=True, check=False)
         state = "{{.State.ExitCode}} {{.State.OOMKilled}}"
         result = self.docker("inspect", "--format", state, container_id, check=False)
         if result.returncode != 0:
