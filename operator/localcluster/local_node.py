@@ -178,7 +178,7 @@ class LocalNode:
                 self.fail_pod(pod, error.reason, error.message)
             except (ApiError, OSError) as error:
                 self.finished.add(uid)
-                self.fail_pod(pod, "StartError", f"the local node could not start the process: {error}")
+                self.fail_pod(pod, "StartError", f"the local node could not start the pod: {error}")
 
     def start(self, pod: dict[str, Any]) -> None:
         spec = pod["spec"]
