@@ -163,7 +163,13 @@ def kwok(bin_dir: Path, credentials: Credentials) -> Component:
 
 
 def local_node(
-    credentials: Credentials, *, work_dir: Path, env_file: Path, runnable_image: str, entrypoint: Path
+    credentials: Credentials,
+    *,
+    work_dir: Path,
+    env_file: Path,
+    runnable_image: str,
+    entrypoint: Path,
+    docker_host: str = "",
 ) -> Component:
     return Component(
         "local-node",
@@ -176,5 +182,6 @@ def local_node(
             f"--env-file={env_file}",
             f"--runnable-image={runnable_image}",
             f"--entrypoint={entrypoint}",
+            f"--docker-host={docker_host}",
         ],
     )

@@ -88,6 +88,9 @@ class ClusterConfig:
     runnable_image: str = ""
     # The program a runnable pod runs as (its command[0] must name it); default: `tpuserve` beside this Python.
     entrypoint: Path = field(default_factory=lambda: Path(sys.executable).with_name("tpuserve"))
+    # A Docker daemon (DOCKER_HOST, e.g. unix:///run/x.sock): a local-node pod whose image it has runs as a real
+    # container of that image (localcluster.container_runner); "" (the default) runs no container.
+    docker_host: str = ""
     # Admission plugins on top of the default set and NodeRestriction (e.g. OwnerReferencesPermissionEnforcement,
     # which some hardened clusters run).
     admission_plugins: tuple[str, ...] = ()
@@ -169,6 +172,7 @@ class LocalCluster:
                 env_file=self.local_node_env_file,
                 runnable_image=self.config.runnable_image,
                 entrypoint=self.config.entrypoint,
+                docker_host=self.config.docker_host,
             )
         )
         self._wait_usable(deadline=began + timeout)

@@ -1,5 +1,7 @@
-"""The local node `tpuserve-local`: a tiny kubelet whose pods run as real local processes.
+"""The local node `tpuserve-local`: a tiny kubelet whose pods run as real local processes or real containers.
 
+Given a Docker daemon (`--docker-host`), a pod whose image that daemon has runs as a container of that image
+(container_runner.py); every other pod goes to the process runner below.
 It registers Node `tpuserve-local` (label and taint from CONTRACTS.md item 4), keeps it Ready (node status and
 Lease heartbeats, so the node-lifecycle controller trusts it), and watches the pods bound to it. A pod whose
 image the cluster's runnable-image predicate accepts (`--runnable-image module:function`; the project's is
@@ -16,12 +18,14 @@ Simulated cluster DNS: `<svc>.<ns>.svc[.cluster.local]:<port>` in args and env v
 emptyDir volumes: each becomes a directory of the pod, and paths under its mountPath in args and env values
 point there (so two pods never share /var/tmp/...).
 
-What it does not do: probes (containers are Ready once started), restarts (restartPolicy is treated as Never),
-other volume kinds, resource limits, init or sidecar containers, `kubectl logs` (logs are files under --work-dir).
-It authenticates as system:node:tpuserve-local, so the Node authorizer limits it exactly as a kubelet.
+What the process runner does not do: probes (containers are Ready once started), restarts (restartPolicy is
+treated as Never), other volume kinds, resource limits, init or sidecar containers, `kubectl logs` (logs are
+files under --work-dir). It authenticates as system:node:tpuserve-local, so the Node authorizer limits it
+exactly as a kubelet.
 
-This module runs the pods' processes; what it reports (Node, pod statuses) is in pod_status.py, what a container
-sees (environment, DNS, emptyDirs) in pod_env.py, and its REST client in node_api.py.
+This module runs the pods' processes (and hands containers to container_runner.py); what it reports (Node, pod
+statuses) is in pod_status.py, what a container sees (environment, DNS, emptyDirs) in pod_env.py, and its REST
+client in node_api.py.
 """
 
 from __future__ import annotations
@@ -39,19 +43,28 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from localcluster import sim
+from localcluster.container_runner import (
+    ContainerRunner,
+    VolumeMaker,
+    container_name,
+    create_argv,
+    service_account_token,
+)
 from localcluster.node_api import Api, ApiError
 from localcluster.pod_env import ContainerEnvironment, UnsupportedPod, empty_dir_mounts, expand, remap_mounts
 from localcluster.pod_status import (
     RunningPod,
+    docker_id,
     failed_status,
     node_manifest,
     node_status,
-    now,
     now_micro,
+    running_pod,
     running_status,
     terminated_status,
     termination_message,
@@ -64,9 +77,16 @@ LEASE_SECONDS = 40
 
 class LocalNode:
     def __init__(
-        self, api: Api, work_dir: Path, env_file: Path | None, entrypoint: Path, runnable_image: Callable[[str], bool]
+        self,
+        api: Api,
+        work_dir: Path,
+        env_file: Path | None,
+        entrypoint: Path,
+        runnable_image: Callable[[str], bool],
+        containers: ContainerRunner | None = None,
     ) -> None:
         self.api = api
+        self.containers = containers  # images this Docker daemon has run as containers
         self.work_dir = work_dir
         self.entrypoint = entrypoint
         self.runnable_image = runnable_image
@@ -158,10 +178,10 @@ class LocalNode:
                 self.fail_pod(pod, error.reason, error.message)
             except (ApiError, OSError) as error:
                 self.finished.add(uid)
-                self.fail_pod(pod, "StartError", f"the local node could not start the process: {error}")
+                self.fail_pod(pod, "StartError", f"the local node could not start the pod: {error}")
 
     def start(self, pod: dict[str, Any]) -> None:
-        meta, spec = pod["metadata"], pod["spec"]
+        spec = pod["spec"]
         containers = spec.get("containers", [])
         if len(containers) != 1 or spec.get("initContainers"):
             raise UnsupportedPod(
@@ -171,11 +191,24 @@ class LocalNode:
             )
         container = containers[0]
         image = container.get("image", "")
+        if self.containers is not None and self.containers.has_image(image):
+            running, what = self.start_container(pod, container, self.containers)
+        else:
+            running, what = self.start_process(pod, container)
+        self.pods[running.uid] = running
+        LOG.info("started %s/%s: %s (log %s)", running.namespace, running.name, what, running.log_path)
+        self.patch_status(running.namespace, running.name, running_status(running))
+        threading.Thread(target=self.watch_exit, args=(running,), daemon=True).start()
+
+    def start_process(self, pod: dict[str, Any], container: dict[str, Any]) -> tuple[RunningPod, str]:
+        image = container.get("image", "")
         if not self.runnable_image(image):
+            daemon = " and is not in the local node's Docker daemon" if self.containers is not None else ""
             raise UnsupportedPod(
                 "UnsupportedImage",
-                f"the local node {sim.LOCAL_NODE_NAME} runs only the cluster's runnable images as "
-                f"local processes; {image!r} cannot run here: schedule the pod on a simulated (kwok) node instead",
+                f"the local node {sim.LOCAL_NODE_NAME} runs the cluster's runnable images as local processes and "
+                f"the images of its Docker daemon (if given one) as containers; {image!r} is not runnable{daemon}: "
+                "schedule the pod on a simulated (kwok) node instead",
             )
         program = self.entrypoint.name
         command = container.get("command") or [program]
@@ -186,10 +219,7 @@ class LocalNode:
             )
         if not self.entrypoint.exists():
             raise UnsupportedPod("StartError", f"{self.entrypoint} does not exist: install the project (make setup)")
-        pod_dir = self.pod_dir(meta["namespace"], meta["name"], meta["uid"])
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        termination_path = pod_dir / "termination-log"
-        termination_path.write_text("")
+        pod_dir, termination_path = self.prepare_pod_dir(pod["metadata"])
         mounts = empty_dir_mounts(pod, container, pod_dir / "volumes")
         env = self.container_environment.environment(pod, container, mounts)
         env["TPUSERVE_TERMINATION_MESSAGE_PATH"] = str(termination_path)
@@ -208,28 +238,43 @@ class LocalNode:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        running = RunningPod(
-            uid=meta["uid"],
-            namespace=meta["namespace"],
-            name=meta["name"],
-            container=container["name"],
-            image=image,
-            process=process,
-            started_at=now(),
-            termination_path=termination_path,
-            log_path=log_path,
-            fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        running = running_pod(pod, container, process, termination_path, log_path)
+        return running, f"{' '.join(argv)} (pid {process.pid})"
+
+    def start_container(
+        self, pod: dict[str, Any], container: dict[str, Any], runner: ContainerRunner
+    ) -> tuple[RunningPod, str]:
+        """The pod as a container of its own image (container_runner.py); env as for a process, minus the host's."""
+        pod_dir, termination_path = self.prepare_pod_dir(pod["metadata"])
+        termination_path.chmod(0o666)  # the image's user writes it
+        env = self.container_environment.environment(pod, container, {}, host_base=False)
+        resolve = self.container_environment.resolve_services
+        command, args = ([resolve(expand(a, env)) for a in container.get(k) or []] for k in ("command", "args"))
+        volumes = VolumeMaker(self.container_environment.read_all, partial(service_account_token, self.api))
+        mounts = volumes.mounts(pod, container, pod_dir / "volumes")
+        argv = create_argv(
+            pod, container, env=env, command=command, args=args, mounts=mounts, termination_file=termination_path
         )
-        self.pods[running.uid] = running
-        LOG.info(
-            "started %s/%s: %s (pid %d, log %s)", running.namespace, running.name, " ".join(argv), process.pid, log_path
-        )
-        self.patch_status(running.namespace, running.name, running_status(running))
-        threading.Thread(target=self.watch_exit, args=(running,), daemon=True).start()
+        container_id = runner.create(argv)
+        log_path = pod_dir / f"{container['name']}.log"
+        process = runner.start_attached(container_id, log_path)
+        running = running_pod(pod, container, process, termination_path, log_path, f"docker://{container_id}")
+        return running, f"container {container_id[:12]} of {container['image']} ({container_name(pod)})"
+
+    def prepare_pod_dir(self, meta: dict[str, Any]) -> tuple[Path, Path]:
+        """The pod's directory and its (empty) termination-message file."""
+        pod_dir = self.pod_dir(meta["namespace"], meta["name"], meta["uid"])
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        termination_path = pod_dir / "termination-log"
+        termination_path.write_text("")
+        return pod_dir, termination_path
 
     # ---- process end and deletion ------------------------------------------------------------------------
 
     def stop_process(self, running: RunningPod, grace_seconds: int) -> None:
+        if running.container_id and self.containers is not None:
+            self.containers.stop(docker_id(running), grace_seconds)  # SIGTERM, SIGKILL after the grace period
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running.process.pid, signal.SIGTERM)
         if not running.done.wait(max(grace_seconds, 1)):
@@ -239,10 +284,15 @@ class LocalNode:
     def watch_exit(self, running: RunningPod) -> None:
         code = running.process.wait()
         exit_code = code if code >= 0 else 128 - code  # killed by signal N -> 128 + N, as kubelet reports
+        reason = ""
+        state = self.containers.exit_state(docker_id(running)) if running.container_id and self.containers else None
+        if state is not None:  # the daemon's word over its client's exit code
+            exit_code, reason = state[0], "OOMKilled" if state[1] else ""
         message = termination_message(running, exit_code)
         LOG.info("%s/%s exited with %d", running.namespace, running.name, exit_code)
         try:
-            self.patch_status(running.namespace, running.name, terminated_status(running, exit_code, message))
+            status = terminated_status(running, exit_code, message, reason)
+            self.patch_status(running.namespace, running.name, status)
         except (ApiError, OSError) as error:
             LOG.warning("could not write the final status of %s/%s: %s", running.namespace, running.name, error)
         with self.lock:
@@ -256,6 +306,9 @@ class LocalNode:
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         # emptyDir contents go with the pod, as with kubelet; the log and termination file stay for debugging.
+        running = self.pods.get(uid)
+        if running is not None and running.container_id and self.containers is not None:
+            self.containers.remove(docker_id(running))
         shutil.rmtree(self.pod_dir(namespace, name, uid) / "volumes", ignore_errors=True)
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
@@ -286,9 +339,11 @@ class LocalNode:
         self.stopping.set()
         with self.lock:
             for running in self.pods.values():
-                if not running.done.is_set():
+                if not running.done.is_set() and not running.container_id:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(running.process.pid, signal.SIGKILL)
+            if self.containers is not None:  # finished ones too: nothing of this node stays in the daemon
+                self.containers.remove(*[docker_id(r) for r in self.pods.values() if r.container_id])
 
 
 def load_predicate(reference: str) -> Callable[[str], bool]:
@@ -307,11 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, help="JSON object of extra environment for every process")
     parser.add_argument("--entrypoint", type=Path, required=True, help="the program runnable pods run as")
     parser.add_argument("--runnable-image", default="", help="module:function accepting the images that run here")
+    parser.add_argument("--docker-host", default="", help="DOCKER_HOST of a daemon whose images run as containers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    node = LocalNode(
-        Api(args.kubeconfig), args.work_dir, args.env_file, args.entrypoint, load_predicate(args.runnable_image)
-    )
+    runner = ContainerRunner(args.docker_host) if args.docker_host else None
+    predicate = load_predicate(args.runnable_image)
+    node = LocalNode(Api(args.kubeconfig), args.work_dir, args.env_file, args.entrypoint, predicate, runner)
 
     def stop(_signum: int, _frame: object) -> None:
         node.shutdown()

@@ -37,10 +37,15 @@ class ContainerEnvironment:
         self.entrypoint = entrypoint
         self.env_file = env_file
 
-    def environment(self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-        """The process environment: a minimal base (like an image's ENV), the env file, then the pod's env."""
-        env = {key: os.environ[key] for key in ("HOME", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
-        env["PATH"] = f"{self.entrypoint.parent}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+    def environment(
+        self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, Path], *, host_base: bool = True
+    ) -> dict[str, str]:
+        """The process environment: a minimal base (like an image's ENV; host_base=False, for a container whose
+        image has its own, leaves it out), the env file, then the pod's env."""
+        env: dict[str, str] = {}
+        if host_base:
+            env = {key: os.environ[key] for key in ("HOME", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
+            env["PATH"] = f"{self.entrypoint.parent}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
         if self.env_file is not None and self.env_file.exists():
             extra = json.loads(self.env_file.read_text() or "{}")
             env.update({str(k): str(v) for k, v in extra.items()})

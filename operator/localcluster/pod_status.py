@@ -42,8 +42,38 @@ class RunningPod:
     termination_path: Path
     log_path: Path
     fallback_to_logs: bool
+    container_id: str = ""  # docker://<id> for a container; empty for a process (process://<pid>)
     deleting: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def running_pod(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    process: subprocess.Popen[bytes],
+    termination_path: Path,
+    log_path: Path,
+    container_id: str = "",
+) -> RunningPod:
+    meta = pod["metadata"]
+    return RunningPod(
+        uid=meta["uid"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        container=container["name"],
+        image=container.get("image", ""),
+        process=process,
+        started_at=now(),
+        termination_path=termination_path,
+        log_path=log_path,
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        container_id=container_id,
+    )
+
+
+def docker_id(running: RunningPod) -> str:
+    """The Docker container id of a pod run as a container ("" for a process)."""
+    return running.container_id.removeprefix("docker://")
 
 
 def node_manifest() -> dict[str, Any]:
@@ -126,6 +156,10 @@ def pod_conditions(ready: bool, reason: str | None = None) -> list[dict[str, str
     return result
 
 
+def container_id(running: RunningPod) -> str:
+    return running.container_id or f"process://{running.process.pid}"
+
+
 def running_status(running: RunningPod) -> dict[str, Any]:
     return {
         "phase": "Running",
@@ -140,7 +174,7 @@ def running_status(running: RunningPod) -> dict[str, Any]:
                 "name": running.container,
                 "image": running.image,
                 "imageID": "",
-                "containerID": f"process://{running.process.pid}",
+                "containerID": container_id(running),
                 "ready": True,
                 "started": True,
                 "restartCount": 0,
@@ -150,13 +184,13 @@ def running_status(running: RunningPod) -> dict[str, Any]:
     }
 
 
-def terminated_status(running: RunningPod, exit_code: int, message: str) -> dict[str, Any]:
+def terminated_status(running: RunningPod, exit_code: int, message: str, reason: str = "") -> dict[str, Any]:
     terminated: dict[str, Any] = {
         "exitCode": exit_code,
-        "reason": "Completed" if exit_code == 0 else "Error",
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
         "startedAt": running.started_at,
         "finishedAt": now(),
-        "containerID": f"process://{running.process.pid}",
+        "containerID": container_id(running),
     }
     if message:
         terminated["message"] = message

@@ -5,12 +5,14 @@ Building is part of the tier: the first test that needs an image builds it (cach
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.images.bases import ensure_local_base
 from tests.images.build import IMAGES, BuildResult, build, prune_dangling
+from tests.images.chain import Converted, Workspace, convert, make_workspace
 from tests.images.docker import DockerDaemon, running_daemon
 
 
@@ -40,3 +42,19 @@ def built_image(
         return results[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def workspace() -> Iterator[Workspace]:
+    """A directory the images' user can write, with the in-container scripts (tests/images/chain.py)."""
+    made = make_workspace()
+    yield made
+    shutil.rmtree(made.host, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def converted(
+    docker_daemon: DockerDaemon, built_image: Callable[[str], BuildResult], workspace: Workspace
+) -> Converted:
+    """The real MaxText conversion of the tiny Meta checkpoint (scanned, then unscanned), once per session."""
+    return convert(docker_daemon, built_image("converter").tag, workspace)
