@@ -128,17 +128,9 @@ class PrinterColumn:
     format: str | None = None
 
     def to_crd(self) -> dict[str, Any]:
-        column: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "jsonPath": self.json_path,
-            "description": self.description,
-        }
-        if self.format:
-            column["format"] = self.format
-        if self.priority:
-            column["priority"] = self.priority
-        return column
+        column = {"name": self.name, "type": self.type, "jsonPath": self.json_path, "description": self.description}
+        optional = {"format": self.format, "priority": self.priority}
+        return column | {key: value for key, value in optional.items() if value}
 
 
 AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
