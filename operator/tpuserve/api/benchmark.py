@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
     DURATION_PATTERN,
     MAX_LIST_ITEMS,
     AnnotationMap,
@@ -36,6 +35,7 @@ from tpuserve.api.conventions import (
     nested_default,
     optional,
     parse_duration,
+    phase_column,
 )
 from tpuserve.api.workload import (
     INFINITE_RATE,
@@ -269,7 +269,7 @@ class BenchmarkRun(Resource):
     KIND: ClassVar[str] = "BenchmarkRun"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bench",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForServer, Running, Succeeded, Failed."),
+        phase_column(BenchmarkPhase),
         PrinterColumn("Server", "string", ".status.server.name", "Server measured."),
         PrinterColumn("Req/s", "number", ".status.results.requestThroughput", "Successful requests per second."),
         PrinterColumn("Output tok/s", "number", ".status.results.outputThroughput", "Output tokens per second."),
@@ -289,7 +289,6 @@ class BenchmarkRun(Resource):
             "$/M tok", "number", ".status.costPerMillionOutputTokens", "USD per million output tokens.", priority=1
         ),
         PrinterColumn("Roofline", "number", ".status.rooflineEfficiency", "Share of the decode ceiling.", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["BenchmarkRun"] = "BenchmarkRun"

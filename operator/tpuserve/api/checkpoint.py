@@ -14,8 +14,8 @@ from pydantic import Field, field_validator, model_validator
 from tpuserve import images, llama
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
     MAX_LIST_ITEMS,
+    MODEL_COLUMN,
     AnnotationMap,
     ApiModel,
     CelRule,
@@ -36,6 +36,7 @@ from tpuserve.api.conventions import (
     model_rules,
     nested_default,
     optional,
+    phase_column,
     required_unless,
 )
 from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
@@ -337,17 +338,16 @@ class LlamaCheckpoint(Resource):
     KIND: ClassVar[str] = "LlamaCheckpoint"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        MODEL_COLUMN,
         PrinterColumn(
             "Format", "string", ".spec.format", "meta (MaxText conversion) or huggingface (mirror).", priority=1
         ),
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, Converting, Ready or Failed."),
+        phase_column(CheckpointPhase),
         PrinterColumn(
             "Checkpoint", "string", ".status.unscannedPath", "Unscanned checkpoint a server loads.", priority=1
         ),
         PrinterColumn("HF-Model", "string", ".status.huggingFacePath", "Mirrored Hugging Face directory.", priority=1),
         PrinterColumn("Job", "string", ".status.jobName", "Conversion or mirror Job.", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["LlamaCheckpoint"] = "LlamaCheckpoint"

@@ -150,6 +150,12 @@ class PrinterColumn:
 
 
 AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
+MODEL_COLUMN = PrinterColumn("Model", "string", ".spec.model", "Llama model.")
+
+
+def phase_column(phases: type[StrEnum]) -> PrinterColumn:
+    """The kind's status.phase column, its description listing the phases in their order."""
+    return PrinterColumn("Phase", "string", ".status.phase", ", ".join(phases) + ".")
 
 
 # --- Kubernetes shapes -------------------------------------------------------------------------------------
@@ -377,7 +383,8 @@ def parse_duration(text: str) -> float:
 class KindInfo:
     """A kind's names: what the CRD generator needs beyond the schema and what every caller of the API server
     uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND (PLURAL and
-    SINGULAR follow from it), SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
+    SINGULAR follow from it), SHORT_NAMES and PRINTER_COLUMNS (the CRD adds Age last); the group and version are
+    the API's."""
 
     GROUP: ClassVar[str] = GROUP
     VERSION: ClassVar[str] = VERSION

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from tpuserve import images, llama, tpu
 from tpuserve.api import catalog
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
+    MODEL_COLUMN,
     AnnotationMap,
     ApiModel,
     CelRule,
@@ -27,9 +27,10 @@ from tpuserve.api.conventions import (
     model_rules,
     nested_default,
     optional,
+    phase_column,
 )
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
-from tpuserve.api.server_status import InferenceServerStatus
+from tpuserve.api.server_status import InferenceServerStatus, ServerPhase
 from tpuserve.api.vllm import HubModel, VllmSpec
 from tpuserve.gs_uri import GsUri
 
@@ -321,17 +322,16 @@ class InferenceServer(Resource):
     KIND: ClassVar[str] = "InferenceServer"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("infsrv",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        MODEL_COLUMN,
         PrinterColumn("Runtime", "string", ".spec.runtime", "Server runtime: jetstream-maxtext or vllm-tpu."),
         PrinterColumn("Accelerator", "string", ".spec.tpu.accelerator", "TPU generation."),
         PrinterColumn("Topology", "string", ".spec.tpu.topology", "TPU slice topology."),
         PrinterColumn("Ready", "integer", ".status.readyReplicas", "Replicas ready to serve."),
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForCheckpoint, Deploying, Ready, Failed."),
+        phase_column(ServerPhase),
         PrinterColumn("Endpoint", "string", ".status.endpoints.grpc", "JetStream gRPC endpoint."),
         PrinterColumn("Chips", "integer", ".status.tpu.chips", "TPU chips per replica.", priority=1),
         PrinterColumn("Checkpoint", "string", ".status.checkpointPath", "Checkpoint loaded.", priority=1),
         PrinterColumn("OpenAI", "string", ".status.endpoints.openai", "OpenAI API base URL (vllm-tpu).", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["InferenceServer"] = "InferenceServer"
