@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,6 +59,9 @@ BENCH_DEFAULT_REQUESTS = {"cpu": "2", "memory": "4Gi"}
 BENCH_DEFAULT_LIMITS = {"memory": "8Gi"}
 
 
+InFlight = Annotated[int, Field(ge=1, le=100000)]  # requests in flight at once
+
+
 class BenchmarkRunSpec(ApiModel):
     server_ref: ObjectRef | None = optional("InferenceServer in this namespace to benchmark.")
     target: TargetSpec | None = optional("An endpoint to benchmark instead of serverRef (its protocol, host and port).")
@@ -87,18 +90,14 @@ class BenchmarkRunSpec(ApiModel):
         'default "inf" when no load shape is set.'
     )
     sweep: SweepSpec | None = optional("A stage per request rate, instead of requestRate.")
-    concurrency: int | None = optional(
-        "Closed loop with this many requests in flight, instead of a rate.", ge=1, le=100000
-    )
+    concurrency: InFlight | None = optional("Closed loop with this many requests in flight, instead of a rate.")
     burstiness: float | None = optional(
         "Gamma arrivals as vllm bench serve draws them (1 = Poisson, below 1 burstier); default "
         "JetStream's Poisson draw. With a rate only.",
         gt=0,
         le=1000,
     )
-    max_concurrency: int | None = optional(
-        "With a rate: at most this many requests in flight (later wait).", ge=1, le=100000
-    )
+    max_concurrency: InFlight | None = optional("With a rate: at most this many requests in flight (later wait).")
     warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
     slo: SloSpec | None = optional("SLOs for goodput.")
