@@ -10,6 +10,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images
+from tpuserve.api.columns import PrinterColumn, phase_column
 from tpuserve.api.conventions import (
     DURATION_PATTERN,
     MAX_LIST_ITEMS,
@@ -21,7 +22,6 @@ from tpuserve.api.conventions import (
     ImageName,
     LabelMap,
     ObjectRef,
-    PrinterColumn,
     Resource,
     ResourceRequirements,
     ServiceAccountName,
@@ -35,7 +35,6 @@ from tpuserve.api.conventions import (
     nested_default,
     optional,
     parse_duration,
-    phase_column,
 )
 from tpuserve.api.workload import (
     INFINITE_RATE,

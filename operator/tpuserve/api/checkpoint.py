@@ -13,16 +13,15 @@ from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images, llama
 from tpuserve.api import catalog
+from tpuserve.api.columns import MODEL_COLUMN, PrinterColumn, phase_column
 from tpuserve.api.conventions import (
     MAX_LIST_ITEMS,
-    MODEL_COLUMN,
     AnnotationMap,
     ApiModel,
     CelRule,
     Condition,
     ImageName,
     LabelMap,
-    PrinterColumn,
     Quantity,
     Resource,
     ResourceRequirements,
@@ -36,7 +35,6 @@ from tpuserve.api.conventions import (
     model_rules,
     nested_default,
     optional,
-    phase_column,
     required_unless,
 )
 from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef

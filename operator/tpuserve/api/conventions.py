@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tpuserve.api.columns import PrinterColumn
+
 GROUP = "tpuserve.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -132,30 +134,6 @@ def _presence_rule(
 
 def immutable(where: str, hint: str) -> CelRule:
     return CelRule(rule="self == oldSelf", message=f"{where} is immutable: {hint}")
-
-
-@dataclass(frozen=True)
-class PrinterColumn:
-    name: str
-    type: Literal["string", "integer", "number", "boolean", "date"]
-    json_path: str
-    description: str
-    priority: int = 0
-    format: str | None = None
-
-    def to_crd(self) -> dict[str, Any]:
-        column = {"name": self.name, "type": self.type, "jsonPath": self.json_path, "description": self.description}
-        optional = {"format": self.format, "priority": self.priority}
-        return column | {key: value for key, value in optional.items() if value}
-
-
-AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
-MODEL_COLUMN = PrinterColumn("Model", "string", ".spec.model", "Llama model.")
-
-
-def phase_column(phases: type[StrEnum]) -> PrinterColumn:
-    """The kind's status.phase column, its description listing the phases in their order."""
-    return PrinterColumn("Phase", "string", ".status.phase", ", ".join(phases) + ".")
 
 
 # --- Kubernetes shapes -------------------------------------------------------------------------------------

@@ -9,15 +9,14 @@ from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images, llama, tpu
 from tpuserve.api import catalog
+from tpuserve.api.columns import MODEL_COLUMN, PrinterColumn, phase_column
 from tpuserve.api.conventions import (
-    MODEL_COLUMN,
     AnnotationMap,
     ApiModel,
     CelRule,
     FilePath,
     ImageName,
     ObjectRef,
-    PrinterColumn,
     Resource,
     ResourceRequirements,
     ServiceAccountName,
@@ -27,7 +26,6 @@ from tpuserve.api.conventions import (
     model_rules,
     nested_default,
     optional,
-    phase_column,
 )
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
 from tpuserve.api.server_status import InferenceServerStatus, ServerPhase
