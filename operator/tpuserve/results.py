@@ -71,12 +71,18 @@ class Goodput(CamelModel):
     rate: float = Field(ge=0, description="requests / benchmark duration, per second.")
 
 
-class StageResults(CamelModel):
-    """The figures of one load stage (one request rate or concurrency)."""
+class StageLoad(CamelModel):
+    """A stage's load and how many of its requests succeeded: what a stage's full and brief figures both begin with."""
 
     request_rate: float | None = Field(default=None, description="Poisson arrival rate (req/s); null = all at once.")
     concurrency: int | None = Field(default=None, description="Closed-loop concurrency, when used.")
     successful_requests: int = Field(ge=0, description="Requests whose stream ended with status OK.")
+    failed_requests: int = Field(ge=0, description="Requests sent that ended with an error.")
+
+
+class StageResults(StageLoad):
+    """The figures of one load stage (one request rate or concurrency)."""
+
     failed_requests: int = Field(ge=0, description="Requests sent that ended with an error (see errors).")
     duration_seconds: float = Field(ge=0, description="First request sent to last response received.")
     total_input_tokens: int = Field(ge=0, description="Prompt tokens of the successful requests.")
@@ -98,13 +104,9 @@ class StageResults(CamelModel):
     errors: dict[str, int] = Field(default_factory=dict, description="Failed requests by gRPC status code.")
 
 
-class StageBrief(CamelModel):
+class StageBrief(StageLoad):
     """One sweep stage, abbreviated so that a whole sweep fits the 4 KiB summary."""
 
-    request_rate: float | None = Field(default=None, description="Poisson arrival rate (req/s); null = all at once.")
-    concurrency: int | None = Field(default=None, description="Closed-loop concurrency, when used.")
-    successful_requests: int = Field(ge=0, description="Requests whose stream ended with status OK.")
-    failed_requests: int = Field(ge=0, description="Requests sent that ended with an error.")
     request_throughput: float = Field(ge=0, description="Successful requests per second.")
     output_throughput: float = Field(ge=0, description="Output tokens per second.")
     ttft_p50_ms: float | None = Field(default=None, description="Median time to first token, ms.")

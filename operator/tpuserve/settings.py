@@ -125,4 +125,4 @@ class OperatorSettings(BaseSettings):
         }
 
     def usd_per_chip_hour(self, generation: tpu.TpuGeneration) -> float:
-        return self.tpu_prices.get(generation.name, generation.on_demand_usd_per_chip_hour)
+        return self.tpu_prices.get(generation.name, generation.chip.on_demand_usd_per_hour)

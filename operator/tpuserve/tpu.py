@@ -21,29 +21,62 @@ TPU_TAINT_VALUE = "present"
 TPU_TAINT_EFFECT = "NoSchedule"
 
 
+class CatalogError(ValueError):
+    """A TPU request the catalog cannot satisfy; the message says what would."""
+
+
+def chips_in_topology(topology: str) -> int:
+    try:
+        return math.prod(int(d) for d in topology.lower().split("x"))
+    except ValueError:
+        raise CatalogError(f"topology {topology!r} is not of the form AxB or AxBxC") from None
+
+
 @dataclass(frozen=True)
 class MachineType:
     """A GKE TPU VM shape: one node of a single-host slice."""
 
     name: str
-    chips: int
     topology: str  # the single-host topology a node pool of this machine type provides
     vcpus: int
     memory_gib: int
+
+    @property
+    def chips(self) -> int:
+        return chips_in_topology(self.topology)
+
+
+def single_hosts(series: str, shapes: dict[str, tuple[int, int]]) -> tuple[MachineType, ...]:
+    """A generation's single-host machine types, by topology: (vCPUs, memory GiB). GKE names each one after the
+    series and its chip count (ct5lp-hightpu-4t: 4 chips)."""
+    return tuple(
+        MachineType(f"{series}-{chips_in_topology(topology)}t", topology, vcpus, memory_gib)
+        for topology, (vcpus, memory_gib) in shapes.items()
+    )
+
+
+GB = 1e9 / 2**30  # GiB per GB: Google gives HBM in GB for v5e and later (in GiB for v4)
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One chip of a generation: its HBM, its peak compute and HBM bandwidth, its on-demand list price."""
+
+    hbm_gib: float
+    peak_bf16_tflops: float
+    hbm_gbps: float  # GB/s (1e9 bytes)
+    on_demand_usd_per_hour: float
 
 
 @dataclass(frozen=True)
 class TpuGeneration:
     name: str  # friendly name: v4, v5e, v5p, v6e
     accelerator: str  # value of cloud.google.com/gke-tpu-accelerator
-    legacy_accelerators: tuple[str, ...]
     machine_types: tuple[MachineType, ...]
     multi_host_topologies: tuple[str, ...]  # examples, for error messages only
-    hbm_gib_per_chip: float
-    peak_bf16_tflops_per_chip: float
-    hbm_gbps_per_chip: float  # GB/s (1e9 bytes)
-    on_demand_usd_per_chip_hour: float
+    chip: Chip
     aliases: tuple[str, ...] = field(default=())
+    legacy_accelerators: tuple[str, ...] = field(default=())  # older accelerator label values of the generation
 
     @property
     def single_host_topologies(self) -> tuple[str, ...]:
@@ -58,10 +91,6 @@ class TpuGeneration:
     @property
     def all_accelerator_labels(self) -> tuple[str, ...]:
         return (self.accelerator, *self.legacy_accelerators)
-
-
-class CatalogError(ValueError):
-    """A TPU request the catalog cannot satisfy; the message says what would."""
 
 
 class TopologyError(CatalogError):
@@ -80,58 +109,35 @@ GENERATIONS: tuple[TpuGeneration, ...] = (
     TpuGeneration(
         name="v4",
         accelerator="tpu-v4-podslice",
-        legacy_accelerators=(),
-        machine_types=(MachineType("ct4p-hightpu-4t", 4, "2x2x1", 240, 407),),
-        multi_host_topologies=("2x2x2", "2x2x4", "2x4x4", "4x4x4"),
-        hbm_gib_per_chip=32,
-        peak_bf16_tflops_per_chip=275,
-        hbm_gbps_per_chip=1200,
-        on_demand_usd_per_chip_hour=3.22,
         aliases=("tpu-v4", "v4-podslice"),
+        machine_types=single_hosts("ct4p-hightpu", {"2x2x1": (240, 407)}),
+        multi_host_topologies=("2x2x2", "2x2x4", "2x4x4", "4x4x4"),
+        chip=Chip(hbm_gib=32, peak_bf16_tflops=275, hbm_gbps=1200, on_demand_usd_per_hour=3.22),
     ),
     TpuGeneration(
         name="v5e",
         accelerator="tpu-v5-lite-podslice",
         legacy_accelerators=("tpu-v5-lite-device",),
-        machine_types=(
-            MachineType("ct5lp-hightpu-1t", 1, "1x1", 24, 48),
-            MachineType("ct5lp-hightpu-4t", 4, "2x2", 112, 192),
-            MachineType("ct5lp-hightpu-8t", 8, "2x4", 224, 384),
-        ),
-        multi_host_topologies=("4x4", "4x8", "8x8", "8x16", "16x16"),
-        hbm_gib_per_chip=16 * 1e9 / 2**30,  # 16 GB
-        peak_bf16_tflops_per_chip=197,
-        hbm_gbps_per_chip=819,
-        on_demand_usd_per_chip_hour=1.20,
         aliases=("v5litepod", "v5lite", "tpu-v5e"),
+        machine_types=single_hosts("ct5lp-hightpu", {"1x1": (24, 48), "2x2": (112, 192), "2x4": (224, 384)}),
+        multi_host_topologies=("4x4", "4x8", "8x8", "8x16", "16x16"),
+        chip=Chip(hbm_gib=16 * GB, peak_bf16_tflops=197, hbm_gbps=819, on_demand_usd_per_hour=1.20),
     ),
     TpuGeneration(
         name="v5p",
         accelerator="tpu-v5p-slice",
-        legacy_accelerators=(),
-        machine_types=(MachineType("ct5p-hightpu-4t", 4, "2x2x1", 208, 448),),
-        multi_host_topologies=("2x2x2", "2x2x4", "2x4x4", "4x4x4"),
-        hbm_gib_per_chip=95 * 1e9 / 2**30,  # 95 GB
-        peak_bf16_tflops_per_chip=459,
-        hbm_gbps_per_chip=2765,
-        on_demand_usd_per_chip_hour=4.20,
         aliases=("tpu-v5p",),
+        machine_types=single_hosts("ct5p-hightpu", {"2x2x1": (208, 448)}),
+        multi_host_topologies=("2x2x2", "2x2x4", "2x4x4", "4x4x4"),
+        chip=Chip(hbm_gib=95 * GB, peak_bf16_tflops=459, hbm_gbps=2765, on_demand_usd_per_hour=4.20),
     ),
     TpuGeneration(
         name="v6e",
         accelerator="tpu-v6e-slice",
-        legacy_accelerators=(),
-        machine_types=(
-            MachineType("ct6e-standard-1t", 1, "1x1", 44, 176),
-            MachineType("ct6e-standard-4t", 4, "2x2", 180, 720),
-            MachineType("ct6e-standard-8t", 8, "2x4", 180, 1440),
-        ),
-        multi_host_topologies=("4x4", "4x8", "8x8", "8x16", "16x16"),
-        hbm_gib_per_chip=32 * 1e9 / 2**30,  # 32 GB
-        peak_bf16_tflops_per_chip=918,
-        hbm_gbps_per_chip=1638,
-        on_demand_usd_per_chip_hour=2.70,
         aliases=("trillium", "tpu-v6e"),
+        machine_types=single_hosts("ct6e-standard", {"1x1": (44, 176), "2x2": (180, 720), "2x4": (180, 1440)}),
+        multi_host_topologies=("4x4", "4x8", "8x8", "8x16", "16x16"),
+        chip=Chip(hbm_gib=32 * GB, peak_bf16_tflops=918, hbm_gbps=1638, on_demand_usd_per_hour=2.70),
     ),
 )
 
@@ -164,13 +170,6 @@ def generation(accelerator: str) -> TpuGeneration:
         ) from None
 
 
-def chips_in_topology(topology: str) -> int:
-    try:
-        return math.prod(int(d) for d in topology.lower().split("x"))
-    except ValueError:
-        raise CatalogError(f"topology {topology!r} is not of the form AxB or AxBxC") from None
-
-
 @dataclass(frozen=True)
 class TpuSlice:
     """A resolved single-host TPU request: what the scheduler, cost and roofline maths need."""
@@ -188,16 +187,16 @@ class TpuSlice:
         return {ACCELERATOR_LABEL: self.accelerator_label, TOPOLOGY_LABEL: self.topology}
 
     def usd_per_hour(self, usd_per_chip_hour: float | None = None) -> float:
-        price = self.generation.on_demand_usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+        price = self.generation.chip.on_demand_usd_per_hour if usd_per_chip_hour is None else usd_per_chip_hour
         return price * self.chips
 
     @property
     def hbm_bytes(self) -> float:
-        return self.generation.hbm_gib_per_chip * 2**30 * self.chips
+        return self.generation.chip.hbm_gib * 2**30 * self.chips
 
     @property
     def hbm_bytes_per_second(self) -> float:
-        return self.generation.hbm_gbps_per_chip * 1e9 * self.chips
+        return self.generation.chip.hbm_gbps * 1e9 * self.chips
 
 
 def resolve(accelerator: str, topology: str) -> TpuSlice:

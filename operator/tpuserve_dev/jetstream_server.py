@@ -45,16 +45,15 @@ def jetstream_python() -> str:
 
 
 def health(target: str, timeout: float = 2.0) -> bool:
-    """JetStream's own HealthCheck rpc (not grpc.health.v1), through our generated stub."""
+    """JetStream's own HealthCheck rpc (not grpc.health.v1)."""
     import grpc
 
-    from tpuserve.proto import jetstream_pb2, jetstream_pb2_grpc
+    from tpuserve.proto import jetstream_pb2, orchestrator
 
     with grpc.insecure_channel(target) as channel:
         try:
-            response = jetstream_pb2_grpc.OrchestratorStub(channel).HealthCheck(
-                jetstream_pb2.HealthCheckRequest(), timeout=timeout
-            )
+            health_check = orchestrator.call(channel, orchestrator.HEALTH_CHECK)
+            response = health_check(jetstream_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:
             return False
         return bool(response.is_live)

@@ -101,7 +101,7 @@ def test_chart_defaults_equal_the_operator_defaults() -> None:
 
 
 def test_tpu_price_defaults_equal_the_catalog() -> None:
-    catalog = {g.name: g.on_demand_usd_per_chip_hour for g in tpu.GENERATIONS}
+    catalog = {g.name: g.chip.on_demand_usd_per_hour for g in tpu.GENERATIONS}
     assert VALUES["tpuPrices"] == catalog
     prices_schema = SCHEMA["properties"]["tpuPrices"]
     assert set(prices_schema["required"]) == set(prices_schema["properties"]) == set(catalog)

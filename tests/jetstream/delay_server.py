@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from tpuserve.proto import jetstream_pb2
+from tpuserve.proto import jetstream_pb2, orchestrator
 
-DECODE = "/jetstream_proto.Orchestrator/Decode"
-HEALTH = "/jetstream_proto.Orchestrator/HealthCheck"
+DECODE = orchestrator.DECODE.path
+HEALTH = orchestrator.HEALTH_CHECK.path
 
 
 @dataclass

@@ -36,8 +36,8 @@ def test_generations_match_the_facts() -> None:
         assert gen.accelerator == label
         assert {m.topology: (m.name, m.chips) for m in gen.machine_types} == shapes
         assert gen.single_host_topologies == tuple(shapes)
-        assert gen.hbm_gib_per_chip * 2**30 / 1e9 == pytest.approx(hbm_gb)
-        assert (gen.peak_bf16_tflops_per_chip, gen.hbm_gbps_per_chip, gen.on_demand_usd_per_chip_hour) == (
+        assert gen.chip.hbm_gib * 2**30 / 1e9 == pytest.approx(hbm_gb)
+        assert (gen.chip.peak_bf16_tflops, gen.chip.hbm_gbps, gen.chip.on_demand_usd_per_hour) == (
             tflops,
             gbps,
             price,

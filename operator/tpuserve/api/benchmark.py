@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images
+from tpuserve.api.columns import PrinterColumn, phase_column
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
     DURATION_PATTERN,
     MAX_LIST_ITEMS,
     AnnotationMap,
@@ -22,18 +22,18 @@ from tpuserve.api.conventions import (
     ImageName,
     LabelMap,
     ObjectRef,
-    PrinterColumn,
     Resource,
     ResourceRequirements,
     ServiceAccountName,
     Toleration,
     annotations_field,
-    cel_rules,
     conditions_field,
     exactly_one_of,
     immutable,
     labels_field,
+    model_rules,
     nested_default,
+    optional,
     parse_duration,
 )
 from tpuserve.api.workload import (
@@ -58,21 +58,17 @@ BENCH_DEFAULT_REQUESTS = {"cpu": "2", "memory": "4Gi"}
 BENCH_DEFAULT_LIMITS = {"memory": "8Gi"}
 
 
+InFlight = Annotated[int, Field(ge=1, le=100000)]  # requests in flight at once
+
+
 class BenchmarkRunSpec(ApiModel):
-    server_ref: ObjectRef | None = Field(default=None, description="InferenceServer in this namespace to benchmark.")
-    target: TargetSpec | None = Field(
-        default=None, description="An endpoint to benchmark instead of serverRef (its protocol, host and port)."
-    )
-    openai: OpenAISpec | None = Field(
-        default=None, description="OpenAI-protocol options (a vllm-tpu server or an openai target)."
-    )
+    server_ref: ObjectRef | None = optional("InferenceServer in this namespace to benchmark.")
+    target: TargetSpec | None = optional("An endpoint to benchmark instead of serverRef (its protocol, host and port).")
+    openai: OpenAISpec | None = optional("OpenAI-protocol options (a vllm-tpu server or an openai target).")
     dataset: DatasetSpec = Field(
         default_factory=DatasetSpec, description="Prompts to send.", json_schema_extra=nested_default(DatasetSpec)
     )
-    tokenizer_path: FilePath | None = Field(
-        default=None,
-        description="Tokenizer for prompts and outputs; default the server's.",
-    )
+    tokenizer_path: FilePath | None = optional("Tokenizer for prompts and outputs; default the server's.")
     num_prompts: int = Field(default=1000, ge=1, le=1_000_000, description="Prompts sampled from the dataset.")
     max_output_length: int = Field(
         default=1024,
@@ -88,31 +84,24 @@ class BenchmarkRunSpec(ApiModel):
         description="Drop prompts longer than this many tokens (openorca and sharegpt: JetStream's length filter, "
         "which also drops very short prompts and answers; `tpuserve bench run --help` lists its bounds).",
     )
-    request_rate: RequestRate | None = Field(
-        default=None,
-        description='Constant Poisson request rate (req/s): an integer, a quoted decimal ("2.5") or "inf"; '
-        'default "inf" when no load shape is set.',
+    request_rate: RequestRate | None = optional(
+        'Constant Poisson request rate (req/s): an integer, a quoted decimal ("2.5") or "inf"; '
+        'default "inf" when no load shape is set.'
     )
-    sweep: SweepSpec | None = Field(default=None, description="A stage per request rate, instead of requestRate.")
-    concurrency: int | None = Field(
-        default=None, ge=1, le=100000, description="Closed loop with this many requests in flight, instead of a rate."
-    )
-    burstiness: float | None = Field(
-        default=None,
+    sweep: SweepSpec | None = optional("A stage per request rate, instead of requestRate.")
+    concurrency: InFlight | None = optional("Closed loop with this many requests in flight, instead of a rate.")
+    burstiness: float | None = optional(
+        "Gamma arrivals as vllm bench serve draws them (1 = Poisson, below 1 burstier); default "
+        "JetStream's Poisson draw. With a rate only.",
         gt=0,
         le=1000,
-        description="Gamma arrivals as vllm bench serve draws them (1 = Poisson, below 1 burstier); default "
-        "JetStream's Poisson draw. With a rate only.",
     )
-    max_concurrency: int | None = Field(
-        default=None, ge=1, le=100000, description="With a rate: at most this many requests in flight (later wait)."
-    )
+    max_concurrency: InFlight | None = optional("With a rate: at most this many requests in flight (later wait).")
     warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
-    slo: SloSpec | None = Field(default=None, description="SLOs for goodput.")
-    output: GsUri | None = Field(
-        default=None,
-        description="gs:// prefix for the full results (and request outputs); status keeps the summary.",
+    slo: SloSpec | None = optional("SLOs for goodput.")
+    output: GsUri | None = optional(
+        "gs:// prefix for the full results (and request outputs); status keeps the summary."
     )
     save_request_outputs: bool = Field(default=False, description="Also write every request's output (needs output).")
     timeout: str = Field(
@@ -122,50 +111,45 @@ class BenchmarkRunSpec(ApiModel):
         pattern=DURATION_PATTERN,
         description="Give up after this long (e.g. 30m, 2h, 1h30m); the run fails with what it measured.",
     )
-    image: ImageName | None = Field(
-        default=None,
-        description=f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE}).",
+    image: ImageName | None = optional(
+        f"Benchmark image; default the operator's setting (out of the box {images.BENCH_IMAGE})."
     )
-    resources: ResourceRequirements | None = Field(
-        default=None,
-        description="Benchmark container resources; replace the default as a whole (requests cpu "
+    resources: ResourceRequirements | None = optional(
+        "Benchmark container resources; replace the default as a whole (requests cpu "
         f"{BENCH_DEFAULT_REQUESTS['cpu']}, memory {BENCH_DEFAULT_REQUESTS['memory']}; limits memory "
-        f"{BENCH_DEFAULT_LIMITS['memory']}; no CPU limit, so that throttling never shows up as server latency).",
+        f"{BENCH_DEFAULT_LIMITS['memory']}; no CPU limit, so that throttling never shows up as server latency)."
     )
     node_selector: LabelMap = labels_field("spec.nodeSelector", "Node labels the benchmark pod must match.")
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the benchmark pod."
     )
-    service_account_name: ServiceAccountName | None = Field(
-        default=None,
-        description="ServiceAccount of the benchmark pod (Workload Identity for gs://).",
+    service_account_name: ServiceAccountName | None = optional(
+        "ServiceAccount of the benchmark pod (Workload Identity for gs://)."
     )
     pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the benchmark pod.")
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            immutable("spec", "create a new BenchmarkRun to run again"),
-            exactly_one_of("serverRef", "target", "spec"),
-            CelRule(
-                rule="[" + ", ".join(f"has(self.{f})" for f in LOAD_FIELDS) + "].filter(x, x).size() <= 1",
-                message="spec: set at most one of requestRate, sweep or concurrency",
-            ),
-            CelRule(
-                rule="!has(self.concurrency) || (!has(self.burstiness) && !has(self.maxConcurrency))",
-                message="spec: burstiness and maxConcurrency shape a request rate; concurrency is a closed loop",
-            ),
-            CelRule(
-                rule="!has(self.openai) || !has(self.target) || self.target.protocol == 'openai'",
-                message="spec.openai applies to the openai protocol: set spec.target.protocol to openai",
-                field_path=".openai",
-            ),
-            CelRule(
-                rule="!self.saveRequestOutputs || has(self.output)",
-                message="spec.saveRequestOutputs needs spec.output (a gs:// prefix to write them to)",
-                field_path=".saveRequestOutputs",
-            ),
-        )
-    }
+    model_config = model_rules(
+        immutable("spec", "create a new BenchmarkRun to run again"),
+        exactly_one_of("serverRef", "target", "spec"),
+        CelRule(
+            rule="[" + ", ".join(f"has(self.{f})" for f in LOAD_FIELDS) + "].filter(x, x).size() <= 1",
+            message="spec: set at most one of requestRate, sweep or concurrency",
+        ),
+        CelRule(
+            rule="!has(self.concurrency) || (!has(self.burstiness) && !has(self.maxConcurrency))",
+            message="spec: burstiness and maxConcurrency shape a request rate; concurrency is a closed loop",
+        ),
+        CelRule(
+            rule="!has(self.openai) || !has(self.target) || self.target.protocol == 'openai'",
+            message="spec.openai applies to the openai protocol: set spec.target.protocol to openai",
+            field_path=".openai",
+        ),
+        CelRule(
+            rule="!self.saveRequestOutputs || has(self.output)",
+            message="spec.saveRequestOutputs needs spec.output (a gs:// prefix to write them to)",
+            field_path=".saveRequestOutputs",
+        ),
+    )
 
     @field_validator("request_rate")
     @classmethod
@@ -235,57 +219,46 @@ class BenchmarkConditionType(StrEnum):
 class MeasuredServer(ApiModel):
     """What was measured, recorded when the run starts so that results stay comparable later."""
 
-    name: str | None = Field(default=None, description="InferenceServer name, or the address of a target.")
-    protocol: Protocol | None = Field(default=None, description="jetstream (gRPC) or openai (HTTP/SSE).")
-    endpoint: str | None = Field(
-        default=None, description="What the benchmark dialled: gRPC host:port, or the OpenAI base URL."
-    )
-    model: str | None = Field(default=None, description="Llama model served.")
-    accelerator: str | None = Field(default=None, description="GKE accelerator label value.")
-    topology: str | None = Field(default=None, description="TPU slice topology.")
-    chips: int | None = Field(default=None, ge=0, description="TPU chips serving (per replica).")
-    machine_type: str | None = Field(default=None, description="GKE machine type.")
-    replicas: int | None = Field(default=None, ge=0, description="Server replicas behind the endpoint.")
-    image: str | None = Field(default=None, description="Server image.")
+    name: str | None = optional("InferenceServer name, or the address of a target.")
+    protocol: Protocol | None = optional("jetstream (gRPC) or openai (HTTP/SSE).")
+    endpoint: str | None = optional("What the benchmark dialled: gRPC host:port, or the OpenAI base URL.")
+    model: str | None = optional("Llama model served.")
+    accelerator: str | None = optional("GKE accelerator label value.")
+    topology: str | None = optional("TPU slice topology.")
+    chips: int | None = optional("TPU chips serving (per replica).", ge=0)
+    machine_type: str | None = optional("GKE machine type.")
+    replicas: int | None = optional("Server replicas behind the endpoint.", ge=0)
+    image: str | None = optional("Server image.")
     engine_args: list[str] = Field(
         default_factory=list,
         description="Arguments of the server as rendered: MaxText key=value (jetstream-maxtext) or vLLM --flag=value.",
     )
-    weight_dtype: str | None = Field(
-        default=None, description="Dtype of the weights before quantization (bfloat16, float32)."
-    )
-    quantization: str | None = Field(default=None, description="Weight quantization (int8, int4, fp8); null: none.")
-    decode_batch: int | None = Field(
-        default=None,
-        ge=1,
-        description="Sequences decoded together per replica: MaxText slots (perDeviceBatchSize x chips) or vLLM "
-        "maxNumSeqs.",
+    weight_dtype: str | None = optional("Dtype of the weights before quantization (bfloat16, float32).")
+    quantization: str | None = optional("Weight quantization (int8, int4, fp8); null: none.")
+    decode_batch: int | None = optional(
+        "Sequences decoded together per replica: MaxText slots (perDeviceBatchSize x chips) or vLLM maxNumSeqs.", ge=1
     )
 
 
 class BenchmarkRunStatus(ApiModel):
-    observed_generation: int | None = Field(default=None, ge=0, description="Generation last reconciled.")
-    phase: BenchmarkPhase | None = Field(
-        default=None, description="Pending, WaitingForServer, Running, Succeeded or Failed."
-    )
+    observed_generation: int | None = optional("Generation last reconciled.", ge=0)
+    phase: BenchmarkPhase | None = optional("Pending, WaitingForServer, Running, Succeeded or Failed.")
     conditions: list[Condition] = conditions_field()
-    job_name: str | None = Field(default=None, description="Name of the benchmark Job.")
-    start_time: datetime | None = Field(default=None, description="When the benchmark Job started.")
-    completion_time: datetime | None = Field(default=None, description="When the benchmark finished.")
-    server: MeasuredServer | None = Field(default=None, description="The server measured.")
-    results: BenchmarkSummary | None = Field(
-        default=None, description="The benchmark's summary: the headline stage in full, sweep stages in brief."
+    job_name: str | None = optional("Name of the benchmark Job.")
+    start_time: datetime | None = optional("When the benchmark Job started.")
+    completion_time: datetime | None = optional("When the benchmark finished.")
+    server: MeasuredServer | None = optional("The server measured.")
+    results: BenchmarkSummary | None = optional(
+        "The benchmark's summary: the headline stage in full, sweep stages in brief."
     )
-    results_uri: str | None = Field(
-        default=None, alias="resultsURI", description="Where the full results were written (gs://)."
+    results_uri: str | None = optional("Where the full results were written (gs://).", alias="resultsURI")
+    cost_per_million_output_tokens: float | None = optional(
+        "USD per million output tokens at the measured throughput (on-demand price).", ge=0
     )
-    cost_per_million_output_tokens: float | None = Field(
-        default=None, ge=0, description="USD per million output tokens at the measured throughput (on-demand price)."
+    roofline_efficiency: float | None = optional(
+        "Output throughput / memory-bound decode ceiling for this slice and batch.", ge=0
     )
-    roofline_efficiency: float | None = Field(
-        default=None, ge=0, description="Output throughput / memory-bound decode ceiling for this slice and batch."
-    )
-    message: str | None = Field(default=None, description="Human-readable state, or why the run failed.")
+    message: str | None = optional("Human-readable state, or why the run failed.")
 
 
 class BenchmarkRun(Resource):
@@ -294,7 +267,7 @@ class BenchmarkRun(Resource):
     KIND: ClassVar[str] = "BenchmarkRun"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bench",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForServer, Running, Succeeded, Failed."),
+        phase_column(BenchmarkPhase),
         PrinterColumn("Server", "string", ".status.server.name", "Server measured."),
         PrinterColumn("Req/s", "number", ".status.results.requestThroughput", "Successful requests per second."),
         PrinterColumn("Output tok/s", "number", ".status.results.outputThroughput", "Output tokens per second."),
@@ -314,7 +287,6 @@ class BenchmarkRun(Resource):
             "$/M tok", "number", ".status.costPerMillionOutputTokens", "USD per million output tokens.", priority=1
         ),
         PrinterColumn("Roofline", "number", ".status.rooflineEfficiency", "Share of the decode ceiling.", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["BenchmarkRun"] = "BenchmarkRun"

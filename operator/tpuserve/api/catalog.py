@@ -130,7 +130,7 @@ def hbm_fit_rule(*, model: str, accelerator: str, topology: str, tokens: str, ut
     weights = _cel_map({name: m.weight_bytes("bfloat16") for name, m in models})
     kv = _cel_map({name: m.kv_bytes_per_token("bfloat16") for name, m in models})
     names = tpu.accepted_accelerator_names()
-    hbm = _cel_map({name: int(tpu.generation(name).hbm_gib_per_chip * 2**30) for name in names})
+    hbm = _cel_map({name: int(tpu.generation(name).chip.hbm_gib * 2**30) for name in names})
     weights_gib = _cel_map({name: f"{m.weight_bytes('bfloat16') / 2**30:.1f}" for name, m in models})
     kv_kib = _cel_map({name: str(m.kv_bytes_per_token("bfloat16") // 1024) for name, m in models})
     slice_gib = _cel_map(

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images, llama
 from tpuserve.api import catalog
+from tpuserve.api.columns import MODEL_COLUMN, PrinterColumn, phase_column
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
     MAX_LIST_ITEMS,
     AnnotationMap,
     ApiModel,
@@ -22,18 +22,20 @@ from tpuserve.api.conventions import (
     Condition,
     ImageName,
     LabelMap,
-    PrinterColumn,
     Quantity,
     Resource,
     ResourceRequirements,
     ServiceAccountName,
     Toleration,
     annotations_field,
-    cel_rules,
     cel_string_list,
     conditions_field,
+    forbidden_unless,
     labels_field,
+    model_rules,
     nested_default,
+    optional,
+    required_unless,
 )
 from tpuserve.api.vllm import HF_REPO_ID_PATTERN, SecretKeyRef
 from tpuserve.gs_uri import GsUri
@@ -60,10 +62,9 @@ class HuggingFaceSource(ApiModel):
         max_length=255,
         description="Branch, tag or commit; default `main`. The mirror records the commit it resolved to.",
     )
-    token_secret_ref: SecretKeyRef | None = Field(
-        default=None,
-        description="Secret key holding a hub read token (gated repos such as meta-llama's need one; the token's "
-        "account must have accepted the model's license); the Job gets it as `HF_TOKEN`.",
+    token_secret_ref: SecretKeyRef | None = optional(
+        "Secret key holding a hub read token (gated repos such as meta-llama's need one; the token's "
+        "account must have accepted the model's license); the Job gets it as `HF_TOKEN`."
     )
 
 
@@ -118,15 +119,12 @@ class ConverterSpec(ApiModel):
         description="Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
         "`inference-checkpoint` (Google's GKE-tutorial image).",
     )
-    image: ImageName | None = Field(
-        default=None,
-        description="Container image; default the operator's setting for the preset (out of the box: tpuserve → "
-        f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE}).",
+    image: ImageName | None = optional(
+        "Container image; default the operator's setting for the preset (out of the box: tpuserve → "
+        f"{images.CONVERTER_IMAGE}, inference-checkpoint → {images.GOOGLE_CHECKPOINT_IMAGE})."
     )
-    resources: ResourceRequirements | None = Field(
-        default=None,
-        description="Container resources; default requests and limits memory sized from the model "
-        "(80Gi for llama2-7b) and 4 CPUs.",
+    resources: ResourceRequirements | None = optional(
+        "Container resources; default requests and limits memory sized from the model (80Gi for llama2-7b) and 4 CPUs."
     )
     node_selector: LabelMap = labels_field(
         "spec.converter.nodeSelector", "Node labels the Job's pod must match (e.g. a high-memory CPU pool)."
@@ -134,15 +132,13 @@ class ConverterSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Tolerations for the Job's pod."
     )
-    service_account_name: ServiceAccountName | None = Field(
-        default=None,
-        description="ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
-        "and write access to `output`).",
+    service_account_name: ServiceAccountName | None = optional(
+        "ServiceAccount of the Job's pod (Workload Identity: it needs read access to `source` "
+        "and write access to `output`)."
     )
-    work_dir_size_limit: Quantity | None = Field(
-        default=None,
-        description="Size limit of the Job's scratch volume (staged source and both checkpoints before upload); "
-        "default sized from the model (about 2.2 times the weights).",
+    work_dir_size_limit: Quantity | None = optional(
+        "Size limit of the Job's scratch volume (staged source and both checkpoints before upload); "
+        "default sized from the model (about 2.2 times the weights)."
     )
     pod_annotations: AnnotationMap = annotations_field("spec.converter.podAnnotations", "Annotations on the Job's pod.")
 
@@ -175,14 +171,13 @@ class LlamaCheckpointSpec(ApiModel):
         "`huggingface`: mirror a Hugging Face model (`huggingFace` repo, or a gs:// directory in `source`) into "
         "`output`, verified against the catalog (vLLM).",
     )
-    source: GsUri | None = Field(
-        default=None,
-        description="gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model); "
+    source: GsUri | None = optional(
+        "gs:// URI of the Meta checkpoint directory (consolidated.NN.pth, params.json, tokenizer.model); "
         "with format huggingface, of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "
-        "instead of `huggingFace`.",
+        "instead of `huggingFace`."
     )
-    hugging_face: HuggingFaceSource | None = Field(
-        default=None, description="Format huggingface: the hub repo to mirror (instead of `source`)."
+    hugging_face: HuggingFaceSource | None = optional(
+        "Format huggingface: the hub repo to mirror (instead of `source`)."
     )
     output: GsUri = Field(
         description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it); "
@@ -193,8 +188,8 @@ class LlamaCheckpointSpec(ApiModel):
         description="Dtype of the converted weights (format meta; a mirror keeps the published dtype, which it "
         "checks against the catalog).",
     )
-    quantization: Quantization | None = Field(
-        default=None, description="Quantize the weights while converting (MaxText AQT mode; format meta); default none."
+    quantization: Quantization | None = optional(
+        "Quantize the weights while converting (MaxText AQT mode; format meta); default none."
     )
     converter: ConverterSpec = Field(
         default_factory=ConverterSpec,
@@ -207,57 +202,51 @@ class LlamaCheckpointSpec(ApiModel):
     def _known_model(cls, value: str) -> str:
         return catalog.check_model(value)
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(
-                rule=f"!has(self.source) || ({_OUT} != {_SRC} && !{_OUT}.startsWith({_SRC} + '/') && "
-                f"!{_SRC}.startsWith({_OUT} + '/'))",
-                message="spec.output must differ from spec.source, and neither may lie inside the other (the "
-                "converter writes scanned/ and unscanned/ below output and clears them after an interrupted run)",
-                field_path=".output",
-            ),
-            CelRule(
-                rule=f"self.format != '{_META}' || self.model in {cel_string_list(_META_MODELS)}",
-                message=f"spec.model: format meta converts Meta checkpoints of {', '.join(_META_MODELS)} for "
-                "JetStream; mirror other models from Hugging Face with spec.format: huggingface",
-                message_expression=f"'spec.model ' + self.model + ': format meta converts Meta checkpoints of "
-                f"{', '.join(_META_MODELS)} for JetStream; mirror other models from Hugging Face with "
-                "spec.format: huggingface'",
-                field_path=".model",
-            ),
-            CelRule(
-                rule=f"self.format != '{_META}' || has(self.source)",
-                message="spec.source is required with format meta: the gs:// Meta checkpoint directory",
-                field_path=".source",
-                reason="FieldValueRequired",
-            ),
-            CelRule(
-                rule=f"self.format != '{_META}' || !has(self.huggingFace)",
-                message="spec.huggingFace applies to format huggingface only: set spec.format: huggingface",
-                field_path=".huggingFace",
-                reason="FieldValueForbidden",
-            ),
-            CelRule(
-                rule=f"self.format != '{_HF}' || has(self.source) != has(self.huggingFace)",
-                message="spec: format huggingface needs exactly one of source (a gs:// Hugging Face model "
-                "directory) or huggingFace (a hub repo)",
-            ),
-            CelRule(
-                rule=f"self.format != '{_HF}' || !has(self.quantization)",
-                message="spec.quantization applies to format meta only: a Hugging Face mirror keeps the "
-                "published weights",
-                field_path=".quantization",
-                reason="FieldValueForbidden",
-            ),
-            CelRule(
-                rule=f"self.format != '{_HF}' || !has(self.converter) || !has(self.converter.preset) || "
-                f"self.converter.preset == '{ConverterPreset.TPUSERVE.value}'",
-                message="spec.converter.preset inference-checkpoint converts Meta checkpoints only; format "
-                "huggingface runs tpuserve's mirror (preset tpuserve)",
-                field_path=".converter.preset",
-            ),
-        )
-    }
+    model_config = model_rules(
+        CelRule(
+            rule=f"!has(self.source) || ({_OUT} != {_SRC} && !{_OUT}.startsWith({_SRC} + '/') && "
+            f"!{_SRC}.startsWith({_OUT} + '/'))",
+            message="spec.output must differ from spec.source, and neither may lie inside the other (the "
+            "converter writes scanned/ and unscanned/ below output and clears them after an interrupted run)",
+            field_path=".output",
+        ),
+        CelRule(
+            rule=f"self.format != '{_META}' || self.model in {cel_string_list(_META_MODELS)}",
+            message=f"spec.model: format meta converts Meta checkpoints of {', '.join(_META_MODELS)} for "
+            "JetStream; mirror other models from Hugging Face with spec.format: huggingface",
+            message_expression=f"'spec.model ' + self.model + ': format meta converts Meta checkpoints of "
+            f"{', '.join(_META_MODELS)} for JetStream; mirror other models from Hugging Face with "
+            "spec.format: huggingface'",
+            field_path=".model",
+        ),
+        required_unless(
+            f"self.format != '{_META}'",
+            "source",
+            "spec.source is required with format meta: the gs:// Meta checkpoint directory",
+        ),
+        forbidden_unless(
+            f"self.format != '{_META}'",
+            "huggingFace",
+            "spec.huggingFace applies to format huggingface only: set spec.format: huggingface",
+        ),
+        CelRule(
+            rule=f"self.format != '{_HF}' || has(self.source) != has(self.huggingFace)",
+            message="spec: format huggingface needs exactly one of source (a gs:// Hugging Face model "
+            "directory) or huggingFace (a hub repo)",
+        ),
+        forbidden_unless(
+            f"self.format != '{_HF}'",
+            "quantization",
+            "spec.quantization applies to format meta only: a Hugging Face mirror keeps the published weights",
+        ),
+        CelRule(
+            rule=f"self.format != '{_HF}' || !has(self.converter) || !has(self.converter.preset) || "
+            f"self.converter.preset == '{ConverterPreset.TPUSERVE.value}'",
+            message="spec.converter.preset inference-checkpoint converts Meta checkpoints only; format "
+            "huggingface runs tpuserve's mirror (preset tpuserve)",
+            field_path=".converter.preset",
+        ),
+    )
 
     @model_validator(mode="after")
     def _output_is_not_source(self) -> LlamaCheckpointSpec:
@@ -322,27 +311,23 @@ class CheckpointConditionType(StrEnum):
 
 
 class LlamaCheckpointStatus(ApiModel):
-    observed_generation: int | None = Field(default=None, ge=0, description="Generation last reconciled.")
-    phase: CheckpointPhase | None = Field(default=None, description="Pending, Converting, Ready or Failed.")
+    observed_generation: int | None = optional("Generation last reconciled.", ge=0)
+    phase: CheckpointPhase | None = optional("Pending, Converting, Ready or Failed.")
     conditions: list[Condition] = conditions_field()
-    scanned_path: str | None = Field(default=None, description="gs:// path of the scanned (training) checkpoint.")
-    unscanned_path: str | None = Field(
-        default=None,
-        description="gs:// path of the unscanned checkpoint (…/checkpoints/0/items), what a server loads.",
+    scanned_path: str | None = optional("gs:// path of the scanned (training) checkpoint.")
+    unscanned_path: str | None = optional(
+        "gs:// path of the unscanned checkpoint (…/checkpoints/0/items), what a server loads."
     )
-    hugging_face_path: str | None = Field(
-        default=None,
-        description="Format huggingface: gs:// path of the mirrored, verified Hugging Face model directory "
-        "(config.json, tokenizer.json, *.safetensors), what a vLLM server loads.",
+    hugging_face_path: str | None = optional(
+        "Format huggingface: gs:// path of the mirrored, verified Hugging Face model directory "
+        "(config.json, tokenizer.json, *.safetensors), what a vLLM server loads."
     )
-    manifest_path: str | None = Field(
-        default=None, description="gs:// path of the converter's manifest (written last, after verification)."
-    )
-    parameter_count: int | None = Field(default=None, ge=0, description="Parameters in the converted checkpoint.")
-    job_name: str | None = Field(default=None, description="Name of the conversion Job.")
-    start_time: datetime | None = Field(default=None, description="When conversion started.")
-    completion_time: datetime | None = Field(default=None, description="When conversion finished.")
-    message: str | None = Field(default=None, description="Human-readable state, or why conversion failed.")
+    manifest_path: str | None = optional("gs:// path of the converter's manifest (written last, after verification).")
+    parameter_count: int | None = optional("Parameters in the converted checkpoint.", ge=0)
+    job_name: str | None = optional("Name of the conversion Job.")
+    start_time: datetime | None = optional("When conversion started.")
+    completion_time: datetime | None = optional("When conversion finished.")
+    message: str | None = optional("Human-readable state, or why conversion failed.")
 
 
 class LlamaCheckpoint(Resource):
@@ -351,17 +336,16 @@ class LlamaCheckpoint(Resource):
     KIND: ClassVar[str] = "LlamaCheckpoint"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("lckpt",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        MODEL_COLUMN,
         PrinterColumn(
             "Format", "string", ".spec.format", "meta (MaxText conversion) or huggingface (mirror).", priority=1
         ),
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, Converting, Ready or Failed."),
+        phase_column(CheckpointPhase),
         PrinterColumn(
             "Checkpoint", "string", ".status.unscannedPath", "Unscanned checkpoint a server loads.", priority=1
         ),
         PrinterColumn("HF-Model", "string", ".status.huggingFacePath", "Mirrored Hugging Face directory.", priority=1),
         PrinterColumn("Job", "string", ".status.jobName", "Conversion or mirror Job.", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["LlamaCheckpoint"] = "LlamaCheckpoint"

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tpuserve.api.columns import PrinterColumn
+
 GROUP = "tpuserve.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -114,34 +116,24 @@ def exactly_one_of(first: str, second: str, where: str) -> CelRule:
     )
 
 
+def forbidden_unless(unless: str, field: str, message: str) -> CelRule:
+    """self.<field> may be set only where the CEL condition `unless` holds."""
+    return _presence_rule(unless, f"!has(self.{field})", field, message, "FieldValueForbidden")
+
+
+def required_unless(unless: str, field: str, message: str) -> CelRule:
+    """self.<field> must be set except where the CEL condition `unless` holds."""
+    return _presence_rule(unless, f"has(self.{field})", field, message, "FieldValueRequired")
+
+
+def _presence_rule(
+    unless: str, presence: str, field: str, message: str, reason: Literal["FieldValueForbidden", "FieldValueRequired"]
+) -> CelRule:
+    return CelRule(rule=f"{unless} || {presence}", message=message, field_path=f".{field}", reason=reason)
+
+
 def immutable(where: str, hint: str) -> CelRule:
     return CelRule(rule="self == oldSelf", message=f"{where} is immutable: {hint}")
-
-
-@dataclass(frozen=True)
-class PrinterColumn:
-    name: str
-    type: Literal["string", "integer", "number", "boolean", "date"]
-    json_path: str
-    description: str
-    priority: int = 0
-    format: str | None = None
-
-    def to_crd(self) -> dict[str, Any]:
-        column: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "jsonPath": self.json_path,
-            "description": self.description,
-        }
-        if self.format:
-            column["format"] = self.format
-        if self.priority:
-            column["priority"] = self.priority
-        return column
-
-
-AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
 
 
 # --- Kubernetes shapes -------------------------------------------------------------------------------------
@@ -168,13 +160,22 @@ Quantity = Annotated[
 ]
 
 
+def optional(description: str, **constraints: Any) -> Any:
+    """A field that may be left out (null, no default of its own), with its description and constraints."""
+    return Field(default=None, description=description, **constraints)
+
+
+def model_rules(*rules: CelRule) -> ConfigDict:
+    """The model_config of an ApiModel whose object as a whole carries CEL rules."""
+    config: ConfigDict = ApiModel.model_config | {"json_schema_extra": cel_rules(*rules)}
+    return config
+
+
 class ResourceRequirements(ApiModel):
     """Container resource requests and limits (the Kubernetes shape, quantities as int or string)."""
 
-    requests: dict[str, Quantity] | None = Field(
-        default=None, max_length=16, description="Minimum resources, e.g. memory: 64Gi."
-    )
-    limits: dict[str, Quantity] | None = Field(default=None, max_length=16, description="Maximum resources.")
+    requests: dict[str, Quantity] | None = optional("Minimum resources, e.g. memory: 64Gi.", max_length=16)
+    limits: dict[str, Quantity] | None = optional("Maximum resources.", max_length=16)
 
 
 class TolerationOperator(StrEnum):
@@ -191,17 +192,13 @@ class TaintEffect(StrEnum):
 class Toleration(ApiModel):
     """A pod toleration (the Kubernetes shape)."""
 
-    key: str | None = Field(
-        default=None,
-        max_length=MAX_KEY_PREFIX + 1 + MAX_LABEL_VALUE,
-        description="Taint key; empty with operator Exists matches every taint.",
+    key: str | None = optional(
+        "Taint key; empty with operator Exists matches every taint.", max_length=MAX_KEY_PREFIX + 1 + MAX_LABEL_VALUE
     )
-    operator: TolerationOperator | None = Field(default=None, description="Exists or Equal (Kubernetes default).")
-    value: str | None = Field(default=None, max_length=MAX_LABEL_VALUE, description="Taint value, for operator Equal.")
-    effect: TaintEffect | None = Field(default=None, description="Taint effect to match; empty matches all.")
-    toleration_seconds: int | None = Field(
-        default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
-    )
+    operator: TolerationOperator | None = optional("Exists or Equal (Kubernetes default).")
+    value: str | None = optional("Taint value, for operator Equal.", max_length=MAX_LABEL_VALUE)
+    effect: TaintEffect | None = optional("Taint effect to match; empty matches all.")
+    toleration_seconds: int | None = optional("For NoExecute: how long the pod stays bound after the taint appears.")
 
 
 class ObjectRef(ApiModel):
@@ -322,9 +319,7 @@ class Condition(ApiModel):
     )
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
     last_transition_time: datetime = Field(description="When status last changed.")
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="metadata.generation the condition was computed from."
-    )
+    observed_generation: int | None = optional("metadata.generation the condition was computed from.", ge=0)
 
 
 # The list-map markers that let server-side apply and strategic merges key conditions by type.
@@ -366,7 +361,8 @@ def parse_duration(text: str) -> float:
 class KindInfo:
     """A kind's names: what the CRD generator needs beyond the schema and what every caller of the API server
     uses (kube.py, handlers.py, metrics, tests) instead of retyping them. Each resource model sets KIND (PLURAL and
-    SINGULAR follow from it), SHORT_NAMES and PRINTER_COLUMNS; the group and version are the API's."""
+    SINGULAR follow from it), SHORT_NAMES and PRINTER_COLUMNS (the CRD adds Age last); the group and version are
+    the API's."""
 
     GROUP: ClassVar[str] = GROUP
     VERSION: ClassVar[str] = VERSION

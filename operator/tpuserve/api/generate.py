@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel
 
 from tpuserve.api import KINDS
+from tpuserve.api.columns import AGE_COLUMN, PrinterColumn
 from tpuserve.api.conventions import CATEGORY, CEL_KEY, GROUP, VERSION, KindInfo, name_rules
 from tpuserve.api.structural import structural_schema
 
@@ -26,6 +27,11 @@ def _models(kind: type[KindInfo]) -> tuple[type[BaseModel], type[BaseModel]]:
     status = fields["status"].annotation
     status_model = next(a for a in getattr(status, "__args__", (status,)) if a is not type(None))
     return spec, status_model
+
+
+def printer_columns(kind: type[KindInfo]) -> tuple[PrinterColumn, ...]:
+    """The kind's columns, then Age last, as kubectl shows it for every kind."""
+    return (*kind.PRINTER_COLUMNS, AGE_COLUMN)
 
 
 def crd_name(kind: type[KindInfo]) -> str:
@@ -77,7 +83,7 @@ def build_crd(kind: type[KindInfo]) -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [c.to_crd() for c in kind.PRINTER_COLUMNS],
+                    "additionalPrinterColumns": [c.to_crd() for c in printer_columns(kind)],
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -188,7 +194,7 @@ def render_docs() -> str:
             + f"; CRD `{crd_name(kind)}` in `crds/{crd_filename(kind)}`.",
             "",
             "`kubectl get` columns: "
-            + ", ".join(f"{c.name}{' (wide)' if c.priority else ''} (`{c.json_path}`)" for c in kind.PRINTER_COLUMNS)
+            + ", ".join(f"{c.name}{' (wide)' if c.priority else ''} (`{c.json_path}`)" for c in printer_columns(kind))
             + ".",
             "",
         ]

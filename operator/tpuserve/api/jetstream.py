@@ -10,7 +10,15 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from tpuserve.api.checkpoint import Quantization, WeightDtype
-from tpuserve.api.conventions import DNS1123_SUBDOMAIN_PATTERN, ApiModel, CelRule, cel_rules, cel_string_list
+from tpuserve.api.conventions import (
+    DNS1123_SUBDOMAIN_PATTERN,
+    ApiModel,
+    CelRule,
+    cel_rules,
+    cel_string_list,
+    model_rules,
+    optional,
+)
 
 # gRPC port MaxText hard-codes; the HTTP sidecar's port.
 GRPC_PORT = 9000
@@ -90,6 +98,21 @@ class Attention(StrEnum):
 PARALLELISM_FIELDS = ("iciFsdpParallelism", "iciAutoregressiveParallelism", "iciTensorParallelism")
 
 
+def _setting_key_rules(field: str, managed_list: str = "") -> tuple[CelRule, CelRule]:
+    """The keys of spec.engine.<field> are MaxText setting names, none of them one the typed fields or the operator
+    set (`managed_list`: how the message lists those)."""
+    return (
+        CelRule(
+            rule=f"self.all(k, k.matches('{SERVER_ARG_KEY_PATTERN}'))",
+            message=f"spec.engine.{field} keys must be MaxText setting names (lower_snake_case)",
+        ),
+        CelRule(
+            rule=f"self.all(k, !(k in {cel_string_list(MANAGED_SERVER_ARGS)}))",
+            message=f"spec.engine.{field} may not set a key the typed engine fields or the operator set{managed_list}",
+        ),
+    )
+
+
 class EngineSpec(ApiModel):
     """MaxText server settings (defaults: the Llama2-7B settings of the manual this replaces)."""
 
@@ -112,7 +135,7 @@ class EngineSpec(ApiModel):
     scan_layers: bool = Field(default=False, description="Load a scanned checkpoint (false: unscanned, faster).")
     weight_dtype: WeightDtype = Field(default=WeightDtype.BFLOAT16, description="Dtype of the weights in HBM.")
     attention: Attention = Field(default=Attention.AUTOSELECTED, description="MaxText attention kernel.")
-    quantization: Quantization | None = Field(default=None, description="MaxText AQT quantization; default none.")
+    quantization: Quantization | None = optional("MaxText AQT quantization; default none.")
     quantize_kvcache: bool = Field(default=False, description="Quantize the KV cache (int8).")
     extra_args: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict,
@@ -120,16 +143,7 @@ class EngineSpec(ApiModel):
         description="Further MaxText key=value settings, e.g. {ragged_attention: 'true'}; keys the typed "
         "fields above set are refused.",
         json_schema_extra=cel_rules(
-            CelRule(
-                rule=f"self.all(k, k.matches('{SERVER_ARG_KEY_PATTERN}'))",
-                message="spec.engine.extraArgs keys must be MaxText setting names (lower_snake_case)",
-            ),
-            CelRule(
-                rule=f"self.all(k, !(k in {cel_string_list(MANAGED_SERVER_ARGS)}))",
-                message="spec.engine.extraArgs may not set a key the typed engine fields or the operator set ("
-                + ", ".join(MANAGED_SERVER_ARGS)
-                + ")",
-            ),
+            *_setting_key_rules("extraArgs", " (" + ", ".join(MANAGED_SERVER_ARGS) + ")"),
             CelRule(
                 rule=f"self.all(k, !({_LOOKS_LIKE_CREDENTIAL_CEL}))",
                 message="spec.engine.extraArgs may not hold a credential (a key containing "
@@ -150,42 +164,31 @@ class EngineSpec(ApiModel):
         "{name: hf, key: token}}}: rendered as an environment variable of the server container and "
         "`key=$(TPUSERVE_ARG_<KEY>)` in its arguments, so the value appears in no tpuserve object, Deployment or "
         "pod spec.",
-        json_schema_extra=cel_rules(
-            CelRule(
-                rule=f"self.all(k, k.matches('{SERVER_ARG_KEY_PATTERN}'))",
-                message="spec.engine.extraArgsFrom keys must be MaxText setting names (lower_snake_case)",
-            ),
-            CelRule(
-                rule=f"self.all(k, !(k in {cel_string_list(MANAGED_SERVER_ARGS)}))",
-                message="spec.engine.extraArgsFrom may not set a key the typed engine fields or the operator set",
-            ),
-        ),
+        json_schema_extra=cel_rules(*_setting_key_rules("extraArgsFrom")),
     )
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(
-                rule="self.maxPrefillPredictLength < self.maxTargetLength",
-                message="spec.engine.maxPrefillPredictLength must be less than spec.engine.maxTargetLength",
-                field_path=".maxPrefillPredictLength",
-            ),
-            CelRule(
-                rule=" && ".join(f"self.{f} != 0" for f in PARALLELISM_FIELDS),
-                message="spec.engine ICI parallelism values must be -1 (the remaining chips) or at least 1",
-            ),
-            CelRule(
-                rule="[" + ", ".join(f"self.{f}" for f in PARALLELISM_FIELDS) + "].filter(p, p == -1).size() <= 1",
-                message="spec.engine: at most one of iciFsdpParallelism, iciAutoregressiveParallelism, "
-                "iciTensorParallelism may be -1",
-            ),
-            CelRule(
-                rule="!has(self.extraArgs) || !has(self.extraArgsFrom) || "
-                "self.extraArgsFrom.all(k, !(k in self.extraArgs))",
-                message="spec.engine.extraArgsFrom: a key may not also be set in spec.engine.extraArgs",
-                field_path=".extraArgsFrom",
-            ),
-        )
-    }
+    model_config = model_rules(
+        CelRule(
+            rule="self.maxPrefillPredictLength < self.maxTargetLength",
+            message="spec.engine.maxPrefillPredictLength must be less than spec.engine.maxTargetLength",
+            field_path=".maxPrefillPredictLength",
+        ),
+        CelRule(
+            rule=" && ".join(f"self.{f} != 0" for f in PARALLELISM_FIELDS),
+            message="spec.engine ICI parallelism values must be -1 (the remaining chips) or at least 1",
+        ),
+        CelRule(
+            rule="[" + ", ".join(f"self.{f}" for f in PARALLELISM_FIELDS) + "].filter(p, p == -1).size() <= 1",
+            message="spec.engine: at most one of iciFsdpParallelism, iciAutoregressiveParallelism, "
+            "iciTensorParallelism may be -1",
+        ),
+        CelRule(
+            rule="!has(self.extraArgs) || !has(self.extraArgsFrom) || "
+            "self.extraArgsFrom.all(k, !(k in self.extraArgs))",
+            message="spec.engine.extraArgsFrom: a key may not also be set in spec.engine.extraArgs",
+            field_path=".extraArgsFrom",
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EngineSpec:

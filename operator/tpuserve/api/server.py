@@ -9,25 +9,26 @@ from pydantic import Field, field_validator, model_validator
 
 from tpuserve import images, llama, tpu
 from tpuserve.api import catalog
+from tpuserve.api.columns import MODEL_COLUMN, PrinterColumn, phase_column
 from tpuserve.api.conventions import (
-    AGE_COLUMN,
     AnnotationMap,
     ApiModel,
     CelRule,
     FilePath,
     ImageName,
     ObjectRef,
-    PrinterColumn,
     Resource,
     ResourceRequirements,
     ServiceAccountName,
     annotations_field,
-    cel_rules,
     cel_string_list,
+    forbidden_unless,
+    model_rules,
     nested_default,
+    optional,
 )
 from tpuserve.api.jetstream import PARALLELISM_FIELDS, EngineSpec
-from tpuserve.api.server_status import InferenceServerStatus
+from tpuserve.api.server_status import InferenceServerStatus, ServerPhase
 from tpuserve.api.vllm import HubModel, VllmSpec
 from tpuserve.gs_uri import GsUri
 
@@ -48,7 +49,7 @@ class TpuSpec(ApiModel):
         "2x2x1 for v4); must be a single-host shape of the generation.",
     )
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel_rules(*catalog.topology_rules("spec.tpu"))}
+    model_config = model_rules(*catalog.topology_rules("spec.tpu"))
 
     @model_validator(mode="after")
     def _valid_slice(self) -> TpuSpec:
@@ -104,31 +105,27 @@ def _runtime_rules() -> list[CelRule]:
             ),
             field_path=".model",
         ),
-        CelRule(
-            rule=f"{_VLLM} || !has(self.vllm)",
-            message="spec.vllm applies to runtime vllm-tpu only: set spec.runtime: vllm-tpu, or use spec.engine",
-            field_path=".vllm",
-            reason="FieldValueForbidden",
+        forbidden_unless(
+            _VLLM,
+            "vllm",
+            "spec.vllm applies to runtime vllm-tpu only: set spec.runtime: vllm-tpu, or use spec.engine",
         ),
-        CelRule(
-            rule=f"{_VLLM} || !has(self.huggingFace)",
-            message="spec.huggingFace applies to runtime vllm-tpu only (JetStream loads MaxText checkpoints: "
+        forbidden_unless(
+            _VLLM,
+            "huggingFace",
+            "spec.huggingFace applies to runtime vllm-tpu only (JetStream loads MaxText checkpoints: "
             "checkpointRef or checkpointPath)",
-            field_path=".huggingFace",
-            reason="FieldValueForbidden",
         ),
-        CelRule(
-            rule=f"{_JETSTREAM} || !has(self.tokenizerPath)",
-            message="spec.tokenizerPath applies to runtime jetstream-maxtext only (vLLM reads the tokenizer from "
+        forbidden_unless(
+            _JETSTREAM,
+            "tokenizerPath",
+            "spec.tokenizerPath applies to runtime jetstream-maxtext only (vLLM reads the tokenizer from "
             "the model directory)",
-            field_path=".tokenizerPath",
-            reason="FieldValueForbidden",
         ),
-        CelRule(
-            rule=f"{_JETSTREAM} || !has(self.httpImage)",
-            message="spec.httpImage applies to runtime jetstream-maxtext only (vLLM serves HTTP itself)",
-            field_path=".httpImage",
-            reason="FieldValueForbidden",
+        forbidden_unless(
+            _JETSTREAM,
+            "httpImage",
+            "spec.httpImage applies to runtime jetstream-maxtext only (vLLM serves HTTP itself)",
         ),
         catalog.equals_defaults_rule(
             "engine",
@@ -160,19 +157,17 @@ class InferenceServerSpec(ApiModel):
         description="Server runtime: `jetstream-maxtext` (default; MaxText checkpoints, Llama 2) or `vllm-tpu` "
         "(vLLM's TPU backend, Hugging Face weights, OpenAI API; Llama 2 and 3.x).",
     )
-    checkpoint_ref: ObjectRef | None = Field(
-        default=None, description="LlamaCheckpoint in this namespace whose unscanned checkpoint to serve."
+    checkpoint_ref: ObjectRef | None = optional(
+        "LlamaCheckpoint in this namespace whose unscanned checkpoint to serve."
     )
-    checkpoint_path: GsUri | None = Field(
-        default=None,
-        description="Instead of checkpointRef: gs:// path of an unscanned MaxText checkpoint (…/checkpoints/0/items) "
+    checkpoint_path: GsUri | None = optional(
+        "Instead of checkpointRef: gs:// path of an unscanned MaxText checkpoint (…/checkpoints/0/items) "
         "for jetstream-maxtext, or of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "
-        "for vllm-tpu.",
+        "for vllm-tpu."
     )
-    hugging_face: HubModel | None = Field(
-        default=None,
-        description="Runtime vllm-tpu, instead of checkpointRef/checkpointPath: a hub repo every replica downloads "
-        "at start-up (a LlamaCheckpoint mirror in GCS starts faster and does not depend on the hub).",
+    hugging_face: HubModel | None = optional(
+        "Runtime vllm-tpu, instead of checkpointRef/checkpointPath: a hub repo every replica downloads "
+        "at start-up (a LlamaCheckpoint mirror in GCS starts faster and does not depend on the hub)."
     )
     model: str = Field(
         default=catalog.DEFAULT_MODEL,
@@ -181,9 +176,8 @@ class InferenceServerSpec(ApiModel):
         "it sizes HBM and names the served model when the weights do not).",
         json_schema_extra=catalog.model_schema(),
     )
-    tokenizer_path: FilePath | None = Field(
-        default=None,
-        description="Tokenizer the server loads; default MaxText's asset for the model (assets/tokenizer.llama2).",
+    tokenizer_path: FilePath | None = optional(
+        "Tokenizer the server loads; default MaxText's asset for the model (assets/tokenizer.llama2)."
     )
     tpu: TpuSpec = Field(description="TPU slice of each replica.")
     engine: EngineSpec = Field(
@@ -191,42 +185,35 @@ class InferenceServerSpec(ApiModel):
         description="MaxText server settings (runtime jetstream-maxtext).",
         json_schema_extra=nested_default(EngineSpec),
     )
-    vllm: VllmSpec | None = Field(default=None, description="vLLM server settings (runtime vllm-tpu); defaults apply.")
-    image: ImageName | None = Field(
-        default=None,
-        description="Server image; default the operator's setting for the runtime (out of the box "
-        f"{images.GOOGLE_SERVER_IMAGE} for jetstream-maxtext, {images.VLLM_TPU_IMAGE} for vllm-tpu).",
+    vllm: VllmSpec | None = optional("vLLM server settings (runtime vllm-tpu); defaults apply.")
+    image: ImageName | None = optional(
+        "Server image; default the operator's setting for the runtime (out of the box "
+        f"{images.GOOGLE_SERVER_IMAGE} for jetstream-maxtext, {images.VLLM_TPU_IMAGE} for vllm-tpu)."
     )
-    http_image: ImageName | None = Field(
-        default=None,
-        description="JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
-        f"{images.GOOGLE_HTTP_IMAGE}).",
+    http_image: ImageName | None = optional(
+        "JetStream HTTP sidecar image (port 8000); default the operator's setting (out of the box "
+        f"{images.GOOGLE_HTTP_IMAGE})."
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Server replicas, one TPU host each.")
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="Prometheus metrics.", json_schema_extra=nested_default(MetricsSpec)
     )
-    service_account_name: ServiceAccountName | None = Field(
-        default=None,
-        description="ServiceAccount of the server pods (Workload Identity for gs:// reads).",
+    service_account_name: ServiceAccountName | None = optional(
+        "ServiceAccount of the server pods (Workload Identity for gs:// reads)."
     )
-    resources: ResourceRequirements | None = Field(
-        default=None,
-        description="Overrides for the server container's resources; google.com/tpu is always the host's chip count.",
+    resources: ResourceRequirements | None = optional(
+        "Overrides for the server container's resources; google.com/tpu is always the host's chip count."
     )
     pod_annotations: AnnotationMap = annotations_field("spec.podAnnotations", "Annotations on the server pods.")
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(
-                rule="[has(self.checkpointRef), has(self.checkpointPath), has(self.huggingFace)]"
-                ".filter(x, x).size() == 1",
-                message="spec: set exactly one of checkpointRef or checkpointPath (or huggingFace, runtime vllm-tpu)",
-            ),
-            catalog.parallelism_fits_rule("self.tpu.topology", "self.engine", PARALLELISM_FIELDS),
-            *_runtime_rules(),
-        )
-    }
+    model_config = model_rules(
+        CelRule(
+            rule="[has(self.checkpointRef), has(self.checkpointPath), has(self.huggingFace)].filter(x, x).size() == 1",
+            message="spec: set exactly one of checkpointRef or checkpointPath (or huggingFace, runtime vllm-tpu)",
+        ),
+        catalog.parallelism_fits_rule("self.tpu.topology", "self.engine", PARALLELISM_FIELDS),
+        *_runtime_rules(),
+    )
 
     @field_validator("model")
     @classmethod
@@ -333,17 +320,16 @@ class InferenceServer(Resource):
     KIND: ClassVar[str] = "InferenceServer"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("infsrv",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
-        PrinterColumn("Model", "string", ".spec.model", "Llama model."),
+        MODEL_COLUMN,
         PrinterColumn("Runtime", "string", ".spec.runtime", "Server runtime: jetstream-maxtext or vllm-tpu."),
         PrinterColumn("Accelerator", "string", ".spec.tpu.accelerator", "TPU generation."),
         PrinterColumn("Topology", "string", ".spec.tpu.topology", "TPU slice topology."),
         PrinterColumn("Ready", "integer", ".status.readyReplicas", "Replicas ready to serve."),
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, WaitingForCheckpoint, Deploying, Ready, Failed."),
+        phase_column(ServerPhase),
         PrinterColumn("Endpoint", "string", ".status.endpoints.grpc", "JetStream gRPC endpoint."),
         PrinterColumn("Chips", "integer", ".status.tpu.chips", "TPU chips per replica.", priority=1),
         PrinterColumn("Checkpoint", "string", ".status.checkpointPath", "Checkpoint loaded.", priority=1),
         PrinterColumn("OpenAI", "string", ".status.endpoints.openai", "OpenAI API base URL (vllm-tpu).", priority=1),
-        AGE_COLUMN,
     )
 
     kind: Literal["InferenceServer"] = "InferenceServer"

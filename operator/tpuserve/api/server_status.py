@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
-
-from tpuserve.api.conventions import ApiModel, Condition, conditions_field
+from tpuserve.api.conventions import ApiModel, Condition, conditions_field, optional
 
 
 class ServerPhase(StrEnum):
@@ -24,31 +22,29 @@ class ServerConditionType(StrEnum):
 
 
 class Endpoints(ApiModel):
-    grpc: str | None = Field(default=None, description="JetStream gRPC endpoint, host:port.")
-    http: str | None = Field(default=None, description="HTTP sidecar base URL.")
-    openai: str | None = Field(default=None, description="OpenAI-compatible API base URL (runtime vllm-tpu), …/v1.")
+    grpc: str | None = optional("JetStream gRPC endpoint, host:port.")
+    http: str | None = optional("HTTP sidecar base URL.")
+    openai: str | None = optional("OpenAI-compatible API base URL (runtime vllm-tpu), …/v1.")
 
 
 class TpuStatus(ApiModel):
     """The slice as resolved from the catalog."""
 
-    accelerator: str | None = Field(default=None, description="GKE accelerator node-label value selected.")
-    topology: str | None = Field(default=None, description="Slice topology.")
-    chips: int | None = Field(default=None, ge=0, description="TPU chips per replica (google.com/tpu request).")
-    machine_type: str | None = Field(default=None, description="GKE machine type of the host.")
+    accelerator: str | None = optional("GKE accelerator node-label value selected.")
+    topology: str | None = optional("Slice topology.")
+    chips: int | None = optional("TPU chips per replica (google.com/tpu request).", ge=0)
+    machine_type: str | None = optional("GKE machine type of the host.")
 
 
 class InferenceServerStatus(ApiModel):
-    observed_generation: int | None = Field(default=None, ge=0, description="Generation last reconciled.")
-    phase: ServerPhase | None = Field(
-        default=None, description="Pending, WaitingForCheckpoint, Deploying, Ready or Failed."
-    )
+    observed_generation: int | None = optional("Generation last reconciled.", ge=0)
+    phase: ServerPhase | None = optional("Pending, WaitingForCheckpoint, Deploying, Ready or Failed.")
     conditions: list[Condition] = conditions_field()
-    endpoints: Endpoints | None = Field(default=None, description="Where to reach the server in the cluster.")
-    replicas: int | None = Field(default=None, ge=0, description="Replicas of the Deployment.")
-    ready_replicas: int | None = Field(default=None, ge=0, description="Replicas ready to serve.")
-    tpu: TpuStatus | None = Field(default=None, description="Resolved TPU slice.")
-    checkpoint_path: str | None = Field(default=None, description="The checkpoint the server loads (resolved).")
-    deployment_name: str | None = Field(default=None, description="Name of the server Deployment.")
-    service_name: str | None = Field(default=None, description="Name of the server Service.")
-    message: str | None = Field(default=None, description="Human-readable state, or why the server failed.")
+    endpoints: Endpoints | None = optional("Where to reach the server in the cluster.")
+    replicas: int | None = optional("Replicas of the Deployment.", ge=0)
+    ready_replicas: int | None = optional("Replicas ready to serve.", ge=0)
+    tpu: TpuStatus | None = optional("Resolved TPU slice.")
+    checkpoint_path: str | None = optional("The checkpoint the server loads (resolved).")
+    deployment_name: str | None = optional("Name of the server Deployment.")
+    service_name: str | None = optional("Name of the server Service.")
+    message: str | None = optional("Human-readable state, or why the server failed.")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from tpuserve.api.conventions import DNS1123_SUBDOMAIN_PATTERN, ApiModel, CelRule, cel_rules, cel_string_list
+from tpuserve.api.conventions import DNS1123_SUBDOMAIN_PATTERN, ApiModel, CelRule, cel_rules, cel_string_list, optional
 
 # vLLM's OpenAI API server port (GKE's samples and vLLM's default); /health, /v1 and /metrics live on it.
 VLLM_PORT = 8000
@@ -66,13 +66,10 @@ class HubModel(ApiModel):
     repo_id: str = Field(
         pattern=HF_REPO_ID_PATTERN, max_length=96, description="Repo id, e.g. `meta-llama/Llama-3.1-8B-Instruct`."
     )
-    revision: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Branch, tag or commit; default the repo's main."
-    )
-    token_secret_ref: SecretKeyRef | None = Field(
-        default=None,
-        description="Secret key holding a hub read token (gated repos such as meta-llama's need one); the server "
-        "gets it as `HF_TOKEN`.",
+    revision: str | None = optional("Branch, tag or commit; default the repo's main.", min_length=1, max_length=255)
+    token_secret_ref: SecretKeyRef | None = optional(
+        "Secret key holding a hub read token (gated repos such as meta-llama's need one); the server "
+        "gets it as `HF_TOKEN`."
     )
 
 
@@ -85,15 +82,14 @@ class VllmSpec(ApiModel):
     max_num_seqs: int = Field(
         default=128, ge=1, le=4096, description="Sequences decoded together at most (--max-num-seqs)."
     )
-    max_num_batched_tokens: int | None = Field(
-        default=None,
+    max_num_batched_tokens: int | None = optional(
+        "Tokens per engine step, prefill chunks included (--max-num-batched-tokens); default vLLM's. "
+        "tpu-recipes use 512 for decode-heavy and 2048 for prefill-heavy 70B serving.",
         ge=16,
         le=1048576,
-        description="Tokens per engine step, prefill chunks included (--max-num-batched-tokens); default vLLM's. "
-        "tpu-recipes use 512 for decode-heavy and 2048 for prefill-heavy 70B serving.",
     )
-    tensor_parallel_size: int | None = Field(
-        default=None, ge=1, le=256, description="Chips the model is sharded over; default every chip of the slice."
+    tensor_parallel_size: int | None = optional(
+        "Chips the model is sharded over; default every chip of the slice.", ge=1, le=256
     )
     enable_prefix_caching: bool = Field(
         default=True, description="Reuse the KV cache of shared prompt prefixes (--[no-]enable-prefix-caching)."

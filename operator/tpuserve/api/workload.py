@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, WithJsonSchema, model_validator
 
 from tpuserve import gs_uri, results
-from tpuserve.api.conventions import ApiModel, CelRule, cel_rules
+from tpuserve.api.conventions import ApiModel, CelRule, cel_rules, model_rules, optional
 from tpuserve.api.jetstream import GRPC_PORT
 from tpuserve.api.vllm import VLLM_PORT
 
@@ -72,9 +72,7 @@ class TargetSpec(ApiModel):
         description="jetstream (gRPC, host:port) or openai (OpenAI-compatible HTTP API at http://host:port).",
     )
     host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
-    port: int | None = Field(
-        default=None, ge=1, le=65535, description="Port; default 9000 (jetstream) or 8000 (openai)."
-    )
+    port: int | None = optional("Port; default 9000 (jetstream) or 8000 (openai).", ge=1, le=65535)
 
     def address(self) -> str:
         """What `tpuserve bench run --target` takes: host:port (jetstream) or http://host:port (openai)."""
@@ -101,9 +99,7 @@ class OpenAISpec(ApiModel):
         default=OpenAIEndpoint.COMPLETIONS, description="/v1/completions or /v1/chat/completions (streamed)."
     )
     ignore_eos: bool = Field(default=False, description="Ask the server to generate every max_tokens token.")
-    api_key_secret: ApiKeySecret | None = Field(
-        default=None, description="Bearer token for the server, if it needs one."
-    )
+    api_key_secret: ApiKeySecret | None = optional("Bearer token for the server, if it needs one.")
 
 
 class DatasetName(StrEnum):
@@ -119,29 +115,26 @@ class SyntheticLengths(ApiModel):
 
 class DatasetSpec(ApiModel):
     name: DatasetName = Field(default=DatasetName.OPENORCA, description="openorca, sharegpt or synthetic.")
-    path: str | None = Field(
-        default=None,
+    path: str | None = optional(
+        "Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
+        "image's copy of the named dataset.",
         pattern=rf"^(gs://{gs_uri.BUCKET_PATTERN}/.+|/.+)$",
         max_length=1024,
-        description="Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
-        "image's copy of the named dataset.",
     )
-    synthetic: SyntheticLengths | None = Field(default=None, description="Prompt and output lengths (synthetic only).")
+    synthetic: SyntheticLengths | None = optional("Prompt and output lengths (synthetic only).")
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(
-                rule="self.name == 'synthetic' ? has(self.synthetic) : !has(self.synthetic)",
-                message="spec.dataset.synthetic is required when spec.dataset.name is synthetic, and only then",
-                field_path=".synthetic",
-            ),
-            CelRule(
-                rule="self.name != 'synthetic' || !has(self.path)",
-                message="spec.dataset.path does not apply to the synthetic dataset",
-                field_path=".path",
-            ),
-        )
-    }
+    model_config = model_rules(
+        CelRule(
+            rule="self.name == 'synthetic' ? has(self.synthetic) : !has(self.synthetic)",
+            message="spec.dataset.synthetic is required when spec.dataset.name is synthetic, and only then",
+            field_path=".synthetic",
+        ),
+        CelRule(
+            rule="self.name != 'synthetic' || !has(self.path)",
+            message="spec.dataset.path does not apply to the synthetic dataset",
+            field_path=".path",
+        ),
+    )
 
     @model_validator(mode="after")
     def _synthetic(self) -> DatasetSpec:
@@ -167,16 +160,14 @@ class Warmup(StrEnum):
 class SloSpec(ApiModel):
     """Service-level objectives for goodput: a request counts if it meets every one set."""
 
-    ttft_ms: float | None = Field(default=None, gt=0, description="Time to first token, milliseconds.")
-    tpot_ms: float | None = Field(
-        default=None, gt=0, description="Decode time per output token, (latency - TTFT) / (tokens - 1), milliseconds."
+    ttft_ms: float | None = optional("Time to first token, milliseconds.", gt=0)
+    tpot_ms: float | None = optional(
+        "Decode time per output token, (latency - TTFT) / (tokens - 1), milliseconds.", gt=0
     )
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(
-            CelRule(rule="has(self.ttftMs) || has(self.tpotMs)", message="spec.slo: set ttftMs, tpotMs or both")
-        )
-    }
+    model_config = model_rules(
+        CelRule(rule="has(self.ttftMs) || has(self.tpotMs)", message="spec.slo: set ttftMs, tpotMs or both")
+    )
 
     @model_validator(mode="after")
     def _some_objective(self) -> SloSpec:

@@ -15,10 +15,10 @@ from typing import Any
 
 import grpc
 
-from tpuserve.proto import jetstream_pb2
+from tpuserve.proto import jetstream_pb2, orchestrator
 
-DECODE_METHOD = "/jetstream_proto.Orchestrator/Decode"
-HEALTH_METHOD = "/jetstream_proto.Orchestrator/HealthCheck"
+DECODE_METHOD = orchestrator.DECODE.path
+HEALTH_METHOD = orchestrator.HEALTH_CHECK.path
 OK = "OK"
 # A failure the client found inside one request (a malformed, oversized or overlong stream, or a bug): counted
 # with its reason in the record's detail, never a reason to stop the run.
@@ -154,11 +154,7 @@ class Client:
     def __init__(self, target: str) -> None:
         self.target = target
         self._channel = grpc.aio.insecure_channel(target, options=channel_options())
-        self._health = self._channel.unary_unary(
-            HEALTH_METHOD,
-            request_serializer=jetstream_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=jetstream_pb2.HealthCheckResponse.FromString,
-        )
+        self._health = orchestrator.call(self._channel, orchestrator.HEALTH_CHECK)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -19,6 +19,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from tpuserve.api import (
     LlamaCheckpoint,
     ServerPhase,
 )
+from tpuserve.api.conventions import KindInfo
 from tpuserve.controllers import kube, naming, observe, outcomes, render
 from tpuserve.controllers.benchmark import reconcile_benchmark
 from tpuserve.controllers.cache import ClusterCache
@@ -232,8 +234,72 @@ Dependent = tuple[str, str | None]
 DependencyIndex = kopf.Index[Dependency, Dependent]
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Objects of kind `dependent` name a `dependency` in `spec.<ref>`: the dependency reaching one of `wakes_at`
+    wakes those still in a `waiting` phase (None: not reconciled yet). `index` names the kopf index (and the
+    handler keyword) that finds them."""
+
+    dependency: type[KindInfo]
+    dependent: type[KindInfo]
+    ref: str
+    wakes_at: tuple[str, ...]
+    waiting: tuple[str | None, ...]
+    index: str
+
+
+WAITING = (
+    Waiting(
+        LlamaCheckpoint,
+        InferenceServer,
+        ref="checkpointRef",
+        wakes_at=(CheckpointPhase.READY, CheckpointPhase.FAILED),
+        waiting=(None, ServerPhase.PENDING, ServerPhase.WAITING_FOR_CHECKPOINT),
+        index="servers_by_checkpoint",
+    ),
+    Waiting(
+        InferenceServer,
+        BenchmarkRun,
+        ref="serverRef",
+        wakes_at=(ServerPhase.READY,),
+        waiting=(None, BenchmarkPhase.PENDING, BenchmarkPhase.WAITING_FOR_SERVER),
+        index="runs_by_server",
+    ),
+)
+
+
 def _dependents(index: DependencyIndex | None, key: Dependency) -> list[Dependent]:
     return list(index[key]) if index is not None and key in index else []
+
+
+def _register_waiting(waiting: Waiting) -> None:
+    """A kopf index of the dependents by the dependency they name, and the dependency's event handler that wakes
+    them (it also forgets a deleted dependency's cache entry)."""
+
+    async def index(
+        namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[Dependency, Dependent] | None:
+        ref = (spec.get(waiting.ref) or {}).get("name")
+        return {(namespace or "", ref): (name, status.get("phase"))} if ref else None
+
+    async def event(type: str, body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **kwargs: Any) -> None:
+        if type == "DELETED":
+            _forget(memo, waiting.dependency.KIND, body)
+            return
+        if status.get("phase") not in waiting.wakes_at:
+            return
+        ctx, namespace, name = _ctx(memo), body.metadata.namespace or "", body.metadata.name or ""
+        for dependent_name, dependent_phase in _dependents(kwargs.get(waiting.index), (namespace, name)):
+            if dependent_phase in waiting.waiting:
+                ctx.metrics.wakeups.labels(waiting.dependent.KIND).inc()
+                memo.queue.add(waiting.dependent.KIND, namespace, dependent_name)
+
+    kopf.index(GROUP, VERSION, waiting.dependent.PLURAL, id=waiting.index)(index)
+    kopf.on.event(GROUP, VERSION, waiting.dependency.PLURAL, id=f"{waiting.dependency.PLURAL}_event")(event)
+
+
+for _waiting in WAITING:
+    _register_waiting(_waiting)
 
 
 # --- LlamaCheckpoint --------------------------------------------------------------------------------------
@@ -246,35 +312,6 @@ def checkpoint_changed(namespace: str | None, name: str, memo: kopf.Memo, runtim
     _bounded(LlamaCheckpoint.KIND, reconcile_checkpoint, memo, namespace or "", name, runtime)
 
 
-@kopf.index(GROUP, VERSION, InferenceServer.PLURAL)
-async def servers_by_checkpoint(
-    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> dict[Dependency, Dependent] | None:
-    ref = (spec.get("checkpointRef") or {}).get("name")
-    return {(namespace or "", ref): (name, status.get("phase"))} if ref else None
-
-
-@kopf.on.event(GROUP, VERSION, LlamaCheckpoint.PLURAL)
-async def checkpoint_event(
-    type: str,
-    body: kopf.Body,
-    status: kopf.Status,
-    memo: kopf.Memo,
-    servers_by_checkpoint: DependencyIndex | None = None,
-    **_: Any,
-) -> None:
-    if type == "DELETED":
-        _forget(memo, LlamaCheckpoint.KIND, body)
-        return
-    if status.get("phase") not in (CheckpointPhase.READY, CheckpointPhase.FAILED):
-        return
-    ctx, namespace, name = _ctx(memo), body.metadata.namespace or "", body.metadata.name or ""
-    for server_name, server_phase in _dependents(servers_by_checkpoint, (namespace, name)):
-        if server_phase in (None, ServerPhase.PENDING, ServerPhase.WAITING_FOR_CHECKPOINT):
-            ctx.metrics.wakeups.labels(InferenceServer.KIND).inc()
-            memo.queue.add(InferenceServer.KIND, namespace, server_name)
-
-
 # --- InferenceServer --------------------------------------------------------------------------------------
 
 
@@ -283,35 +320,6 @@ async def checkpoint_event(
 @kopf.on.update(GROUP, VERSION, InferenceServer.PLURAL, field="spec", backoff=BACKOFF_SECONDS)
 def server_changed(namespace: str | None, name: str, memo: kopf.Memo, runtime: timedelta, **_: Any) -> None:
     _bounded(InferenceServer.KIND, reconcile_server, memo, namespace or "", name, runtime)
-
-
-@kopf.index(GROUP, VERSION, BenchmarkRun.PLURAL)
-async def runs_by_server(
-    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> dict[Dependency, Dependent] | None:
-    ref = (spec.get("serverRef") or {}).get("name")
-    return {(namespace or "", ref): (name, status.get("phase"))} if ref else None
-
-
-@kopf.on.event(GROUP, VERSION, InferenceServer.PLURAL)
-async def server_event(
-    type: str,
-    body: kopf.Body,
-    status: kopf.Status,
-    memo: kopf.Memo,
-    runs_by_server: DependencyIndex | None = None,
-    **_: Any,
-) -> None:
-    if type == "DELETED":
-        _forget(memo, InferenceServer.KIND, body)
-        return
-    if status.get("phase") != ServerPhase.READY:
-        return
-    ctx, namespace, name = _ctx(memo), body.metadata.namespace or "", body.metadata.name or ""
-    for run_name, run_phase in _dependents(runs_by_server, (namespace, name)):
-        if run_phase in (None, BenchmarkPhase.PENDING, BenchmarkPhase.WAITING_FOR_SERVER):
-            ctx.metrics.wakeups.labels(BenchmarkRun.KIND).inc()
-            memo.queue.add(BenchmarkRun.KIND, namespace, run_name)
 
 
 # --- BenchmarkRun -----------------------------------------------------------------------------------------

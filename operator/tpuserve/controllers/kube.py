@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -52,6 +52,17 @@ def load_api_client(kubeconfig: str | None = None, pool_size: int = 32) -> k8s.A
     return k8s.ApiClient(configuration)
 
 
+class _GroupApi(Generic[T]):
+    """A Context attribute: the client's API class of one group, over the Context's ApiClient (built per access:
+    cheap, every API class shares the client and its connection pool)."""
+
+    def __init__(self, api_class: Callable[[k8s.ApiClient], T]) -> None:
+        self.api_class = api_class
+
+    def __get__(self, ctx: Context, owner: type[Context] | None = None) -> T:
+        return self.api_class(ctx.api)
+
+
 @dataclass
 class Context:
     """What every reconcile needs: API clients, settings, metrics; kept in kopf's memo."""
@@ -68,21 +79,10 @@ class Context:
     _api_groups: dict[str, bool] = field(default_factory=dict)
     _gcs_client: Any = None
 
-    @property
-    def core(self) -> k8s.CoreV1Api:
-        return k8s.CoreV1Api(self.api)
-
-    @property
-    def apps(self) -> k8s.AppsV1Api:
-        return k8s.AppsV1Api(self.api)
-
-    @property
-    def batch(self) -> k8s.BatchV1Api:
-        return k8s.BatchV1Api(self.api)
-
-    @property
-    def custom(self) -> k8s.CustomObjectsApi:
-        return k8s.CustomObjectsApi(self.api)
+    core = _GroupApi(k8s.CoreV1Api)
+    apps = _GroupApi(k8s.AppsV1Api)
+    batch = _GroupApi(k8s.BatchV1Api)
+    custom = _GroupApi(k8s.CustomObjectsApi)
 
     def warm_up(self) -> None:
         """Import the client's API classes now: the kubernetes client loads them on first use, and core_v1_api
@@ -225,9 +225,7 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
         try:
             created: dict[str, Any] = api.create(ns, desired)
             ctx.metrics.children_created.labels(owner_kind, kind).inc()
-            log.info("created %s %s/%s", kind, ns, name)
-            _remember(ctx, kind, created)
-            return created
+            return _wrote(ctx, "created", desired, created)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -239,10 +237,7 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
     have = (live.get("metadata", {}).get("annotations") or {}).get(naming.ANNOTATION_SPEC_HASH)
     if patchable and have != wanted:
         try:
-            patched: dict[str, Any] = api.patch(ns, name, desired)
-            log.info("patched %s %s/%s", kind, ns, name)
-            _remember(ctx, kind, patched)
-            return patched
+            return _wrote(ctx, "patched", desired, api.patch(ns, name, desired))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -250,6 +245,14 @@ def ensure_child(ctx: Context, owner_kind: str, desired: dict[str, Any], *, patc
                 ctx.cache.deleted(kind, ns, name, live["metadata"].get("uid") or "")
             return ensure_child(ctx, owner_kind, desired, patchable=patchable)
     return live
+
+
+def _wrote(ctx: Context, verb: str, desired: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The API server's answer to a write of `desired`: logged, and into the cache."""
+    kind, meta = desired["kind"], desired["metadata"]
+    log.info("%s %s %s/%s", verb, kind, meta["namespace"], meta["name"])
+    _remember(ctx, kind, answer)
+    return answer
 
 
 def _read_child(ctx: Context, api: ChildApi, namespace: str, name: str) -> dict[str, Any] | None:

@@ -105,7 +105,7 @@ def _volumes(spec: InferenceServerSpec, source: WeightSource) -> tuple[list[dict
 def render_vllm_deployment(
     spec: InferenceServerSpec, owner_meta: dict[str, Any], settings: OperatorSettings, source: WeightSource
 ) -> dict[str, Any]:
-    fields = server_pod_fields(spec, owner_meta, settings)
+    fields = server_pod_fields(spec, owner_meta, settings, APP, spec.effective_image(settings.vllm_image))
     if not source.hub and spec.vllm_settings().weight_loading == WeightLoading.GCSFUSE:
         # GKE injects the GCSFuse sidecar for this annotation; "0" lifts the sidecar's resource limits (GKE sample).
         fields["pod_annotations"] |= {
@@ -117,9 +117,7 @@ def render_vllm_deployment(
     volumes, mounts = _volumes(spec, source)
     return render_template(
         "deployment-vllm.yaml.j2",
-        meta=server_child_meta(owner_meta, APP),
         **fields,
-        image=spec.effective_image(settings.vllm_image),
         args=vllm_args(spec, source),
         env=_env(spec),
         port=VLLM_PORT,

@@ -182,13 +182,15 @@ def _common_options(args: argparse.Namespace) -> dict[str, Any]:
     from tpuserve.convert.layout import DEFAULT_WORK_DIR
 
     return {
-        "model": args.model,
-        "output": args.output,
+        **_flags(args, "model", "output", "download_workers", "force"),
         "work_dir": args.work_dir or Path(DEFAULT_WORK_DIR),
-        "download_workers": args.download_workers,
-        "force": args.force,
         "arch_json": _arch_json(args),
     }
+
+
+def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named flags' values, as the options fields of the same names."""
+    return {name: getattr(args, name) for name in names}
 
 
 def _report(args: argparse.Namespace, summary: ConvertSummary) -> int:
@@ -206,15 +208,8 @@ def _run(args: argparse.Namespace) -> int:
 
     stopping.install()
     step = args.step or os.environ.get(STEP_ENV) or "maxtext"
-    options = RunOptions(
-        source=args.source,
-        weight_dtype=args.weight_dtype,
-        quantization=args.quantization,
-        upload_workers=args.upload_workers,
-        step=step,
-        **_common_options(args),
-    )
-    return _report(args, run(options))
+    flags = _flags(args, "source", "weight_dtype", "quantization", "upload_workers")
+    return _report(args, run(RunOptions(step=step, **flags, **_common_options(args))))
 
 
 def _mirror(args: argparse.Namespace) -> int:
@@ -224,15 +219,8 @@ def _mirror(args: argparse.Namespace) -> int:
     policy = RetryPolicy(
         budget_seconds=_hub_retry_seconds(args.hub_retry_seconds), initial_seconds=args.hub_retry_initial_seconds
     )
-    options = options_from_env(
-        repo_id=args.repo_id,
-        revision=args.revision,
-        source=args.source,
-        token_source=args.token_source,
-        policy=policy,
-        **_common_options(args),
-    )
-    return _report(args, mirror(options))
+    flags = _flags(args, "repo_id", "revision", "source", "token_source")
+    return _report(args, mirror(options_from_env(policy=policy, **flags, **_common_options(args))))
 
 
 def _hub_retry_seconds(flag: float | None) -> float:

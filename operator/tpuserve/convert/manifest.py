@@ -51,16 +51,21 @@ class ToolVersions(CamelModel):
     python: str | None = None
 
 
-class Timings(CamelModel):
+class StageTimings(CamelModel):
+    """What every checkpoint Job (conversion or mirror) times the same way: its verification, its upload, all."""
+
+    verify_seconds: float = 0.0
+    upload_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class Timings(StageTimings):
     staging_seconds: float = 0.0
     staging_bytes: int = 0
     scanned_seconds: float = 0.0
     unscanned_seconds: float = 0.0
     quantize_seconds: float = 0.0
-    verify_seconds: float = 0.0
-    upload_seconds: float = 0.0
     upload_bytes: int = 0
-    total_seconds: float = 0.0
 
 
 class OutputFiles(CamelModel):

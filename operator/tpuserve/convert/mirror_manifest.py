@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 
 from tpuserve.convert import layout
 from tpuserve.convert.hf_source import SourceFileSum
-from tpuserve.convert.manifest import CamelModel
+from tpuserve.convert.manifest import CamelModel, StageTimings
 from tpuserve.convert.storage import Store, open_store
 
 MIRROR_SCHEMA_VERSION = "tpuserve.dev/mirror-manifest/v1"
@@ -30,12 +30,9 @@ class MirroredFile(CamelModel):
     crc32c: str
 
 
-class MirrorTimings(CamelModel):
+class MirrorTimings(StageTimings):
     download_seconds: float = 0.0
     download_bytes: int = 0
-    upload_seconds: float = 0.0
-    verify_seconds: float = 0.0
-    total_seconds: float = 0.0
 
 
 class MirrorManifest(CamelModel):

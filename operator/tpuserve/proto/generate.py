@@ -1,4 +1,5 @@
-"""Regenerate jetstream_pb2.py / jetstream_pb2_grpc.py from jetstream.proto (needs the `test` extra: grpcio-tools).
+"""Regenerate jetstream_pb2.py from jetstream.proto (needs the `test` extra: grpcio-tools). The service side is
+orchestrator.py, by hand: no grpc_python_out.
 
 Usage: python -m tpuserve.proto.generate [OUT_DIR]   (default: this package's directory)
 """
@@ -10,7 +11,7 @@ from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent
 PROTO_NAME = "jetstream.proto"
-GENERATED = ("jetstream_pb2.py", "jetstream_pb2_grpc.py")
+GENERATED = ("jetstream_pb2.py",)
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -22,9 +23,7 @@ def generate(out_dir: Path) -> list[Path]:
     staging = out_dir / "_staging"
     staging.mkdir(parents=True, exist_ok=True)
     rel = (PROTO_DIR / PROTO_NAME).relative_to(root)
-    code = protoc.main(
-        ["grpc_tools.protoc", f"-I{root}", f"--python_out={staging}", f"--grpc_python_out={staging}", str(rel)]
-    )
+    code = protoc.main(["grpc_tools.protoc", f"-I{root}", f"--python_out={staging}", str(rel)])
     if code != 0:
         raise RuntimeError(f"protoc failed with exit code {code}")
     written = []

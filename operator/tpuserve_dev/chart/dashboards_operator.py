@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, histogram_quantile
+from typing import Any
+
+from tpuserve_dev.chart.grafana import Dashboard, Panel, Row, Target, Variable, by, increase, p50_p99, rate
 
 RECONCILES = "tpuserve_reconcile_total"  # counter; labels kind, result (ok | retry | error | invalid)
 RECONCILE_DURATION = "tpuserve_reconcile_duration_seconds"  # histogram; label kind
@@ -15,6 +17,28 @@ GCS_ERRORS = "tpuserve_gcs_errors_total"  # counter; label operation
 OPERATOR_INFO = "tpuserve_operator_info"  # gauge 1; label version
 PROCESS_RSS = "process_resident_memory_bytes"  # prometheus_client's default process collector
 PROCESS_CPU = "process_cpu_seconds_total"
+JOBS = '{job=~"$job"}'  # the scrape jobs picked by the dashboard variable
+
+
+def _per_second(title: str, description: str, counter: str, labels: str, *, width: int) -> Panel:
+    return Panel(title, description, [by("sum", labels, rate(counter))], unit="ops", width=width)
+
+
+def _increase(title: str, description: str, counter: str, labels: str, legend: str = "", window: str = "") -> Panel:
+    """Events counted by the labels, per rate interval or in `window` (quarter-width: the Work row)."""
+    target = by("sum", labels, increase(counter, window) if window else increase(counter), legend)
+    return Panel(title, description, [target], width=6)
+
+
+def _stat(title: str, description: str, series: str, legend: str, options: dict[str, Any] | None = None) -> Panel:
+    """The latest value of a series, small."""
+    target = Target(series, legend, instant=True)
+    return Panel(title, description, [target], kind="stat", width=4, options=options or {})
+
+
+def _per_instance(title: str, description: str, series: str, unit: str) -> Panel:
+    """One line per operator process (scrape instance)."""
+    return Panel(title, description, [Target(series, "{{instance}}")], unit=unit, width=8)
 
 
 def operator_dashboard() -> Dashboard:
@@ -32,51 +56,37 @@ def operator_dashboard() -> Dashboard:
                     Panel(
                         "Objects by kind and phase",
                         "LlamaCheckpoints, InferenceServers and BenchmarkRuns the operator sees, by phase.",
-                        [Target(f"sum by (kind, phase) ({OBJECTS})", "{{kind}} {{phase}}")],
-                        width=12,
+                        [by("sum", "kind, phase", OBJECTS)],
                     ),
                     Panel(
                         "Failed objects",
                         "Objects in phase Failed: `kubectl describe` them for the reason.",
-                        [Target(f'sum by (kind) ({OBJECTS}{{phase="Failed"}})', "{{kind}}", instant=True)],
+                        [by("sum", "kind", f'{OBJECTS}{{phase="Failed"}}', instant=True)],
                         kind="stat",
-                        width=12,
                     ),
                 ],
             ),
             Row(
                 "Reconciles",
                 [
-                    Panel(
+                    _per_second(
                         "Reconciles per second by kind and result",
                         "Handler runs; result=error retries with backoff.",
-                        [
-                            Target(
-                                f"sum by (kind, result) (rate({RECONCILES}[$__rate_interval]))", "{{kind}} {{result}}"
-                            )
-                        ],
-                        unit="ops",
+                        RECONCILES,
+                        "kind, result",
                         width=8,
                     ),
                     Panel(
                         "Reconcile errors (last hour)",
                         "Reconciles that raised, by kind.",
                         # The operator pre-initialises every (kind, result): no errors shows 0, not "No data".
-                        [
-                            Target(
-                                f'sum by (kind) (increase({RECONCILES}{{result=~"error|invalid"}}[1h]))',
-                                "{{kind}}",
-                            )
-                        ],
+                        [by("sum", "kind", increase(f'{RECONCILES}{{result=~"error|invalid"}}', "1h"))],
                         width=8,
                     ),
                     Panel(
                         "Reconcile duration p50 / p99",
                         "From the reconcile duration histogram.",
-                        [
-                            Target(histogram_quantile("0.5", RECONCILE_DURATION, by="kind, le"), "p50 {{kind}}"),
-                            Target(histogram_quantile("0.99", RECONCILE_DURATION, by="kind, le"), "p99 {{kind}}"),
-                        ],
+                        p50_p99(RECONCILE_DURATION, by="kind, le", legend="p{p} {{kind}}"),
                         unit="s",
                         width=8,
                     ),
@@ -85,66 +95,53 @@ def operator_dashboard() -> Dashboard:
             Row(
                 "Work",
                 [
-                    Panel(
+                    _increase(
                         "Children created",
                         "Jobs, Deployments, Services and monitors created; flat across an operator restart.",
-                        [Target(f"sum by (kind, child) (increase({CHILDREN_CREATED}[$__rate_interval]))", "{{child}}")],
-                        kind="timeseries",
-                        width=6,
+                        CHILDREN_CREATED,
+                        "kind, child",
+                        legend="{{child}}",
                     ),
-                    Panel(
+                    _per_second(
                         "Status updates",
                         "Status patches written (only when something changed).",
-                        [Target(f"sum by (kind) (rate({STATUS_UPDATES}[$__rate_interval]))", "{{kind}}")],
-                        unit="ops",
+                        STATUS_UPDATES,
+                        "kind",
                         width=6,
                     ),
-                    Panel(
+                    _increase(
                         "Dependency wake-ups",
                         "Servers woken by a checkpoint becoming Ready, runs woken by a server becoming Ready.",
-                        [Target(f"sum by (kind) (increase({WAKEUPS}[$__rate_interval]))", "{{kind}}")],
-                        width=6,
+                        WAKEUPS,
+                        "kind",
                     ),
-                    Panel(
+                    _increase(
                         "GCS retries (last hour)",
                         "GCS calls that failed transiently and were retried; 0 is normal.",
-                        [Target(f"sum by (operation) (increase({GCS_ERRORS}[1h]))", "{{operation}}")],
-                        width=6,
+                        GCS_ERRORS,
+                        "operation",
+                        window="1h",
                     ),
                 ],
             ),
             Row(
                 "Process",
                 [
-                    Panel(
-                        "Up",
-                        "1 when Prometheus can scrape the operator.",
-                        [Target('up{job=~"$job"}', "{{instance}}", instant=True)],
-                        kind="stat",
-                        width=4,
-                    ),
-                    Panel(
+                    _stat("Up", "1 when Prometheus can scrape the operator.", f"up{JOBS}", "{{instance}}"),
+                    _stat(
                         "Version",
                         "The operator version running.",
-                        [Target(f'{OPERATOR_INFO}{{job=~"$job"}}', "{{version}}", instant=True)],
-                        kind="stat",
-                        width=4,
+                        f"{OPERATOR_INFO}{JOBS}",
+                        "{{version}}",
                         options={"textMode": "name", "reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
                     ),
-                    Panel(
+                    _per_instance(
                         "Resident memory",
                         "Operator RSS (grows with the number of watched objects).",
-                        [Target(f'{PROCESS_RSS}{{job=~"$job"}}', "{{instance}}")],
-                        unit="bytes",
-                        width=8,
+                        f"{PROCESS_RSS}{JOBS}",
+                        "bytes",
                     ),
-                    Panel(
-                        "CPU",
-                        "Operator CPU cores used.",
-                        [Target(f'rate({PROCESS_CPU}{{job=~"$job"}}[$__rate_interval])', "{{instance}}")],
-                        unit="short",
-                        width=8,
-                    ),
+                    _per_instance("CPU", "Operator CPU cores used.", rate(f"{PROCESS_CPU}{JOBS}"), "short"),
                 ],
             ),
         ],

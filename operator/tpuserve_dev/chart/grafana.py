@@ -72,6 +72,20 @@ def server_dashboard(
     )
 
 
+def rate(counter: str, window: str = "$__rate_interval") -> str:
+    return f"rate({counter}[{window}])"
+
+
+def increase(counter: str, window: str = "$__rate_interval") -> str:
+    return f"increase({counter}[{window}])"
+
+
+def by(aggregation: str, labels: str, expr: str, legend: str = "", *, instant: bool = False) -> Target:
+    """`aggregation by (labels) (expr)`: one series per value of the labels, named by them unless `legend` says."""
+    legend = legend or " ".join(f"{{{{{label.strip()}}}}}" for label in labels.split(","))
+    return Target(f"{aggregation} by ({labels}) ({expr})", legend, instant=instant)
+
+
 def histogram_quantile(q: str, histogram: str, *, by: str = "le", selector: str = "") -> str:
     """PromQL for quantile q of a Prometheus histogram; `by` lists the labels kept (it must include le)."""
     return f"histogram_quantile({q}, sum by ({by}) (rate({histogram}_bucket{selector}[$__rate_interval])))"

@@ -34,26 +34,24 @@ class HandMutant:
 MUTANTS = (
     HandMutant(
         "tpu.py",
-        "return self.generation.hbm_gib_per_chip * 2**30 * self.chips",
-        "return self.generation.hbm_gib_per_chip * 1e9 * self.chips",
+        "return self.generation.chip.hbm_gib * 2**30 * self.chips",
+        "return self.generation.chip.hbm_gib * 1e9 * self.chips",
         "TpuSlice.hbm_bytes: GB for GiB",
     ),
     HandMutant(
         "tpu.py",
-        "return self.generation.hbm_gbps_per_chip * 1e9 * self.chips",
-        "return self.generation.hbm_gbps_per_chip * 2**30 * self.chips",
+        "return self.generation.chip.hbm_gbps * 1e9 * self.chips",
+        "return self.generation.chip.hbm_gbps * 2**30 * self.chips",
         "TpuSlice.hbm_bytes_per_second: GiB for GB",
     ),
     HandMutant("tpu.py", "return self.machine.chips", "return self.machine.chips + 1", "TpuSlice.chips"),
     HandMutant(
         "tpu.py",
-        "hbm_gib_per_chip=16 * 1e9 / 2**30,  # 16 GB",
-        "hbm_gib_per_chip=16,  # 16 GB",
+        "chip=Chip(hbm_gib=16 * GB,",
+        "chip=Chip(hbm_gib=16,",
         "catalog: v5e HBM 16 GiB instead of 16 GB",
     ),
-    HandMutant(
-        "tpu.py", "hbm_gib_per_chip=32,\n", "hbm_gib_per_chip=32 * 1e9 / 2**30,\n", "catalog: v4 HBM 32 GB for 32 GiB"
-    ),
+    HandMutant("tpu.py", "chip=Chip(hbm_gib=32,", "chip=Chip(hbm_gib=32 * GB,", "catalog: v4 HBM 32 GB for 32 GiB"),
     HandMutant(
         "bench/metrics.py",
         "return self.times[-1] - self.record.send",

@@ -11,18 +11,18 @@ import sys
 
 import grpc
 
-from tpuserve.proto import jetstream_pb2, jetstream_pb2_grpc
+from tpuserve.proto import jetstream_pb2, orchestrator
 
 
 def main() -> None:
     target, prompt, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with grpc.insecure_channel(target) as channel:
-        stub = jetstream_pb2_grpc.OrchestratorStub(channel)
+        decode = orchestrator.call(channel, orchestrator.DECODE)
         request = jetstream_pb2.DecodeRequest(
             max_tokens=max_tokens, text_content=jetstream_pb2.DecodeRequest.TextContent(text=prompt)
         )
         texts, token_ids = [], []
-        for response in stub.Decode(request, timeout=120):
+        for response in decode(request, timeout=120):
             for sample in response.stream_content.samples:
                 texts.append(sample.text)
                 token_ids.extend(sample.token_ids)

@@ -69,12 +69,14 @@ def server_child_meta(owner_meta: dict[str, Any], app: str) -> dict[str, Any]:
 
 
 def server_pod_fields(
-    spec: InferenceServerSpec, owner_meta: dict[str, Any], settings: OperatorSettings
+    spec: InferenceServerSpec, owner_meta: dict[str, Any], settings: OperatorSettings, app: str, image: str
 ) -> dict[str, Any]:
-    """What both runtimes' Deployment templates take alike: replicas, the TPU placement, the pod's identity and
-    annotations, the startup budget."""
+    """What both runtimes' Deployment templates take alike: the Deployment's metadata, the server image, replicas,
+    the TPU placement, the pod's identity and annotations, the startup budget."""
     tpu_slice = spec.tpu.resolve()
     return {
+        "meta": server_child_meta(owner_meta, app),
+        "image": image,
         "replicas": spec.replicas,
         "selector": server_selector(owner_meta["name"]),
         "pod_annotations": pod_annotations(spec.pod_annotations, owner_meta),
@@ -106,9 +108,7 @@ def render_deployment(
         ports.append({"name": "metrics", "containerPort": spec.metrics.port})
     return render_template(
         "deployment.yaml.j2",
-        meta=server_child_meta(owner_meta, "jetstream"),
-        **server_pod_fields(spec, owner_meta, settings),
-        image=spec.effective_image(settings.server_image),
+        **server_pod_fields(spec, owner_meta, settings, "jetstream", spec.effective_image(settings.server_image)),
         http_image=spec.effective_http_image(settings.http_image),
         server_args=server_args(spec, checkpoint_path),
         server_env=server_secret_env(spec),
