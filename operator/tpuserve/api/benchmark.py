@@ -27,6 +27,7 @@ from tpuserve.api.conventions import (
     ServiceAccountName,
     Toleration,
     annotations_field,
+    choice,
     conditions_field,
     exactly_one_of,
     immutable,
@@ -97,7 +98,7 @@ class BenchmarkRunSpec(ApiModel):
         le=1000,
     )
     max_concurrency: InFlight | None = optional("With a rate: at most this many requests in flight (later wait).")
-    warmup: Warmup = Field(default=Warmup.SAMPLED, description="Warm-up before measuring: none, sampled or full.")
+    warmup: Warmup = choice(Warmup.SAMPLED, "Warm-up before measuring: none, sampled or full.")
     seed: int = Field(default=0, ge=0, description="Random seed for prompt sampling and arrival times.")
     slo: SloSpec | None = optional("SLOs for goodput.")
     output: GsUri | None = optional(

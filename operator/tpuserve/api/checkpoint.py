@@ -29,6 +29,7 @@ from tpuserve.api.conventions import (
     Toleration,
     annotations_field,
     cel_string_list,
+    choice,
     conditions_field,
     forbidden_unless,
     labels_field,
@@ -114,9 +115,9 @@ def default_converter_memory_gib(model: str) -> int:
 class ConverterSpec(ApiModel):
     """How the conversion Job runs (it needs no TPU: put it on a CPU pool with enough memory)."""
 
-    preset: ConverterPreset = Field(
-        default=ConverterPreset.TPUSERVE,
-        description="Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
+    preset: ConverterPreset = choice(
+        ConverterPreset.TPUSERVE,
+        "Conversion image family: `tpuserve` (this project's converter, verifies its output) or "
         "`inference-checkpoint` (Google's GKE-tutorial image).",
     )
     image: ImageName | None = optional(
@@ -165,9 +166,9 @@ class LlamaCheckpointSpec(ApiModel):
         description="Llama model (catalog name); decides the architecture the converter or mirror verifies against.",
         json_schema_extra=catalog.model_schema(),
     )
-    format: CheckpointFormat = Field(
-        default=CheckpointFormat.META,
-        description="`meta` (default): convert Meta's checkpoint at `source` into MaxText checkpoints (JetStream). "
+    format: CheckpointFormat = choice(
+        CheckpointFormat.META,
+        "`meta` (default): convert Meta's checkpoint at `source` into MaxText checkpoints (JetStream). "
         "`huggingface`: mirror a Hugging Face model (`huggingFace` repo, or a gs:// directory in `source`) into "
         "`output`, verified against the catalog (vLLM).",
     )
@@ -183,9 +184,9 @@ class LlamaCheckpointSpec(ApiModel):
         description="gs:// base directory for the MaxText checkpoints (scanned and unscanned are written below it); "
         "with format huggingface, the mirror goes to `<output>/hf`.",
     )
-    weight_dtype: WeightDtype = Field(
-        default=WeightDtype.BFLOAT16,
-        description="Dtype of the converted weights (format meta; a mirror keeps the published dtype, which it "
+    weight_dtype: WeightDtype = choice(
+        WeightDtype.BFLOAT16,
+        "Dtype of the converted weights (format meta; a mirror keeps the published dtype, which it "
         "checks against the catalog).",
     )
     quantization: Quantization | None = optional(

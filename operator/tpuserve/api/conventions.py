@@ -60,6 +60,7 @@ MAX_SHORT_STRING = 253
 ImageName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE)]
 ServiceAccountName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SHORT_STRING)]
 FilePath = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH)]
+SecretName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)]
 
 
 class ApiModel(BaseModel):
@@ -158,6 +159,11 @@ Quantity = Annotated[
     AfterValidator(_check_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "maxLength": MAX_QUANTITY}),
 ]
+
+
+def choice(default: StrEnum, description: str) -> Any:
+    """A field holding one of an enum's values: `default` unless set."""
+    return Field(default=default, description=description)
 
 
 def optional(description: str, **constraints: Any) -> Any:

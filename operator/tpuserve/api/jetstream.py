@@ -11,11 +11,12 @@ from pydantic import Field, model_validator
 
 from tpuserve.api.checkpoint import Quantization, WeightDtype
 from tpuserve.api.conventions import (
-    DNS1123_SUBDOMAIN_PATTERN,
     ApiModel,
     CelRule,
+    SecretName,
     cel_rules,
     cel_string_list,
+    choice,
     model_rules,
     optional,
 )
@@ -72,9 +73,7 @@ def secret_arg_env_name(key: str) -> str:
 class SecretKeySelector(ApiModel):
     """One key of a Secret in the object's namespace (the Kubernetes secretKeyRef shape)."""
 
-    name: str = Field(
-        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Name of the Secret."
-    )
+    name: SecretName = Field(description="Name of the Secret.")
     key: str = Field(
         min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key of the value in the Secret."
     )
@@ -133,8 +132,8 @@ class EngineSpec(ApiModel):
         default=-1, ge=-1, description="ICI tensor parallelism (-1 = the remaining chips)."
     )
     scan_layers: bool = Field(default=False, description="Load a scanned checkpoint (false: unscanned, faster).")
-    weight_dtype: WeightDtype = Field(default=WeightDtype.BFLOAT16, description="Dtype of the weights in HBM.")
-    attention: Attention = Field(default=Attention.AUTOSELECTED, description="MaxText attention kernel.")
+    weight_dtype: WeightDtype = choice(WeightDtype.BFLOAT16, "Dtype of the weights in HBM.")
+    attention: Attention = choice(Attention.AUTOSELECTED, "MaxText attention kernel.")
     quantization: Quantization | None = optional("MaxText AQT quantization; default none.")
     quantize_kvcache: bool = Field(default=False, description="Quantize the KV cache (int8).")
     extra_args: dict[str, Annotated[str, Field(max_length=1024)]] = Field(

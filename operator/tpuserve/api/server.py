@@ -22,6 +22,7 @@ from tpuserve.api.conventions import (
     ServiceAccountName,
     annotations_field,
     cel_string_list,
+    choice,
     forbidden_unless,
     model_rules,
     nested_default,
@@ -152,14 +153,12 @@ def _runtime_rules() -> list[CelRule]:
 
 
 class InferenceServerSpec(ApiModel):
-    runtime: Runtime = Field(
-        default=Runtime.JETSTREAM_MAXTEXT,
-        description="Server runtime: `jetstream-maxtext` (default; MaxText checkpoints, Llama 2) or `vllm-tpu` "
+    runtime: Runtime = choice(
+        Runtime.JETSTREAM_MAXTEXT,
+        "Server runtime: `jetstream-maxtext` (default; MaxText checkpoints, Llama 2) or `vllm-tpu` "
         "(vLLM's TPU backend, Hugging Face weights, OpenAI API; Llama 2 and 3.x).",
     )
-    checkpoint_ref: ObjectRef | None = optional(
-        "LlamaCheckpoint in this namespace whose unscanned checkpoint to serve."
-    )
+    checkpoint_ref: ObjectRef | None = optional("LlamaCheckpoint (this namespace) whose unscanned checkpoint to serve.")
     checkpoint_path: GsUri | None = optional(
         "Instead of checkpointRef: gs:// path of an unscanned MaxText checkpoint (…/checkpoints/0/items) "
         "for jetstream-maxtext, or of a Hugging Face model directory (config.json, tokenizer.json, *.safetensors) "

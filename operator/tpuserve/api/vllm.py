@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from tpuserve.api.conventions import DNS1123_SUBDOMAIN_PATTERN, ApiModel, CelRule, cel_rules, cel_string_list, optional
+from tpuserve.api.conventions import ApiModel, CelRule, SecretName, cel_rules, cel_string_list, choice, optional
 
 # vLLM's OpenAI API server port (GKE's samples and vLLM's default); /health, /v1 and /metrics live on it.
 VLLM_PORT = 8000
@@ -49,7 +49,7 @@ class WeightLoading(StrEnum):
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the object's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Secret name.")
+    name: SecretName = Field(description="Name of the Secret.")
     key: str = Field(
         default="hf_api_token",
         min_length=1,
@@ -100,9 +100,9 @@ class VllmSpec(ApiModel):
         le=1,
         description="Share of each chip's HBM vLLM may use for weights plus KV cache (--gpu-memory-utilization).",
     )
-    weight_loading: WeightLoading = Field(
-        default=WeightLoading.RUNAI_STREAMER,
-        description="How gs:// weights are read: `runai-streamer` (default, straight from GCS) or `gcsfuse` (a "
+    weight_loading: WeightLoading = choice(
+        WeightLoading.RUNAI_STREAMER,
+        "How gs:// weights are read: `runai-streamer` (default, straight from GCS) or `gcsfuse` (a "
         "GCSFuse CSI volume; the cluster needs the GCSFuse CSI driver).",
     )
     extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, WithJsonSchema, model_validator
 
 from tpuserve import gs_uri, results
-from tpuserve.api.conventions import ApiModel, CelRule, cel_rules, model_rules, optional
+from tpuserve.api.conventions import ApiModel, CelRule, cel_rules, choice, model_rules, optional
 from tpuserve.api.jetstream import GRPC_PORT
 from tpuserve.api.vllm import VLLM_PORT
 
@@ -67,9 +67,9 @@ DEFAULT_PORTS = {Protocol.JETSTREAM: GRPC_PORT, Protocol.OPENAI: VLLM_PORT}
 class TargetSpec(ApiModel):
     """An endpoint not managed by an InferenceServer: its protocol, host and port."""
 
-    protocol: Protocol = Field(
-        default=Protocol.JETSTREAM,
-        description="jetstream (gRPC, host:port) or openai (OpenAI-compatible HTTP API at http://host:port).",
+    protocol: Protocol = choice(
+        Protocol.JETSTREAM,
+        "jetstream (gRPC, host:port) or openai (OpenAI-compatible HTTP API at http://host:port).",
     )
     host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
     port: int | None = optional("Port; default 9000 (jetstream) or 8000 (openai).", ge=1, le=65535)
@@ -114,7 +114,7 @@ class SyntheticLengths(ApiModel):
 
 
 class DatasetSpec(ApiModel):
-    name: DatasetName = Field(default=DatasetName.OPENORCA, description="openorca, sharegpt or synthetic.")
+    name: DatasetName = choice(DatasetName.OPENORCA, "openorca, sharegpt or synthetic.")
     path: str | None = optional(
         "Dataset file: a gs:// object or an absolute path in the benchmark image; default the "
         "image's copy of the named dataset.",

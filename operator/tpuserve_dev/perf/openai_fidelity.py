@@ -122,7 +122,8 @@ def fidelity(args: argparse.Namespace) -> None:
                 flush=True,
             )
             if not t["completed"] == v["completed"] == args.requests:
-                sys.exit(f"not every request completed: tpuserve {t['completed']}, vllm {v['completed']}")
+                errors = sorted({e for e in v.get("errors", []) if e})[:3]
+                sys.exit(f"not every request completed: tpuserve {t['completed']}, vllm {v['completed']} {errors}")
     print(f"\nmedian over {args.rounds} rounds, tpuserve vs vllm bench serve (difference of the medians):")
     for f in FIGURES:
         a = statistics.median(x[f] for x in rows["tpuserve"])
