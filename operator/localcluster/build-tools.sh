@@ -13,7 +13,7 @@ K8S_VERSION="${K8S_VERSION:-1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
-CACHE_ROOT="${TPUSERVE_TOOLS_CACHE:-$HOME/.cache/tpuserve-tools}"
+CACHE_ROOT="${TPUSERVE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpuserve-tools}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build-tools] %s\n' "$*" >&2; }

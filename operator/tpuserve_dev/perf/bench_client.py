@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpuserve_dev import REPO, corpus
+from tpuserve_dev import REPO, corpus, tools_cache
 from tpuserve_dev.jetstream_server import jetstream_python
 
 SERVER_CPU = "0"
@@ -87,7 +87,7 @@ def go_server_binary() -> Path:
     """Build tests/jetstream/fastserver (Go) once into the tools cache, keyed by its sources."""
     sources = [*sorted(FASTSERVER.glob("*.go")), FASTSERVER / "go.mod", FASTSERVER / "go.sum"]
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources))
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tpuserve-tools"
+    cache = tools_cache()
     binary = cache / f"fastserver-{digest.hexdigest()[:12]}"
     if not binary.exists():
         cache.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ from PATH (or pyenv); guidellm 0.8.1 runs on 3.11.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tpuserve-tools"
+from tpuserve_dev import tools_cache
+
+CACHE = tools_cache()
 INFERENCE_PERF = ("inference-perf==0.7.0", CACHE / "inference-perf-venv", "3.12")
 GUIDELLM = ("guidellm==0.8.1", CACHE / "guidellm-venv", "3.11")
 
