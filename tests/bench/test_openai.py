@@ -260,3 +260,19 @@ def test_random_dataset_lengths_follow_vllm(tmp_path: Path) -> None:
     assert len(set(outputs)) > 10
     assert sum(len(tokenizer.encode(r.prompt)) == r.prompt_len for r in requests) >= 190
     assert random_requests(200, 0, 64, 20, 0.5, tokenizer)[7].prompt == requests[7].prompt  # seeded
+
+
+def test_an_instant_server_batching_its_writes_streams_the_same_tokens(
+    go_openai_server: Callable[..., str], run_bench: Callable[..., BenchRun], bench_data: dict[str, Path]
+) -> None:
+    """The speed experiment's server (-batch-writes: no flush per chunk, so many SSE events share one read): every
+    request still ends with all its tokens counted from usage and one arrival per chunk, however the reads fell."""
+    url = go_openai_server("-batch-writes")
+    run = run_bench("--target", url, *sharegpt_args(bench_data, 20), "--max-output-length", "64",
+                    "--concurrency", "4", "--warmup", "none", "--save-request-outputs")  # fmt: skip
+    assert run.code == 0, run.stdout
+    assert run.summary["successfulRequests"] == 20, run.stdout
+    for row in rows(run):
+        assert row["output_len"] == 64
+        assert len(row["arrivals_ms"]) == 64  # type: ignore[arg-type]
+        assert row["generated_text"] == " tok" * 64
