@@ -60,10 +60,12 @@ def _commands(
     data += ["--random-output-len", str(args.tokens), "--random-range-ratio", "0"]
     tpuserve = tpuserve_command(
         base_url, outs["tpuserve"], "--dataset", "random", "--tokenizer", model, *data, *load,
+        "--save-request-outputs",  # per-request lists in its vllm-format JSON too, for the pooled medians
         module=BARRIER_MODULE if paired else "tpuserve.bench.cli",
     )  # fmt: skip
     vllm, env = vllm_command(
         base_url, outs["vllm"], "--model", model, "--dataset-name", "random", *data, *load, "--num-warmups", "0",
+        "--save-detailed",  # per-request ttfts, itls, latencies for the pooled medians
         # Paired: no single-request readiness probe inside the measured part (the other client's would not have one).
         *(["--ready-check-timeout-sec", "0"] if paired else []),
     )  # fmt: skip
@@ -131,3 +133,25 @@ def fidelity(args: argparse.Namespace) -> None:
         per_round = [100 * (x[f] / y[f] - 1) for x, y in zip(rows["tpuserve"], rows["vllm"], strict=True)]
         print(f"{f:22} {a:10.3f} {b:10.3f} {100 * (a / b - 1):+6.2f}%   per round: "
               + ", ".join(f"{p:+.1f}%" for p in per_round))  # fmt: skip
+    print("\nmedians over every request of every round (pooled), tpuserve vs vllm bench serve:")
+    pooled = {name: pooled_medians(results) for name, results in rows.items()}
+    for f, a in pooled["tpuserve"].items():
+        b = pooled["vllm"][f]
+        print(f"{f:22} {a:10.3f} {b:10.3f} {100 * (a / b - 1):+6.2f}%")
+
+
+def pooled_medians(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Median TTFT, TPOT and ITL (ms) over all requests of all rounds, from the per-request lists of the
+    vllm-format JSON, with vLLM's definitions (TPOT: (E2EL - TTFT) / (output tokens - 1), requests of 2+ tokens).
+    A round's median of a TTFT distribution with two modes (a request's prefill lands in the step it arrives in,
+    or in the next) flips between the modes; the pooled median does not."""
+    ttft, tpot, itl = [], [], []
+    for result in results:
+        for first, latency, tokens, gaps in zip(
+            result["ttfts"], result["latencies"], result["output_lens"], result["itls"], strict=True
+        ):
+            ttft.append(first)
+            if tokens > 1:
+                tpot.append((latency - first) / (tokens - 1))
+            itl.extend(gaps)
+    return {name: 1000 * statistics.median(values) for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl))}
