@@ -167,3 +167,13 @@ def test_roofline_caps_the_batch_at_what_fits_in_hbm() -> None:
     assert tpu.decode_roofline_tokens_per_second(v5e4, weights, kv, fits - 10, CONTEXT_TOKENS) < capped
     with pytest.raises(ValueError, match="batch must be >= 1"):
         tpu.decode_roofline_tokens_per_second(v5e4, weights, kv, 0, CONTEXT_TOKENS)
+
+
+def test_single_hosts_names_each_machine_type_after_its_series_and_chip_count() -> None:
+    """The catalog is built at import, where mutation testing cannot reach it: this calls the builder itself."""
+    built = tpu.single_hosts("ct5lp-hightpu", {"1x1": (24, 48), "2x4": (224, 384)})
+    assert built == (
+        tpu.MachineType("ct5lp-hightpu-1t", "1x1", 24, 48),
+        tpu.MachineType("ct5lp-hightpu-8t", "2x4", 224, 384),
+    )
+    assert [m.chips for m in built] == [1, 8]
