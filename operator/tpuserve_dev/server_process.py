@@ -26,7 +26,7 @@ def running_server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` until the block ends; yield its process once `ready()` is true. `name` is the server's name in
     messages ("vLLM server on http://..."); `log_path` keeps the output (default: a temporary file)."""
-    log = log_path.open("wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    log = log_path.open("w+b") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below; read back on exit
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
 

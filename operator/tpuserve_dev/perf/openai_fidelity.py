@@ -45,7 +45,7 @@ from tpuserve_dev.perf.openai_bench import (
 BARRIER_MODULE = "tpuserve_dev.perf.tpuserve_barrier"
 # Both clients send the same prompts: with prefix caching, whichever sends a prompt second (the next client in an
 # interleaved round, the later request of a pair) finds its KV cached and gets a shorter prefill.
-SERVER_ARGS = ["--no-enable-prefix-caching"]
+SERVER_ARGS = ["--no-enable-prefix-caching", "--max-model-len", "512"]  # the model's positions: prompts up to ~470
 
 
 def _commands(
