@@ -9,6 +9,7 @@ is and never stopped. `namespace` (function): a fresh namespace per test, delete
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -111,25 +112,36 @@ def _start_local_cluster(
     raise AssertionError("unreachable")
 
 
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    """A fresh namespace (t-<uuid>) whose default ServiceAccount exists, so pods can be created at once.
-
-    Deleted afterwards without waiting: the namespace controller removes what is left in the background.
-    """
-    name = f"t-{uuid.uuid4().hex[:10]}"
+def create_test_namespace(cluster: KubeCluster, name: str) -> None:
+    """Create namespace `name` (labelled as a test's) and wait for its default ServiceAccount, so pods can be
+    created at once."""
     manifest = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}},
     }
-    kube_cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    wait_for(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        description=f"the default ServiceAccount in namespace {name}",
+    )
+
+
+@contextlib.contextmanager
+def fresh_namespace(cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace (t-<uuid>) for the block, deleted afterwards without waiting: the namespace controller
+    removes what is left in the background."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
     try:
-        wait_for(
-            lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-            timeout=30,
-            description=f"the default ServiceAccount in namespace {name}",
-        )
+        create_test_namespace(cluster, name)
         yield name
     finally:
-        kube_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount exists (fresh_namespace)."""
+    with fresh_namespace(kube_cluster) as name:
+        yield name

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client as k8s_client
 
 from localcluster import sim
-from localcluster.fixtures import KubeCluster
+from localcluster.fixtures import KubeCluster, create_test_namespace
 from localcluster.kube import (
     PAUSE_IMAGE,
     cpu_pod_spec,
@@ -242,12 +242,7 @@ def test_deleting_a_namespace_with_running_workloads_completes(kube_cluster: Kub
     # Job pods carry the Job controller's tracking finalizer; the node must stop and release them (as kubelet
     # does) or namespace deletion hangs. Run-duration keeps the kwok Job pod Running until the deletion.
     name = f"t-delete-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        timeout=30,
-        description="the default ServiceAccount",
-    )
+    create_test_namespace(kube_cluster, name)
     create(kube_cluster, name, job("convert", shell_pod_spec("sleep 600"), {sim.RUN_DURATION_ANNOTATION: "10m"}))
     create(kube_cluster, name, deployment("server", tpu_pod_spec("tpu-v5-lite-podslice", "2x4", 8)))
     wait_for(

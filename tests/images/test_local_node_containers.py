@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 
 from localcluster import sim
 from localcluster.container_runner import POD_UID_LABEL
-from localcluster.fixtures import KubeCluster
+from localcluster.fixtures import KubeCluster, fresh_namespace
 from localcluster.harness import LocalCluster
 from localcluster.kube import cpu_pod_spec, create, get, job, list_items
 from localcluster.ports import free_port
@@ -78,15 +77,8 @@ def operator(docker_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 def namespace(docker_cluster: KubeCluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    docker_cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: docker_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        timeout=30,
-        description="the default ServiceAccount",
-    )
-    yield name
-    docker_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(docker_cluster) as name:
+        yield name
 
 
 def containers_of(daemon: DockerDaemon, pod_uid: str) -> list[dict[str, Any]]:
