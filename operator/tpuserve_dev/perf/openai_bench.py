@@ -8,13 +8,12 @@ truth: tests/jetstream/fastserver -openai with -ttft-ms/-itl-ms, -spin-us 300 an
 chunk's text starts with how late the server itself was, in µs) at --rate req/s; each request's TTFT minus the
 injected TTFT, with and without the server's own lateness, and decode TPOT / ITL minus the injected ITL (p50, p99).
 
-speed: the Go server with no delay on core 1; each client on core 0 (taskset) sends --requests requests of
---tokens tokens all at once (rate inf); the figures are each client's own request and output-token throughput.
-Clients take turns within a round; ratios per round and their median.
+speed: the Go server with no delay on core 1 (with --batch-writes it does not flush per chunk: an instant server whose
+tokens are all ready at once); each client pinned to core 0 sends --requests requests of --tokens tokens, all at
+once or behind --concurrency; with --peers inference-perf and guidellm run the same load (openai_peers.py). Each
+client leads a round in turn; tpuserve's ratio to each, per round and their median.
 
-fidelity: one real vLLM CPU server (tests/vllm); both clients send the same prompts (every row of one ShareGPT-
-format file), the same max_tokens with ignore_eos, and the same arrival times (all at t=0 behind the same
---max-concurrency cap); figures are read from each client's vllm-bench-serve-format JSON.
+fidelity: tpuserve and `vllm bench serve` against one real vLLM CPU server, interleaved or --paired (openai_fidelity.py).
 """
 
 from __future__ import annotations
