@@ -13,7 +13,8 @@ tokens are all ready at once); each client pinned to core 0 sends --requests req
 once or behind --concurrency; with --peers inference-perf and guidellm run the same load (openai_peers.py). Each
 client leads a round in turn; tpuserve's ratio to each, per round and their median.
 
-fidelity: tpuserve and `vllm bench serve` against one real vLLM CPU server, interleaved or --paired (openai_fidelity.py).
+fidelity: tpuserve and `vllm bench serve` against one real vLLM CPU server, interleaved or --paired
+(openai_fidelity.py).
 """
 
 from __future__ import annotations
