@@ -178,16 +178,12 @@ def speed(args: argparse.Namespace) -> None:
             line = []
             for name in clients:
                 run = runs[name]
-                cpu = (
-                    f" {run['completed'] / run['client_cpu_seconds']:6.0f} req/CPU-s"
-                    if "client_cpu_seconds" in run
-                    else ""
-                )
-                line.append(f"{name} {run['request_throughput']:6.0f} req/s {run['output_throughput']:7.0f} tok/s{cpu}")
+                line.append(f"{name} {run['request_throughput']:6.0f} req/s {run['output_throughput']:7.0f} tok/s")
                 ratios[name]["req/s"].append(t["request_throughput"] / run["request_throughput"])
                 ratios[name]["tok/s"].append(t["output_throughput"] / run["output_throughput"])
-                if cpu:
+                if "client_cpu_seconds" in run:  # tpuserve and vllm bench serve report it; the peers do not
                     per_cpu = run["completed"] / run["client_cpu_seconds"]
+                    line[-1] += f" {per_cpu:6.0f} req/CPU-s"
                     ratios[name]["req/CPU-s"].append(t["completed"] / t["client_cpu_seconds"] / per_cpu)
             print(f"round {r}: " + " | ".join(line), flush=True)
     print("\ntpuserve / each client, median over rounds (per round):")

@@ -1,14 +1,13 @@
 """The fidelity experiment of tpuserve_dev.perf.openai_bench: tpuserve and `vllm bench serve` against one real vLLM
 CPU server, the same prompts (vLLM's random dataset, which tpuserve draws exactly as vLLM does: the same seed gives
 the same token ids; every prompt --input-tokens long, so the order of a pair's work cannot differ), the same
-max_tokens with ignore_eos and the
-same arrivals (all at t = 0 behind the same --max-concurrency cap, or with --rate the same Poisson arrival times);
-figures from each client's vllm-format JSON.
+max_tokens with ignore_eos and the same arrivals (all at t = 0 behind the same --max-concurrency cap, or with --rate
+the same Poisson arrival times); figures from each client's vllm-format JSON.
 
 Two ways to pair the clients:
 - interleaved (default): the clients take turns, alternating who goes first; each round compares two runs made
   seconds apart, so a change in the server's speed between them (this 2-core machine is shared) is a difference;
-- --paired: both clients run at the same time, each with the cap, their measured parts released together by a start
+- --paired: both clients run at the same time with the same load, their measured parts released together by a start
   barrier (tpuserve_barrier.py, vllm_bench_serve.py); both see the same server at the same moment, so what differs
   is the clients. Use it with --rate: behind a cap at t = 0 the server runs the requests in waves, and whichever
   client's requests reach it first in a wave keep being prefilled first (lower TTFT, then a decode stalled by the
@@ -51,12 +50,13 @@ SERVER_ARGS = ["--no-enable-prefix-caching", "--max-model-len", "512"]  # the mo
 def _commands(
     base_url: str, model: str, args: argparse.Namespace, outs: dict[str, Path], paired: bool
 ) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+    poisson = args.rate != float("inf")
     load = ["--request-rate", str(args.rate), "--ignore-eos"]
-    if args.rate == float("inf"):
+    if poisson:  # the same gamma (burstiness 1: Poisson) arrival times in both clients (vllm_bench_serve.py's reseed)
+        load += ["--burstiness", "1"]
+    else:
         load += ["--max-concurrency", str(args.concurrency)]
-    else:  # the same gamma (burstiness 1: Poisson) arrival times in both clients (vllm_bench_serve.py's reseed)
-        load += ["--burstiness", "1", "--seed", "0"]
-    data = ["--num-prompts", str(args.requests), "--random-input-len", str(args.input_tokens)]
+    data = ["--seed", "0", "--num-prompts", str(args.requests), "--random-input-len", str(args.input_tokens)]
     data += ["--random-output-len", str(args.tokens), "--random-range-ratio", "0"]
     tpuserve = tpuserve_command(
         base_url, outs["tpuserve"], "--dataset", "random", "--tokenizer", model, *data, *load,
@@ -69,7 +69,8 @@ def _commands(
         # Paired: no single-request readiness probe inside the measured part (the other client's would not have one).
         *(["--ready-check-timeout-sec", "0"] if paired else []),
     )  # fmt: skip
-    env["TPUSERVE_NUMPY_SEED"] = "0"
+    if poisson:
+        env["TPUSERVE_NUMPY_SEED"] = "0"
     return {"tpuserve": (tpuserve, None), "vllm": (vllm, env)}
 
 
