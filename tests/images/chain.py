@@ -25,9 +25,6 @@ CONVERSION_SECONDS = 1800
 class Workspace:
     host: Path
 
-    def container_path(self, relative: str) -> str:
-        return f"{WORK}/{relative}"
-
 
 def make_workspace() -> Workspace:
     """A directory the images' non-root user (uid 65532) can write, with the in-container scripts and the

@@ -33,7 +33,6 @@ DECODE = Method("Decode", jetstream_pb2.DecodeRequest, jetstream_pb2.DecodeRespo
 HEALTH_CHECK = Method(
     "HealthCheck", jetstream_pb2.HealthCheckRequest, jetstream_pb2.HealthCheckResponse, server_streaming=False
 )
-METHODS = (DECODE, HEALTH_CHECK)
 
 
 def call(channel: grpc.Channel | grpc.aio.Channel, method: Method) -> Any:
